@@ -1,0 +1,537 @@
+"""Resampling statistics: weighted bootstrap, selection-aware intervals, permutation p-values.
+
+A bootstrap resample is represented by integer *counts* per unit, shape
+``(n_resamples, n_units)``: how many times each unit (a sequence, a region, a pair)
+was drawn. A statistic over items (tokens, windows) resampled by unit then uses per-item
+weights equal to its unit's count (:func:`expand_to_items`). Every statistic here takes
+such weights, so one implementation serves plain bootstraps (one item per unit), clustered
+bootstraps (many items per unit) and paired contrasts (compute A and B under the same
+weights and subtract).
+
+Weights may be ``None`` (every item once); the result then still has a leading resample
+axis of length 1.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "BestInterval",
+    "CORRECTION_METHODS",
+    "Interval",
+    "auprc_weighted",
+    "auroc_weighted",
+    "bootstrap",
+    "bootstrap_best",
+    "correct_pvalues",
+    "expand_to_items",
+    "indices_to_counts",
+    "mc_standard_error",
+    "pearson_weighted",
+    "percentile_interval",
+    "permutation_pvalue",
+    "permute_between_units",
+    "resample_counts",
+    "resample_indices",
+]
+
+CORRECTION_METHODS = ("bonferroni", "holm", "fdr_bh", "none")
+
+# Upper bound on the float64 working arrays one chunk of resamples may allocate.
+_CHUNK_BYTES = 200 * 2**20
+# Resamples per call of the statistic in the bootstrap drivers (weights may be expanded
+# from units to many items inside the statistic, so this stays modest).
+_DEFAULT_DRIVER_CHUNK = 64
+
+
+# --------------------------------------------------------------------------- resamples
+
+
+def resample_indices(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Units drawn with replacement, one row per resample.
+
+    Returns ``(n_resamples, n_units)`` int64 unit indices; deterministic for ``seed``.
+    """
+    _check_positive(n_units=n_units, n_resamples=n_resamples)
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_units, size=(n_resamples, n_units), dtype=np.int64)
+
+
+def indices_to_counts(indices: np.ndarray, n_units: int) -> np.ndarray:
+    """How often each unit occurs in each row of ``indices``.
+
+    ``indices``: ``(n_resamples, n_draws)`` unit indices -> ``(n_resamples, n_units)`` int32.
+    """
+    indices = np.asarray(indices)
+    counts = np.empty((indices.shape[0], n_units), dtype=np.int32)
+    for row, drawn in zip(counts, indices):  # row by row stays in cache; faster than one flat bincount
+        row[:] = np.bincount(drawn, minlength=n_units)
+    return counts
+
+
+def resample_counts(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Multinomial bootstrap counts: ``(n_resamples, n_units)`` int32, each row summing to n_units.
+
+    Exactly the resample that :func:`resample_indices` draws for the same seed, so an
+    index-based baseline can be fed the identical resamples.
+    """
+    return indices_to_counts(resample_indices(n_units, n_resamples, seed), n_units)
+
+
+def expand_to_items(unit_counts: np.ndarray, unit_of_item: np.ndarray) -> np.ndarray:
+    """Per-item weights from per-unit counts.
+
+    ``unit_counts``: ``(B, n_units)``; ``unit_of_item``: ``(n_items,)`` unit index of each
+    item -> ``(B, n_items)`` with each item weighted by its unit's count.
+    """
+    return np.asarray(unit_counts)[:, np.asarray(unit_of_item, dtype=np.intp)]
+
+
+def permute_between_units(
+    units: Sequence[np.ndarray],
+    *,
+    n_permutations: int,
+    seed: int,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
+    """Random reassignments of units to units, for nulls that swap per-unit tracks.
+
+    Row ``p`` says that unit ``i`` is paired with the track of unit ``perm[p, i]`` (for
+    example the motif track of another sequence). Units only exchange within a stratum;
+    by default a stratum is a length (``len(units[i])``), so a swapped track always fits
+    its new unit. Pass ``strata=np.zeros(n)`` to permute freely. Units alone in their
+    stratum keep their own track. Fixed points are allowed (not a derangement).
+
+    ``units``: ``n_units`` arrays -> ``(n_permutations, n_units)`` int64; deterministic for ``seed``.
+    """
+    n_units = len(units)
+    _check_positive(n_units=n_units, n_permutations=n_permutations)
+    keys = np.array([len(u) for u in units]) if strata is None else np.asarray(strata)
+    if keys.shape != (n_units,):
+        raise ValueError(f"strata must have shape ({n_units},), got {keys.shape}")
+    rng = np.random.default_rng(seed)
+    perms = np.tile(np.arange(n_units, dtype=np.int64), (n_permutations, 1))
+    for key in np.unique(keys):
+        members = np.flatnonzero(keys == key)
+        if members.size > 1:
+            perms[:, members] = rng.permuted(perms[:, members], axis=1)
+    return perms
+
+
+# --------------------------------------------------------------------------- weighted statistics
+
+
+def auroc_weighted(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Weighted area under the ROC curve, ties counted one half (Mann-Whitney).
+
+    ``scores``: ``(N,)``; ``labels``: ``(N,)`` bool; ``weights``: ``(B, N)`` non-negative or
+    None -> ``(B,)`` (``(1,)`` for None). NaN where a resample has no positive or no
+    negative weight. Equals ``sklearn.metrics.roc_auc_score(labels, scores, sample_weight=w)``.
+    """
+    ranks = _ClassRanks.of(scores, labels)
+
+    def per_chunk(w: np.ndarray) -> np.ndarray:
+        c = ranks.cumulative(w)
+        # Each positive beats the negatives below it and ties with those at its score.
+        wins = np.einsum("bi,bi->b", c.pos_weight, c.neg_below + c.neg_at_or_below)
+        return _ratio(0.5 * wins, c.pos_total * c.neg_total, c)
+
+    return _map_chunks(per_chunk, _as_weights(weights, ranks.n), bytes_per_row=ranks.bytes_per_row)
+
+
+def auprc_weighted(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Weighted average precision, as ``sklearn.metrics.average_precision_score`` defines it.
+
+    AP = sum over thresholds (descending; tied scores form one threshold) of the recall
+    step times the precision at that threshold; equivalently the weighted mean, over
+    positives, of the precision at the positive's own score.
+    ``scores``: ``(N,)``; ``labels``: ``(N,)`` bool; ``weights``: ``(B, N)`` or None -> ``(B,)``.
+    NaN where a resample has no positive or no negative weight.
+    """
+    ranks = _ClassRanks.of(scores, labels)
+
+    def per_chunk(w: np.ndarray) -> np.ndarray:
+        c = ranks.cumulative(w)
+        true_pos = c.pos_total[:, None] - c.pos_below  # positives scoring >= this positive
+        false_pos = c.neg_total[:, None] - c.neg_below
+        precision = true_pos / np.maximum(true_pos + false_pos, np.finfo(np.float64).tiny)
+        return _ratio(np.einsum("bi,bi->b", c.pos_weight, precision), c.pos_total, c)
+
+    return _map_chunks(per_chunk, _as_weights(weights, ranks.n), bytes_per_row=ranks.bytes_per_row)
+
+
+@dataclass(frozen=True)
+class _Cumulative:
+    """Per-positive cumulative class weights for a chunk of b resamples (each ``(b, n_pos)``)."""
+
+    pos_weight: np.ndarray
+    pos_below: np.ndarray  # positive weight with a strictly lower score
+    neg_below: np.ndarray  # negative weight with a strictly lower score
+    neg_at_or_below: np.ndarray
+    pos_total: np.ndarray  # (b,)
+    neg_total: np.ndarray  # (b,)
+
+
+@dataclass(frozen=True)
+class _ClassRanks:
+    """Where each positive falls among the sorted positives and negatives (ties resolved).
+
+    Sorting happens once; every chunk of resamples then needs only gathers and cumsums.
+    """
+
+    n: int
+    pos_sorted: np.ndarray  # item indices of positives, ascending score
+    neg_sorted: np.ndarray
+    pos_lo: np.ndarray  # per sorted positive: number of positives with a lower score
+    neg_lo: np.ndarray  # ... negatives with a lower score
+    neg_hi: np.ndarray  # ... negatives with a lower or equal score
+
+    @classmethod
+    def of(cls, scores: np.ndarray, labels: np.ndarray) -> _ClassRanks:
+        scores = np.asarray(scores, dtype=np.float64)
+        labels = np.asarray(labels, dtype=bool)
+        if scores.ndim != 1 or labels.shape != scores.shape:
+            raise ValueError(f"scores and labels must both be (N,), got {scores.shape} and {labels.shape}")
+        order = np.argsort(scores, kind="stable")
+        pos_sorted, neg_sorted = order[labels[order]], order[~labels[order]]
+        pos_scores, neg_scores = scores[pos_sorted], scores[neg_sorted]
+        return cls(
+            n=scores.shape[0],
+            pos_sorted=pos_sorted,
+            neg_sorted=neg_sorted,
+            pos_lo=np.searchsorted(pos_scores, pos_scores, side="left"),
+            neg_lo=np.searchsorted(neg_scores, pos_scores, side="left"),
+            neg_hi=np.searchsorted(neg_scores, pos_scores, side="right"),
+        )
+
+    @property
+    def bytes_per_row(self) -> int:
+        return 8 * (self.n + 6 * self.pos_sorted.size)
+
+    def cumulative(self, weights: np.ndarray) -> _Cumulative:
+        """Cumulative class weights at each positive for ``(b, N)`` weights."""
+        pos_weight = weights[:, self.pos_sorted].astype(np.float64)
+        pos_cum = _cumsum_from_zero(pos_weight)
+        neg_cum = _cumsum_from_zero(weights[:, self.neg_sorted].astype(np.float64))
+        return _Cumulative(
+            pos_weight=pos_weight,
+            pos_below=pos_cum[:, self.pos_lo],
+            neg_below=neg_cum[:, self.neg_lo],
+            neg_at_or_below=neg_cum[:, self.neg_hi],
+            pos_total=pos_cum[:, -1],
+            neg_total=neg_cum[:, -1],
+        )
+
+
+def _cumsum_from_zero(a: np.ndarray) -> np.ndarray:
+    """``(b, n) -> (b, n + 1)`` running sums along axis 1, starting at 0."""
+    out = np.zeros((a.shape[0], a.shape[1] + 1), dtype=a.dtype)
+    np.cumsum(a, axis=1, out=out[:, 1:])
+    return out
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, c: _Cumulative) -> np.ndarray:
+    """``numerator / denominator``, NaN where a resample lacks positive or negative weight."""
+    defined = (c.pos_total > 0) & (c.neg_total > 0)
+    return np.divide(numerator, denominator, out=np.full(numerator.shape, np.nan), where=defined)
+
+
+def pearson_weighted(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Weighted Pearson r of each candidate row of ``x`` with ``y``.
+
+    ``x``: ``(K, N)`` (or ``(N,)``); ``y``: ``(N,)``; ``weights``: ``(B, N)`` or None ->
+    ``(B, K)`` (``(B,)`` for 1-D ``x``). Weighted moments come from matrix products; NaN
+    where either variable has (numerically) zero weighted variance or the weights sum to 0.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    one_candidate = x.ndim == 1
+    x = np.atleast_2d(x)
+    if x.ndim != 2 or y.shape != (x.shape[1],):
+        raise ValueError(f"x must be (K, N) or (N,) and y (N,), got {x.shape} and {y.shape}")
+    weights = _as_weights(weights, y.shape[0])
+    # Standardising first keeps the one-pass moment formulas well conditioned.
+    x = _standardise_rows(x)
+    y = _standardise_rows(y[None, :])[0]
+    x_sq_t = (x * x).T
+    x_t = x.T
+
+    def per_chunk(w: np.ndarray) -> np.ndarray:
+        w = w.astype(np.float64, copy=False)
+        total = w.sum(axis=1)[:, None]
+        wy = w * y
+        sum_x, sum_xx, sum_xy = w @ x_t, w @ x_sq_t, wy @ x_t
+        sum_y, sum_yy = wy.sum(axis=1)[:, None], (wy * y).sum(axis=1)[:, None]
+        cov = total * sum_xy - sum_x * sum_y
+        var_x = total * sum_xx - sum_x**2
+        var_y = total * sum_yy - sum_y**2
+        degenerate = (var_x <= 1e-12 * total * sum_xx) | (var_y <= 1e-12 * total * sum_yy)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.clip(cov / np.sqrt(var_x * var_y), -1.0, 1.0)
+        r[degenerate | (total <= 0)] = np.nan
+        return r
+
+    bytes_per_row = 8 * (3 * y.shape[0] + 4 * x.shape[0])
+    r = _map_chunks(per_chunk, weights, bytes_per_row=bytes_per_row)
+    return r[:, 0] if one_candidate else r
+
+
+def _standardise_rows(a: np.ndarray) -> np.ndarray:
+    """Centre and scale each row of ``(K, N)`` by its unweighted mean and spread."""
+    centred = a - a.mean(axis=1, keepdims=True)
+    scale = np.abs(centred).max(axis=1, keepdims=True)
+    return centred / np.where(scale > 0, scale, 1.0)
+
+
+def _as_weights(weights: np.ndarray | None, n: int) -> np.ndarray:
+    """``(B, n)`` weights, or a single row of ones for None."""
+    if weights is None:
+        return np.ones((1, n), dtype=np.float64)
+    weights = np.asarray(weights)
+    if weights.ndim == 1:
+        weights = weights[None, :]
+    if weights.ndim != 2 or weights.shape[1] != n:
+        raise ValueError(f"weights must be (B, {n}), got {weights.shape}")
+    return weights
+
+
+def _map_chunks(
+    fn: Callable[[np.ndarray], np.ndarray], weights: np.ndarray, *, bytes_per_row: int
+) -> np.ndarray:
+    """Apply ``fn`` to row blocks of ``weights`` small enough for the memory bound; concatenate."""
+    rows = max(1, _CHUNK_BYTES // max(1, bytes_per_row))
+    return np.concatenate([fn(weights[i : i + rows]) for i in range(0, weights.shape[0], rows)])
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap interval: floats for a scalar statistic, ``(K,)`` arrays for K statistics.
+
+    ``samples``: ``(n_resamples,)`` or ``(n_resamples, K)`` resampled values.
+    """
+
+    estimate: float | np.ndarray
+    low: float | np.ndarray
+    high: float | np.ndarray
+    samples: np.ndarray
+    level: float = 0.95
+
+
+@dataclass(frozen=True)
+class BestInterval:
+    """The best of K candidates with its selection redone inside every resample.
+
+    ``index``: the candidate chosen on the full data; ``selection_frequency``: ``(K,)``
+    share of (valid) resamples in which each candidate was the best; ``samples``:
+    ``(n_resamples,)`` best value per resample.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    index: int
+    selection_frequency: np.ndarray
+    samples: np.ndarray
+    level: float = 0.95
+
+
+def percentile_interval(
+    samples: np.ndarray, level: float = 0.95
+) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """Equal-tailed percentile interval over the resample axis, ignoring NaN.
+
+    ``samples``: ``(B,)`` -> two floats; ``(B, K)`` -> two ``(K,)`` arrays. A column in
+    which more than half of the resamples are NaN gets a NaN interval.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    samples = np.asarray(samples, dtype=np.float64)
+    tail = (1.0 - level) / 2.0
+    too_thin = np.isnan(samples).mean(axis=0) > 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        low, high = np.nanquantile(samples, [tail, 1.0 - tail], axis=0)
+    low, high = np.where(too_thin, np.nan, low), np.where(too_thin, np.nan, high)
+    return _scalar_if_0d(low), _scalar_if_0d(high)
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray | None], np.ndarray],
+    n_units: int,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    chunk_size: int = _DEFAULT_DRIVER_CHUNK,
+) -> Interval:
+    """Percentile bootstrap over units of any weighted statistic.
+
+    ``statistic(weights)`` receives ``(B', n_units)`` unit counts (or None for the full
+    data) and returns ``(B',)`` or ``(B', K)``. It is called on the full data for the point
+    estimate and on chunks of ``chunk_size`` resamples (lower it when the statistic expands
+    counts to many items). Resamples are :func:`resample_counts` for ``seed``.
+    """
+    estimate, samples = _estimate_and_samples(statistic, n_units, n_resamples, seed, chunk_size)
+    low, high = percentile_interval(samples, level)
+    return Interval(_scalar_if_0d(estimate), low, high, samples, level)
+
+
+def bootstrap_best(
+    statistic: Callable[[np.ndarray | None], np.ndarray],
+    n_units: int,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    larger_is_better: bool = True,
+    chunk_size: int = _DEFAULT_DRIVER_CHUNK,
+) -> BestInterval:
+    """Interval for the best of K candidates, re-selecting the best inside every resample.
+
+    ``statistic(weights)`` returns ``(B', K)`` per-candidate values (see :func:`bootstrap`).
+    The estimate is the best candidate on the full data; the interval is the percentile
+    interval of the per-resample best, so the uncertainty of *which* candidate wins is
+    part of it. NaN candidates are never selected.
+    """
+    estimate, samples = _estimate_and_samples(statistic, n_units, n_resamples, seed, chunk_size)
+    if samples.ndim != 2:
+        raise ValueError(f"statistic must return (B', K) per-candidate values, got {samples.shape[1:]} per resample")
+    full_index, full_best = _best_per_row(estimate[None, :], larger_is_better)
+    indices, best = _best_per_row(samples, larger_is_better)
+    valid = indices >= 0
+    frequency = np.bincount(indices[valid], minlength=samples.shape[1]) / max(1, valid.sum())
+    low, high = percentile_interval(best, level)
+    return BestInterval(
+        float(full_best[0]), low, high, int(full_index[0]), frequency, best, level
+    )
+
+
+def _estimate_and_samples(
+    statistic: Callable[[np.ndarray | None], np.ndarray],
+    n_units: int,
+    n_resamples: int,
+    seed: int,
+    chunk_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full-data value (shape of one resample's output) and ``(n_resamples, ...)`` resampled values."""
+    _check_positive(chunk_size=chunk_size)
+    counts = resample_counts(n_units, n_resamples, seed)
+    samples = np.concatenate(
+        [
+            np.asarray(statistic(counts[i : i + chunk_size]), dtype=np.float64)
+            for i in range(0, n_resamples, chunk_size)
+        ]
+    )
+    estimate = np.asarray(statistic(None), dtype=np.float64)
+    per_resample = samples.shape[1:]
+    if estimate.shape == (1, *per_resample):
+        estimate = estimate[0]
+    if estimate.shape != per_resample:
+        raise ValueError(
+            f"statistic gave {estimate.shape} on the full data but {per_resample} per resample"
+        )
+    return estimate, samples
+
+
+def _best_per_row(values: np.ndarray, larger_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Index and value of the best finite entry of each row of ``(B, K)``; -1 and NaN if none."""
+    signed = values if larger_is_better else -values
+    filled = np.where(np.isnan(signed), -np.inf, signed)
+    index = np.argmax(filled, axis=1)
+    best = values[np.arange(values.shape[0]), index]
+    none = np.isnan(values).all(axis=1)
+    return np.where(none, -1, index), np.where(none, np.nan, best)
+
+
+# --------------------------------------------------------------------------- p-values
+
+
+def permutation_pvalue(
+    observed: float | np.ndarray,
+    null: np.ndarray,
+    alternative: str = "greater",
+) -> float | np.ndarray:
+    """Monte-Carlo permutation p-value, ``(1 + #as-extreme) / (M + 1)``.
+
+    ``observed``: scalar or ``(K,)``; ``null``: ``(M,)`` or ``(M, K)``. A ``(M,)`` null with
+    ``(K,)`` observed compares every candidate with the same null, e.g. the null of the
+    maximum over candidates (a family-wise adjusted p). NaN null draws are dropped per
+    column; a NaN observed value gives NaN. ``alternative``: "greater", "less" or
+    "two-sided" (twice the smaller one-sided p, capped at 1). Values within a relative
+    1e-12 of the observed value count as extreme, so float noise cannot flip a tie.
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    null = np.asarray(null, dtype=np.float64)
+    if null.ndim == 1 and observed.ndim == 1:
+        null = null[:, None]
+    slack = 1e-12 * np.abs(observed)
+    finite = ~np.isnan(null)
+    n_draws = finite.sum(axis=0)
+
+    def one_sided(extreme: np.ndarray) -> np.ndarray:
+        return (1.0 + (extreme & finite).sum(axis=0)) / (n_draws + 1.0)
+
+    p_greater = one_sided(null >= observed - slack)
+    p_less = one_sided(null <= observed + slack)
+    if alternative == "greater":
+        p = p_greater
+    elif alternative == "less":
+        p = p_less
+    elif alternative == "two-sided":
+        p = np.minimum(1.0, 2.0 * np.minimum(p_greater, p_less))
+    else:
+        raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
+    p = np.where(np.isnan(observed), np.nan, p)
+    return _scalar_if_0d(p)
+
+
+def correct_pvalues(p: np.ndarray, method: str) -> np.ndarray:
+    """Multiple-testing correction over a family of candidates (``statsmodels`` multipletests).
+
+    ``p``: ``(K,)`` -> ``(K,)`` adjusted p-values. ``method``: one of ``CORRECTION_METHODS``.
+    NaN entries (candidates that could not be tested) stay NaN and do not count as tests.
+    """
+    if method not in CORRECTION_METHODS:
+        raise ValueError(f"unknown correction {method!r}; use one of {', '.join(CORRECTION_METHODS)}")
+    p = np.asarray(p, dtype=np.float64)
+    adjusted = p.copy()
+    tested = ~np.isnan(p)
+    if method != "none" and tested.any():
+        from statsmodels.stats.multitest import multipletests
+
+        adjusted[tested] = multipletests(p[tested], method=method)[1]
+    return adjusted
+
+
+def mc_standard_error(rate: float | np.ndarray, n: int | np.ndarray) -> float | np.ndarray:
+    """Binomial standard error of a rate estimated from ``n`` Monte-Carlo replicates."""
+    rate = np.asarray(rate, dtype=np.float64)
+    return _scalar_if_0d(np.sqrt(rate * (1.0 - rate) / np.asarray(n, dtype=np.float64)))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _scalar_if_0d(a: np.ndarray) -> float | np.ndarray:
+    a = np.asarray(a)
+    return float(a) if a.ndim == 0 else a
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
