@@ -1,0 +1,260 @@
+"""The `seqclaims` command: pre-registration, ledger, scaffolding.
+
+Every problem a user can cause ends in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SeqclaimsError
+from .families import Family, checks_dirs, load_claim, load_families
+from .ledger import accept
+from .paths import project_root
+from .registry import (ACCESS_LEVELS, Registry, amend, git_commit, register, verify_chain,
+                       verify_committed_prefix, canonical_hash)
+from .schema import ClaimModel
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except SeqclaimsError as exc:
+        print(f"seqclaims: {exc.message}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError) as exc:
+        print(f"seqclaims: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqclaims", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=None, help="project folder (default: found from cwd)")
+    commands = parser.add_subparsers(title="commands")
+
+    command = commands.add_parser("register", help="pre-register new claims")
+    command.add_argument("paths", nargs="+", type=Path, help="claim files or folders of claims")
+    command.add_argument("--access", default="none", choices=ACCESS_LEVELS,
+                         help="what had been seen when registering (default: none)")
+    command.add_argument("--reason", default="pre-registration", help="a note kept in the log")
+    command.set_defaults(run=run_register)
+
+    command = commands.add_parser("amend", help="record a change to a registered claim")
+    command.add_argument("path", type=Path)
+    command.add_argument("--reason", required=True, help="why the claim changed")
+    command.add_argument("--access", required=True, choices=ACCESS_LEVELS,
+                         help="what had been seen: none | blinded | results-seen (results-seen is shown as post hoc)")
+    command.set_defaults(run=run_amend)
+
+    registry_parser = commands.add_parser("registry", help="registry commands")
+    registry_commands = registry_parser.add_subparsers(title="registry commands")
+    command = registry_commands.add_parser("verify", help="check the hash chain and every claim against it")
+    command.set_defaults(run=run_verify)
+
+    ledger_parser = commands.add_parser("ledger", help="ledger commands")
+    ledger_commands = ledger_parser.add_subparsers(title="ledger commands")
+    command = ledger_commands.add_parser("accept", help="record the last run's verdicts as accepted")
+    command.add_argument("--results", type=Path, default=None, help="results.json (default: reports/latest)")
+    command.set_defaults(run=run_ledger_accept)
+
+    command = commands.add_parser("new", help="write a claim from a family's template")
+    command.add_argument("family")
+    command.add_argument("id")
+    command.add_argument("--study", default="exploratory", help="subfolder of claims/ (default: exploratory)")
+    command.add_argument("--force", action="store_true", help="overwrite an existing file")
+    command.set_defaults(run=run_new)
+
+    command = commands.add_parser("families", help="list the check families and their statistics")
+    command.set_defaults(run=run_families)
+
+    _add_extra_commands(commands)
+    return parser
+
+
+def _add_extra_commands(commands: Any) -> None:
+    """Commands contributed by other modules (e.g. model training) register here when present."""
+    for module_name in ("seqclaims.training",):
+        try:
+            module = __import__(module_name, fromlist=["add_command"])
+        except ImportError:
+            continue
+        module.add_command(commands)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _root(args: argparse.Namespace) -> Path:
+    return (args.root or project_root()).resolve()
+
+
+def _claim_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*.y*ml") if not p.name.startswith("_")
+                            and "templates" not in p.parts)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SeqclaimsError(f"{path}: no such claim file or folder")
+    return files
+
+
+def _registry(root: Path) -> Registry:
+    return Registry.open(root / "claims" / "registry.jsonl")
+
+
+def run_register(args: argparse.Namespace) -> int:
+    root = _root(args)
+    families = load_families(checks_dirs(root))
+    registry = _registry(root)
+    failures = 0
+    for path in _claim_files(args.paths):
+        try:
+            claim = load_claim(path, families)
+            register(registry, claim.id, claim.content, args.access, args.reason, root)
+            print(f"registered {claim.id} ({canonical_hash(claim.content)[:12]})")
+        except SeqclaimsError as exc:
+            print(f"seqclaims: {exc.message}", file=sys.stderr)
+            failures += 1
+    return 2 if failures else 0
+
+
+def run_amend(args: argparse.Namespace) -> int:
+    root = _root(args)
+    claim = load_claim(args.path, load_families(checks_dirs(root)))
+    entry = amend(_registry(root), claim.id, claim.content, args.access, args.reason, root)
+    print(f"amended {claim.id} ({entry['sha256'][:12]}, access {args.access})")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    root = _root(args)
+    registry = _registry(root)
+    problems = verify_chain(registry.lines) + verify_committed_prefix(registry.path, root)
+    families = load_families(checks_dirs(root))
+    claims_dir = root / "claims"
+    checked = 0
+    for path in _claim_files([claims_dir]) if claims_dir.is_dir() else []:
+        try:
+            claim = load_claim(path, families)
+        except SeqclaimsError as exc:
+            problems.append(exc.message)
+            continue
+        last = registry.last(claim.id)
+        if last is not None:
+            checked += 1
+            if last["sha256"] != canonical_hash(claim.content):
+                problems.append(f"{path}: changed after its last registry entry; run `seqclaims amend {path} "
+                                f"--reason TEXT --access LEVEL`")
+    for problem in problems:
+        print(f"seqclaims: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"registry ok: {len(registry.lines)} entries, {checked} registered claims match their last entry")
+    return 0
+
+
+def run_ledger_accept(args: argparse.Namespace) -> int:
+    root = _root(args)
+    results = args.results or root / "reports" / "latest" / "results.json"
+    ledger = accept(results, root / "reports" / "ledger.json", git_commit(root))
+    print(f"ledger: accepted {len(ledger['claims'])} conclusions into reports/ledger.json")
+    return 0
+
+
+def run_families(args: argparse.Namespace) -> int:
+    table = load_families(checks_dirs(_root(args)))
+    for name, family in sorted(table.families.items()):
+        print(f"{name}: {family.summary}")
+        for stat_name, statistic in family.statistics.items():
+            print(f"    {stat_name:28s} {statistic.doc}")
+    for name, problem in table.broken.items():
+        print(f"{name}: BROKEN ({problem})")
+    return 0
+
+
+def run_new(args: argparse.Namespace) -> int:
+    root = _root(args)
+    families = load_families(checks_dirs(root))
+    family = families.get(args.family, Path("seqclaims new"))
+    target = root / "claims" / args.study / f"{args.id}.yaml"
+    if target.exists() and not args.force:
+        raise SeqclaimsError(f"{target} already exists; pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(claim_template(family, args.id), encoding="utf-8")
+    load_claim(target, families)  # the template itself must be a valid claim
+    print(f"wrote {target}; edit it, then `seqclaims register {target}` before computing its evidence")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the commented template
+
+
+def claim_template(family: Family, claim_id: str) -> str:
+    example = family.example
+    fields = ClaimModel.model_fields
+    lines = [f"# A {family.name} claim: {family.summary}.",
+             "# Every key is explained; delete the optional ones you do not need.", ""]
+
+    def comment(name: str) -> str:
+        return f"  # {fields[name].description}"
+
+    lines.append(f"id: {claim_id}{comment('id')}")
+    lines.append(f"title: One-line title of the claim{comment('title')}")
+    lines += [f"statement: >{comment('statement')}", "  State the hypothesis in one or two sentences."]
+    lines.append(f"source: null{comment('source')}")
+    lines.append(f"expect: supported  # supported | refuted | inconclusive: {fields['expect'].description}")
+    lines.append(f"model: {_yaml_scalar(example.get('model', 'organism'))}{comment('model')}")
+    lines.append(f"data:{comment('data')}")
+    lines += _mapping_lines(example.get("data", {}), family.data_schema, indent=2)
+    lines.append(f"check: {family.name}{comment('check')}")
+    lines.append(f"params:{comment('params')}")
+    lines += _mapping_lines(example.get("params", {}), family.params, indent=2, include_defaults=True)
+    lines.append(f"criteria:{comment('criteria')}")
+    for criterion in example.get("criteria", [{"statistic": next(iter(family.statistics)), "op": ">=",
+                                                "threshold": 0.5}]):
+        produced = ", ".join(family.statistics)
+        lines.append(f"  - statistic: {criterion['statistic']}  # one of: {produced}")
+        lines.append(f"    op: \"{criterion['op']}\"  # >= | > | <= | <")
+        lines.append(f"    threshold: {criterion['threshold']}  # pre-registered before seeing results")
+    lines.append(f"decision: all{comment('decision')}")
+    lines.append(f"ci_level: 0.95{comment('ci_level')}")
+    lines.append(f"seed: 0{comment('seed')}")
+    lines.append(f"resamples: 1000{comment('resamples')}")
+    return "\n".join(lines) + "\n"
+
+
+def _mapping_lines(values: dict[str, Any], schema: Any, indent: int, include_defaults: bool = False) -> list[str]:
+    pad = " " * indent
+    described: dict[str, str] = {}
+    defaults: dict[str, Any] = {}
+    if schema is not None:
+        for name, info in schema.model_fields.items():
+            described[name] = info.description or ""
+            if include_defaults and not info.is_required() and name not in values:
+                defaults[name] = info.default
+    lines = []
+    for name, value in {**values, **defaults}.items():
+        note = described.get(name, "")
+        default_note = " (default)" if name in defaults else ""
+        lines.append(f"{pad}{name}: {_yaml_scalar(value)}" + (f"  # {note}{default_note}" if note else ""))
+    return lines
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+

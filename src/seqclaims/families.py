@@ -1,0 +1,189 @@
+"""Check families: how each is declared, discovered in `checks/`, and how a claim file is validated
+against its family (DESIGN sections 1, 2 and 6).
+
+A family module `checks/<name>.py` defines `FAMILY = Family(...)`: its parameter schema, the
+statistics it produces, its minimum n and its `evaluate(claim, context) -> Evidence`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel
+
+from .errors import ClaimError
+from .evidence import Evidence
+from .schema import Claim, ClaimModel, did_you_mean, load_content, shown_path, validate_mapping
+
+CHECKS_PATH_ENV = "SEQCLAIMS_CHECKS_PATH"
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A statistic a family produces. `selection`: a maximum or selection over many candidates, for
+    which p-value criteria require a declared multiple-testing correction."""
+
+    doc: str
+    kind: str = "estimate"
+    selection: bool = False
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str
+    params: type[BaseModel]
+    statistics: dict[str, Statistic]
+    evaluate: Callable[[Claim, "Context"], Evidence]
+    min_n: int = 1
+    data_schema: type[BaseModel] | None = None
+    model_schema: type[BaseModel] | None = None
+    example: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a family gets besides the claim: reproducible randomness and where to cache."""
+
+    claim: Claim
+    cache_dir: Path
+    progress: bool = True
+
+    def seed_for(self, purpose: str) -> int:
+        """A 63-bit seed derived from the claim's seed and a purpose label, so that every random
+        choice is reproducible yet independent of the others."""
+        digest = hashlib.sha256(f"{self.claim.seed}:{purpose}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") >> 1
+
+    def rng(self, purpose: str) -> np.random.Generator:
+        return np.random.default_rng(self.seed_for(purpose))
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery
+
+
+def checks_dirs(root: Path) -> list[Path]:
+    """`<root>/checks` plus any folders listed in $SEQCLAIMS_CHECKS_PATH (os.pathsep-separated)."""
+    extra = [Path(p) for p in os.environ.get(CHECKS_PATH_ENV, "").split(os.pathsep) if p]
+    return [root / "checks", *extra]
+
+
+@dataclass
+class FamilyTable:
+    families: dict[str, Family]
+    broken: dict[str, str]
+
+    def get(self, name: str, path: Path) -> Family:
+        if name in self.broken:
+            raise ClaimError(f"{path}: check: family {name!r} failed to load: {self.broken[name]}")
+        if name not in self.families:
+            known = sorted(self.families)
+            raise ClaimError(f"{path}: check: unknown family {name!r}{did_you_mean(name, known)}; "
+                             f"known families: {', '.join(known) or 'none'}")
+        return self.families[name]
+
+
+_LOADED: dict[tuple[Path, ...], FamilyTable] = {}
+
+
+def load_families(dirs: list[Path]) -> FamilyTable:
+    key = tuple(d.resolve() for d in dirs)
+    if key not in _LOADED:
+        _LOADED[key] = _import_families(key)
+    return _LOADED[key]
+
+
+def _import_families(dirs: tuple[Path, ...]) -> FamilyTable:
+    families: dict[str, Family] = {}
+    broken: dict[str, str] = {}
+    for folder in dirs:
+        for module_path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            if module_path.name.startswith("_"):
+                continue
+            name = module_path.stem
+            try:
+                module = _import_module(module_path)
+                family = getattr(module, "FAMILY")
+                if family.name != name:
+                    raise ValueError(f"FAMILY.name {family.name!r} differs from the module name {name!r}")
+                families[name] = family
+            except Exception as exc:  # a broken family must not stop the others
+                broken[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return FamilyTable(families, broken)
+
+
+def _import_module(module_path: Path):
+    module_name = f"seqclaims_checks.{module_path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, module_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# a whole claim file
+
+
+def load_claim(path: Path, families: FamilyTable) -> Claim:
+    """Read, resolve includes, and validate a claim file against the schema and its family."""
+    path = shown_path(path)
+    content = load_content(path)
+    spec = validate_mapping(ClaimModel, content, path)
+    if spec.id != path.stem:
+        raise ClaimError(f"{path}: id: {spec.id!r} must equal the file stem {path.stem!r}; rename one of them")
+    family = families.get(spec.check, path)
+    params = validate_mapping(family.params, spec.params, path, ("params",))
+    model = _validate_model(spec.model, family, path)
+    data = validate_mapping(family.data_schema or _default_data_schema(), spec.data, path, ("data",))
+    _check_criteria(spec, family, path)
+    return Claim(path=path, spec=spec, params=params, model=model, data=data, content=content)
+
+
+def _check_criteria(spec: ClaimModel, family: Family, path: Path) -> None:
+    known = sorted(family.statistics)
+    for index, criterion in enumerate(spec.criteria):
+        statistic = family.statistics.get(criterion.statistic)
+        if statistic is None:
+            raise ClaimError(
+                f"{path}: criteria[{index}].statistic: family {family.name!r} does not produce "
+                f"{criterion.statistic!r}{did_you_mean(criterion.statistic, known)}; it produces {', '.join(known)}")
+        if statistic.kind == "pvalue" and statistic.selection and spec.correction is None:
+            raise ClaimError(
+                f"{path}: correction: criteria[{index}] tests {criterion.statistic!r}, a selection over many "
+                "candidates; declare `correction: bonferroni | holm | fdr_bh`")
+        if statistic.kind == "pvalue" and not 0 < criterion.threshold <= 1:
+            raise ClaimError(f"{path}: criteria[{index}].threshold: a p-value threshold must be in (0, 1]")
+
+
+def _validate_model(value: Any, family: Family, path: Path) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ClaimError(f"{path}: model: must name an embedded model or be a mapping")
+        return value
+    schema = family.model_schema or _default_model_schema()
+    if schema is None:
+        if not isinstance(value, dict):
+            raise ClaimError(f"{path}: model: must be an embedded model name or a mapping")
+        return value
+    return validate_mapping(schema, value, path, ("model",))
+
+
+def _default_model_schema() -> type[BaseModel] | None:
+    from . import models
+
+    return getattr(models, "ModelRef", None)
+
+
+def _default_data_schema() -> type[BaseModel]:
+    from . import data
+
+    return data.DataSpec

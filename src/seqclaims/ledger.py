@@ -1,0 +1,106 @@
+"""The ledger (DESIGN section 5): the committed record of accepted conclusions, and the comparison of
+a run against it. A verdict that changed is a regression (it matched the expectation and no longer
+does), a recovery (the reverse) or a change (neither)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REGRESSION, RECOVERY, CHANGE = "regression", "recovery", "change"
+
+
+@dataclass(frozen=True)
+class LedgerChange:
+    claim: str
+    kind: str
+    old_verdict: str | None
+    new_verdict: str | None
+    old_criteria: list[dict[str, Any]]
+    new_criteria: list[dict[str, Any]]
+
+    def describe(self) -> str:
+        return f"{self.kind.upper()}: {self.claim}: {self.old_verdict} -> {self.new_verdict}"
+
+
+def read_ledger(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"claims": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _conclusion(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "verdict": result.get("verdict"),
+        "status": result.get("status"),
+        "expect": result.get("expect"),
+        "claim_sha256": (result.get("versions") or {}).get("claim_sha256"),
+        "criteria": [{k: c.get(k) for k in ("statistic", "op", "threshold", "estimate", "ci_low", "ci_high", "n")}
+                     for c in result.get("criteria", [])],
+    }
+
+
+def compare_with_ledger(results: list[dict[str, Any]], ledger: dict[str, Any]) -> list[LedgerChange]:
+    """Claims whose verdict differs from the accepted one. Skipped claims are not compared."""
+    accepted = ledger.get("claims", {})
+    changes = []
+    for result in results:
+        old = accepted.get(result["id"])
+        if old is None or result.get("status") == "skipped":
+            continue
+        new_verdict, old_verdict = result.get("verdict"), old.get("verdict")
+        if new_verdict == old_verdict:
+            continue
+        expect = result.get("expect")
+        kind = REGRESSION if old_verdict == expect else RECOVERY if new_verdict == expect else CHANGE
+        changes.append(LedgerChange(result["id"], kind, old_verdict, new_verdict,
+                                    old.get("criteria", []), _conclusion(result)["criteria"]))
+    return changes
+
+
+def accept(results_path: Path, ledger_path: Path, git_commit: str) -> dict[str, Any]:
+    """Record the conclusions of a rendered run (its results.json) as accepted; skipped claims keep
+    their previous entry."""
+    if not results_path.exists():
+        raise FileNotFoundError(f"{results_path} not found: run `pytest claims/` first")
+    run = json.loads(results_path.read_text(encoding="utf-8"))
+    ledger = read_ledger(ledger_path)
+    claims = dict(ledger.get("claims", {}))
+    for result in run.get("claims", []):
+        if result.get("status") != "skipped":
+            claims[result["id"]] = _conclusion(result)
+    updated = {
+        "accepted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit,
+        "run_started": run.get("run", {}).get("started"),
+        "claims": dict(sorted(claims.items())),
+    }
+    write_json_atomic(ledger_path, updated)
+    return updated
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(json_safe(data), handle, indent=2, sort_keys=False, allow_nan=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinity become null; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value

@@ -1,0 +1,249 @@
+"""The pytest plugin: `pytest claims/` collects one item per claim file, judges it, and renders the report.
+
+Modelled on pytest's non-Python collection example: a File collector (`ClaimFile`) yields one
+`ClaimItem`, whose `repr_failure` prints a compact table instead of a traceback. Workers (pytest-xdist)
+spool each full result to a JSON file; the controlling process gathers them, compares them with the
+ledger and writes the report once, even when items fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .errors import ClaimError
+from .families import Context, FamilyTable, checks_dirs, load_families, load_claim
+from .judge import ERROR, SKIPPED, ClaimResult, error_result, judge
+from .ledger import REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
+from .paths import cache_dir
+from .registry import Registry, git_commit, registration_status
+from .report import format_number, write_report
+
+RESULT_PROPERTY = "seqclaims_result_file"
+
+# Nothing downloads at run time: models come from local folders or the local Hugging Face cache.
+for _variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_variable, "1")
+CLAIM_SUFFIXES = (".yaml", ".yml")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("seqclaims")
+    group.addoption("--claims-report", default=None, metavar="DIR",
+                    help="where to write index.html, summary.md and results.json (default: reports/latest)")
+    group.addoption("--claims-ledger", default=None, metavar="FILE",
+                    help="the accepted-conclusions ledger (default: reports/ledger.json)")
+    group.addoption("--claims-no-report", action="store_true", help="do not render a report")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(config.rootpath)
+    config.stash[_STATE] = _SessionState(root, config)
+    for name in sorted(config.stash[_STATE].families.families):
+        config.addinivalue_line("markers", f"{name}: claims checked by the {name} family")
+    for study in _studies(root):
+        config.addinivalue_line("markers", f"{study}: claims of the {study} study")
+
+
+def _studies(root: Path) -> list[str]:
+    claims_dir = root / "claims"
+    if not claims_dir.is_dir():
+        return []
+    return sorted({p.parent.name for p in claims_dir.rglob("*.y*ml") if p.parent != claims_dir} | {"claims"})
+
+
+class _SessionState:
+    def __init__(self, root: Path, config: pytest.Config):
+        self.root = root
+        self.families: FamilyTable = load_families(checks_dirs(root))
+        option = config.getoption("--claims-report")
+        self.report_dir = Path(option).resolve() if option else root / "reports" / "latest"
+        ledger_option = config.getoption("--claims-ledger")
+        self.ledger_path = Path(ledger_option).resolve() if ledger_option else root / "reports" / "ledger.json"
+        self.registry_path = root / "claims" / "registry.jsonl"
+        self.spool_dir = self.report_dir / ".spool"
+        self.seen_ids: dict[str, Path] = {}
+        self.result_files: list[str] = []
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.ledger_changes: list[Any] = []
+        self.report_path: Path | None = None
+
+
+_STATE = pytest.StashKey[_SessionState]()
+
+
+def is_claim_file(file_path: Path, root: Path) -> bool:
+    """YAML files below a `claims/` folder, except templates (`_name.yaml`, or inside `templates/`)."""
+    if file_path.suffix not in CLAIM_SUFFIXES or file_path.name.startswith("_"):
+        return False
+    try:
+        parts = file_path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        parts = file_path.parts
+    return "claims" in parts[:-1] and "templates" not in parts[:-1]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if is_claim_file(file_path, Path(parent.config.rootpath)):
+        return ClaimFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ClaimFile(pytest.File):
+    def collect(self):
+        state = self.config.stash[_STATE]
+        try:
+            claim = load_claim(self.path, state.families)
+        except ClaimError as exc:
+            yield ClaimItem.from_parent(self, name=self.path.stem, claim=None, load_error=exc.message)
+            return
+        other = state.seen_ids.get(claim.id)
+        if other is not None and other != self.path:
+            message = f"{self.path}: id: {claim.id!r} is also the id of {other}; ids must be unique"
+            yield ClaimItem.from_parent(self, name=claim.id, claim=None, load_error=message)
+            return
+        state.seen_ids[claim.id] = self.path
+        item = ClaimItem.from_parent(self, name=claim.id, claim=claim, load_error=None)
+        for marker in {claim.check, claim.study}:
+            item.add_marker(marker)
+        yield item
+
+
+class ClaimMismatch(Exception):
+    """The verdict differs from `expect`, the claim could not be evaluated, or it changed after registration."""
+
+    def __init__(self, result: ClaimResult, headline: str):
+        super().__init__(headline)
+        self.result, self.headline = result, headline
+
+
+class ClaimItem(pytest.Item):
+    def __init__(self, *, claim, load_error: str | None, **kwargs):
+        super().__init__(**kwargs)
+        self.claim, self.load_error = claim, load_error
+
+    def runtest(self) -> None:
+        state = self.config.stash[_STATE]
+        result = self._evaluate(state)
+        self._spool(state, result)
+        registration = result.registration or {}
+        if result.status == SKIPPED:
+            pytest.skip(f"{result.id}: {result.reason}")
+        if result.status == ERROR:
+            raise ClaimMismatch(result, f"error: {result.reason}")
+        if registration.get("state") == "changed":
+            raise ClaimMismatch(result, registration["message"])
+        if not result.matches_expectation:
+            raise ClaimMismatch(result, f"verdict {result.verdict!r} but the claim expects {result.expect!r}")
+
+    def _evaluate(self, state: _SessionState) -> ClaimResult:
+        if self.claim is None:
+            return error_result(self.path, self.load_error, self.path.parent.name)
+        registry = Registry.open(state.registry_path)
+        status = registration_status(registry, self.claim.id, self.claim.content, self.path)
+        context = Context(claim=self.claim, cache_dir=cache_dir())
+        result = judge(self.claim, state.families.get(self.claim.check, self.path), context)
+        result.registration = status.to_json()
+        return result
+
+    def _spool(self, state: _SessionState, result: ClaimResult) -> None:
+        target = state.spool_dir / f"{result.id}-{uuid.uuid4().hex[:8]}.json"
+        write_json_atomic(target, result.to_json())
+        self.user_properties.append((RESULT_PROPERTY, str(target)))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        if isinstance(excinfo.value, ClaimMismatch):
+            return render_failure(excinfo.value.result, excinfo.value.headline)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, 0, f"claim {self.name}"
+
+
+def render_failure(result: ClaimResult, headline: str) -> str:
+    """A compact table: statistic, estimate, interval, threshold, criterion verdict."""
+    family = f" [{result.family}]" if result.family != "?" else ""
+    lines = [f"{result.id}{family}: {headline}"]
+    if result.criteria:
+        header = ("statistic", "estimate", "interval", "threshold", "n", "verdict", "why")
+        rows = [(c.statistic, format_number(c.estimate), f"[{format_number(c.ci_low)}, {format_number(c.ci_high)}]",
+                 f"{c.op} {format_number(c.threshold)}", str(c.n), c.verdict, c.reason) for c in result.criteria]
+        widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+        for row in (header, *rows):
+            lines.append("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        lines.append(f"  decision: {result.decision} -> {result.verdict}")
+    if result.traceback:
+        lines.append(result.traceback.rstrip())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# gathering results (controller side, with or without xdist) and writing the report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in getattr(report, "user_properties", []):
+        if name == RESULT_PROPERTY and report.when == "call":
+            _CURRENT_FILES.append(value)
+
+
+_CURRENT_FILES: list[str] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("--claims-no-report") or _STATE not in config.stash:
+        return
+    state = config.stash[_STATE]
+    results = _gather(list(dict.fromkeys(_CURRENT_FILES)))
+    _CURRENT_FILES.clear()
+    if not results:
+        return
+    changes = compare_with_ledger(results, read_ledger(state.ledger_path))
+    state.ledger_changes = changes
+    run = {"started": state.started, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "seqclaims_version": __version__, "git_commit": git_commit(state.root)}
+    state.report_path = write_report(state.report_dir, results, run, changes, state.root)
+    if any(change.kind == REGRESSION for change in changes) and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _gather(files: list[str]) -> list[dict[str, Any]]:
+    results = []
+    for name in files:
+        path = Path(name)
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+            path.unlink()
+        except (OSError, json.JSONDecodeError):
+            continue
+    return results
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _STATE not in config.stash or hasattr(config, "workerinput"):
+        return
+    state = config.stash[_STATE]
+    if state.report_path is None:
+        return
+    terminalreporter.section("seqclaims")
+    for change in state.ledger_changes:
+        terminalreporter.write_line(change.describe() + "  " + _intervals(change.old_criteria) + " -> "
+                                    + _intervals(change.new_criteria), red=change.kind == REGRESSION)
+    if not state.ledger_changes:
+        terminalreporter.write_line("no verdict changed against the ledger")
+    terminalreporter.write_line(f"report: {state.report_path}")
+
+
+def _intervals(criteria: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c.get('statistic')} {format_number(c.get('estimate'))} "
+                     f"[{format_number(c.get('ci_low'))}, {format_number(c.get('ci_high'))}]" for c in criteria)
+
+
