@@ -23,7 +23,7 @@ from seqclaims.stats import auroc_weighted, indices_to_counts, resample_indices 
 
 N_EXAMPLES = 10_000
 N_RESAMPLES = 1_000
-REPEATS = 3
+REPEATS = 5
 TOLERANCE = 1e-12
 
 

@@ -201,6 +201,8 @@ class _ClassRanks:
         labels = np.asarray(labels, dtype=bool)
         if scores.ndim != 1 or labels.shape != scores.shape:
             raise ValueError(f"scores and labels must both be (N,), got {scores.shape} and {labels.shape}")
+        if np.isnan(scores).any():
+            raise ValueError("scores contain NaN; drop or impute those items before ranking")
         order = np.argsort(scores, kind="stable")
         pos_sorted, neg_sorted = order[labels[order]], order[~labels[order]]
         pos_scores, neg_scores = scores[pos_sorted], scores[neg_sorted]
