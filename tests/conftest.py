@@ -80,3 +80,16 @@ def write_claim(root: Path, study: str, claim_id: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def _preload_heavy_modules() -> None:
+    """In-process pytester runs restore sys.modules afterwards; C extensions such as scipy's cannot be
+    imported twice, so the modules that claim runs import are loaded once here, outside any run."""
+    import scipy.stats  # noqa: F401
+
+    from seqclaims.families import load_families
+
+    load_families([REPO_ROOT / "checks", TOY_FAMILY_DIR])
+
+
+_preload_heavy_modules()
