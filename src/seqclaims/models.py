@@ -1,0 +1,766 @@
+"""Model adapters: load a masked LM from local files, name its hook points, run it with caches and interventions.
+
+Hook points have one naming scheme for every architecture (in the spirit of TransformerLens):
+
+==========================  ====================================  ==============================================
+name                        shape                                 what
+==========================  ====================================  ==============================================
+``embed``                   (n_seq, n_tok, d_model)               output of the embedding module
+``layer.{l}.resid_post``    (n_seq, n_tok, d_model)               output of block l (for ESM, before the
+                                                                  encoder's final LayerNorm)
+``layer.{l}.attn.pattern``  (n_seq, n_heads, n_tok_q, n_tok_k)    attention probabilities (rows sum to 1)
+``layer.{l}.attn.head_out`` (n_seq, n_tok, n_heads, d_head)       per-head attention output before the
+                                                                  attention output projection
+``layer.{l}.mlp.post``      (n_seq, n_tok, d_mlp)                 MLP activations after the nonlinearity (the
+                                                                  input of the MLP output projection)
+==========================  ====================================  ==============================================
+
+``logits`` (n_seq, n_tok, d_vocab) can be asked for beside the hooks. Positions past a sequence's end
+are zero. ``head_out`` and ``mlp.post`` are read (and patched) with forward pre-hooks on the output
+projections, which works whatever the attention implementation; ``attn.pattern`` needs eager attention,
+and a model loaded with sdpa is switched to eager for the runs that ask for it.
+
+Architectures: BERT and RoBERTa (BertForMaskedLM, RobertaForMaskedLM) and ESM (EsmForMaskedLM:
+Nucleotide Transformer v2, AgroNT, ESM-2) work out of the box. Any other masked LM (for example
+DNABERT-2's MosaicBERT, with ``trust_remote_code: true``) works once its claim declares a ``module_map``.
+Architectures that drop padding inside the encoder (MosaicBERT keeps tokens as (n_real_tokens, d)) are
+handled: hook tensors are scattered back into (n_seq, n_tok, ...).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from seqclaims.errors import InputError, Unavailable
+from seqclaims.paths import cache_dir, fixtures_dir
+from seqclaims.tokenizers import Batch, Tokenization, declared_scheme, tokenize
+
+EMBEDDED_MODELS = ("organism", "organism-6mer", "planted")
+
+# ---------------------------------------------------------------------------------------------
+# What a claim's `model:` says
+
+
+class ModuleMap(BaseModel):
+    """Where the hook points live in an architecture without built-in support.
+
+    layers: path of the list of blocks, from the loaded masked-LM model (e.g. ``bert.encoder.layer``).
+    attn_out_proj: linear layer, relative to a block, whose input is the concatenated head outputs
+        (e.g. ``attention.output.dense``).
+    mlp_out_proj: linear layer, relative to a block, whose input is the MLP activations after the
+        nonlinearity (e.g. ``output.dense`` for BERT, ``mlp.wo`` for MosaicBERT's gated MLP).
+    embed: module whose output is the embedding (e.g. ``bert.embeddings``); optional.
+    attn_probs: module, relative to a block, whose output's second item is the attention probabilities
+        (e.g. ``attention.self``); optional, without it ``attn.pattern`` is not offered.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: str
+    attn_out_proj: str
+    mlp_out_proj: str
+    embed: str | None = None
+    attn_probs: str | None = None
+
+
+class ModelRef(BaseModel):
+    """A claim's ``model:``: an embedded model's name, or a mapping naming a local folder or a cached hub model.
+
+    Accepted forms: ``"organism"``; ``{path: <folder>}``; ``{hf_id: <id>, revision: <sha>}`` (resolved in
+    the local Hugging Face cache only); each mapping optionally with ``trust_remote_code`` (false unless
+    the claim opts in), ``tokenization`` (``{kind, k}``; default: the folder's tokenizer),
+    ``attn_implementation`` (eager by default) and ``module_map``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    path: str | None = None
+    hf_id: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    tokenization: Tokenization | None = None
+    attn_implementation: Literal["eager", "sdpa"] = "eager"
+    module_map: ModuleMap | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelRef":
+        given = [key for key in ("name", "path", "hf_id") if getattr(self, key)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of an embedded model name, `path` or `hf_id`")
+        if self.revision and not self.hf_id:
+            raise ValueError("`revision` goes with `hf_id`")
+        return self
+
+    def describe(self) -> str:
+        if self.hf_id:
+            return f"{self.hf_id}@{self.revision or 'main'}"
+        return self.name or str(self.path)
+
+
+def as_model_ref(ref: ModelRef | str | dict) -> ModelRef:
+    return ref if isinstance(ref, ModelRef) else ModelRef.model_validate(ref)
+
+
+def resolve_folder(ref: ModelRef | str | dict) -> Path:
+    """The local folder holding the model, or Unavailable with a message saying how to provide it."""
+    ref = as_model_ref(ref)
+    if ref.name:
+        folder = fixtures_dir() / "models" / ref.name
+        if not (folder / "config.json").is_file():
+            raise Unavailable(
+                f"embedded model '{ref.name}' is not at {folder} (embedded models: {', '.join(EMBEDDED_MODELS)}); "
+                "restore fixtures/models/ from the repository or point `model: {path: ...}` at a local folder"
+            )
+        return folder
+    if ref.path:
+        folder = Path(ref.path).expanduser()
+        if not (folder / "config.json").is_file():
+            raise Unavailable(
+                f"model folder {folder} does not exist or has no config.json; point `model: {{path: ...}}` "
+                "at a local Hugging Face model folder"
+            )
+        return folder
+    return _hub_cache_folder(ref.hf_id, ref.revision)
+
+
+def _hub_cache_folder(hf_id: str, revision: str | None) -> Path:
+    """The snapshot folder of a hub model in the local cache; never the network."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+    found = try_to_load_from_cache(hf_id, "config.json", cache_dir=cache, revision=revision)
+    if isinstance(found, str):
+        return Path(found).parent
+    pin = f" --revision {revision}" if revision else ""
+    raise Unavailable(
+        f"model {hf_id}@{revision or 'main'} is not in the local Hugging Face cache ({cache}); download it once "
+        f"with `huggingface-cli download {hf_id}{pin}` on a connected machine, or point `model: {{path: ...}}` "
+        "at a local folder"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A loaded model
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A masked LM in eval mode (float32) with its tokenizer and the modules its hook points read."""
+
+    model: Any
+    tokenizer: Any
+    ref: ModelRef
+    folder: Path
+    module_map: ModuleMap
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    max_length: int
+    _modules: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def architecture(self) -> str:
+        return type(self.model).__name__
+
+    @property
+    def tokenization(self) -> Tokenization | None:
+        """The declared scheme (claim, else the folder's recorded one); None = the folder's tokenizer."""
+        return self.ref.tokenization or declared_scheme(self.tokenizer)
+
+    @cached_property
+    def model_hash(self) -> str:
+        return folder_hash(self.folder)
+
+    def tokenize(self, sequences: Sequence[str], tokenization: Tokenization | None = None) -> Batch:
+        scheme = tokenization or self.tokenization
+        kind, k = (scheme.kind, scheme.k) if scheme else (None, None)
+        return tokenize(sequences, kind, k, tokenizer=self.tokenizer, max_length=self.max_length)
+
+    def hook_names(self) -> list[str]:
+        return hook_names(self)
+
+    def module(self, path: str) -> torch.nn.Module:
+        """A submodule by dotted path from the masked-LM model."""
+        if path not in self._modules:
+            try:
+                self._modules[path] = self.model.get_submodule(path)
+            except AttributeError:
+                raise InputError(
+                    f"model {self.ref.describe()} ({self.architecture}) has no module '{path}'; fix the "
+                    "claim's `module_map`"
+                ) from None
+        return self._modules[path]
+
+    def block_module(self, layer: int, relative: str) -> torch.nn.Module:
+        return self.module(f"{self.module_map.layers}.{layer}.{relative}")
+
+
+_LOADED: dict[tuple, LoadedModel] = {}
+
+
+def load_model(ref: ModelRef | str | dict) -> LoadedModel:
+    """Load (once per process and set of options) the masked LM a claim names."""
+    ref = as_model_ref(ref)
+    folder = resolve_folder(ref).resolve()
+    key = (str(folder), ref.revision, ref.trust_remote_code, ref.attn_implementation, ref.tokenization, ref.module_map)
+    if key not in _LOADED:
+        _LOADED[key] = _load(ref, folder)
+    return _LOADED[key]
+
+
+def _load(ref: ModelRef, folder: Path) -> LoadedModel:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    config = json.loads((folder / "config.json").read_text())
+    if "auto_map" in config and not ref.trust_remote_code:
+        raise InputError(
+            f"model {ref.describe()} ships its own code (auto_map in {folder / 'config.json'}); set "
+            "`trust_remote_code: true` in the claim's model mapping if you trust it"
+        )
+    options = dict(local_files_only=True, trust_remote_code=ref.trust_remote_code)
+    try:
+        # attn_implementation is not saved in config.json: it must be passed at every load.
+        model = AutoModelForMaskedLM.from_pretrained(
+            str(folder), attn_implementation=ref.attn_implementation, dtype=torch.float32, **options
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **options)
+    except (OSError, ValueError, KeyError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(
+            f"cannot load a masked LM with its tokenizer from {folder}: {reason}; check the folder's config, "
+            "weights and tokenizer files"
+        ) from None
+    model.eval()
+    module_map = ref.module_map or builtin_module_map(model, ref)
+    loaded = LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        ref=ref,
+        folder=folder,
+        module_map=module_map,
+        **_dimensions(model, ref),
+        max_length=_context_length(model.config, tokenizer),
+    )
+    loaded.n_layers = len(loaded.module(module_map.layers))  # resolving the path validates the module map
+    return loaded
+
+
+def builtin_module_map(model, ref: ModelRef) -> ModuleMap:
+    """Hook modules of BERT, RoBERTa and ESM masked LMs (checked against transformers' modeling files)."""
+    if model.config.model_type not in ("bert", "roberta", "esm"):
+        raise InputError(
+            f"model {ref.describe()} is a {type(model).__name__}, which has no built-in hook map; declare "
+            "`module_map: {layers, attn_out_proj, mlp_out_proj, embed, attn_probs}` in the claim's model mapping"
+        )
+    prefix = model.base_model_prefix
+    return ModuleMap(
+        layers=f"{prefix}.encoder.layer",
+        embed=f"{prefix}.embeddings",
+        attn_out_proj="attention.output.dense",
+        mlp_out_proj="output.dense",
+        attn_probs="attention.self",
+    )
+
+
+def _dimensions(model, ref: ModelRef) -> dict[str, int]:
+    config = model.config
+    try:
+        n_heads, d_model, d_mlp = config.num_attention_heads, config.hidden_size, config.intermediate_size
+    except AttributeError as error:
+        raise InputError(
+            f"model {ref.describe()}'s config lacks {error.name}; it is not a BERT-like encoder this tool can read"
+        ) from None
+    return dict(n_layers=0, n_heads=n_heads, d_model=d_model, d_head=d_model // n_heads, d_mlp=d_mlp)
+
+
+_UNBOUNDED = 10**6  # tokenizers without a limit report a huge model_max_length
+
+
+def _context_length(config, tokenizer) -> int:
+    """Tokens the model takes, special tokens included.
+
+    RoBERTa and ESM with learned absolute positions number positions from pad_token_id + 1.
+    """
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        offset = 0
+        if config.model_type in ("roberta", "esm") and getattr(config, "position_embedding_type", "absolute") == "absolute":
+            offset = (config.pad_token_id or 0) + 1
+        limits.append(positions - offset)
+    if 0 < getattr(tokenizer, "model_max_length", _UNBOUNDED) < _UNBOUNDED:
+        limits.append(int(tokenizer.model_max_length))
+    return min(limits) if limits else _UNBOUNDED
+
+
+# ---------------------------------------------------------------------------------------------
+# Content hash of a model folder
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_DEFINING_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
+
+
+def folder_hash(folder: Path) -> str:
+    """sha256 over the files that define a model: weights, config, tokenizer files and custom code."""
+    files = sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES + (".py", ".model") or p.name in _DEFINING_FILES)
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, remembered on disk by (path, mtime, size) so big weights hash once."""
+    real = Path(path).resolve()
+    stat = real.stat()
+    memo = cache_dir() / "file_hashes" / hashlib.sha256(f"{real}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()
+    if memo.is_file():
+        remembered = memo.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{64}", remembered):
+            return remembered
+    with open(real, "rb") as handle:
+        value = hashlib.file_digest(handle, "sha256").hexdigest()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    temporary = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+    temporary.write_text(value)
+    os.replace(temporary, memo)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Hook names
+
+_SITES = ("resid_post", "attn.pattern", "attn.head_out", "mlp.post")
+_HOOK_PATTERN = re.compile(r"layer\.(\d+)\.(resid_post|attn\.pattern|attn\.head_out|mlp\.post)")
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """A parsed hook name: site is 'embed', 'logits' or one of the per-layer sites."""
+
+    name: str
+    site: str
+    layer: int | None = None
+
+
+def hook_names(model: LoadedModel) -> list[str]:
+    """Every hook point the model offers, in forward order."""
+    sites = [s for s in _SITES if s != "attn.pattern" or model.module_map.attn_probs]
+    per_layer = [f"layer.{l}.{site}" for l in range(model.n_layers) for site in sites]
+    return (["embed"] if model.module_map.embed else []) + per_layer
+
+
+def parse_hook(model: LoadedModel, name: str) -> HookPoint:
+    """Validate a hook name against the model; InputError with the closest valid name otherwise."""
+    if name == "logits":
+        return HookPoint(name, "logits")
+    if name in hook_names(model):
+        if name == "embed":
+            return HookPoint(name, "embed")
+        layer, site = _HOOK_PATTERN.fullmatch(name).groups()
+        return HookPoint(name, site, int(layer))
+    close = difflib.get_close_matches(name, hook_names(model) + ["logits"], n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise InputError(
+        f"'{name}' is not a hook of model {model.ref.describe()} ({model.n_layers} layers); {hint}"
+        "hooks are embed and layer.{l}.{resid_post, attn.pattern, attn.head_out, mlp.post}"
+    )
+
+
+def hook_shape(model: LoadedModel, name: str, n_seq: int, n_tok: int) -> tuple[int, ...]:
+    """Shape of a hook's tensor for a batch of n_seq sequences padded to n_tok tokens."""
+    site = parse_hook(model, name).site
+    if site == "attn.pattern":
+        return (n_seq, model.n_heads, n_tok, n_tok)
+    trailing = {
+        "embed": (model.d_model,),
+        "resid_post": (model.d_model,),
+        "attn.head_out": (model.n_heads, model.d_head),
+        "mlp.post": (model.d_mlp,),
+        "logits": (model.model.config.vocab_size,),
+    }[site]
+    return (n_seq, n_tok, *trailing)
+
+
+# ---------------------------------------------------------------------------------------------
+# Interventions
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Overwrite one head's output (before the output projection) or one MLP channel, at chosen tokens.
+
+    hook: ``layer.{l}.attn.head_out`` or ``layer.{l}.mlp.post``; index: the head or the channel.
+    values: the replacement, one of (n_seq, n_tok, d_head) | (n_tok, d_head) | (d_head,) | () for a head,
+        (n_seq, n_tok) | (n_tok,) | () for a channel; n_seq and n_tok those of the batch it is run on.
+    positions: where to write: None (every token), a bool mask (n_seq, n_tok) or (n_tok,), or token
+        indices (n_pos,) applied to every sequence.
+    """
+
+    hook: str
+    index: int
+    values: torch.Tensor
+    positions: torch.Tensor | None = None
+
+    @property
+    def channel_ndim(self) -> int:
+        return 1 if self.hook.endswith("attn.head_out") else 0
+
+    def edit(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """x: (n_rows, n_tok, n_heads, d_head) or (n_rows, n_tok, d_mlp); rows: (n_rows,) sequence indices."""
+        n_tok = x.shape[1]
+        values = _rows_of(self.values, rows, n_tok, self.values.ndim - self.channel_ndim).to(x.dtype)
+        where = _positions_mask(self.positions, rows, n_tok).reshape(len(rows), n_tok, *[1] * self.channel_ndim)
+        edited = x.clone()
+        edited[:, :, self.index] = torch.where(where, values, x[:, :, self.index])
+        return edited
+
+
+def patch_head(layer: int, head: int, values: torch.Tensor, positions=None) -> Intervention:
+    """Replace head `head` of `layer` by `values` (usually its head_out from a clean run)."""
+    return Intervention(f"layer.{layer}.attn.head_out", head, torch.as_tensor(values), _as_positions(positions))
+
+
+def zero_ablate_head(layer: int, head: int, positions=None) -> Intervention:
+    return Intervention(f"layer.{layer}.attn.head_out", head, torch.tensor(0.0), _as_positions(positions))
+
+
+def mean_ablate_head(layer: int, head: int, mean: torch.Tensor, positions=None) -> Intervention:
+    """Replace the head's output by a supplied mean: (d_head,) or per position (n_tok, d_head)."""
+    return Intervention(f"layer.{layer}.attn.head_out", head, torch.as_tensor(mean), _as_positions(positions))
+
+
+def set_neuron(layer: int, neuron: int, value, positions=None) -> Intervention:
+    """Overwrite MLP channel `neuron` of `layer` after the nonlinearity with `value`."""
+    return Intervention(f"layer.{layer}.mlp.post", neuron, torch.as_tensor(value, dtype=torch.float32), _as_positions(positions))
+
+
+def _as_positions(positions) -> torch.Tensor | None:
+    return None if positions is None else torch.as_tensor(positions)
+
+
+def _rows_of(tensor: torch.Tensor, rows: torch.Tensor, n_tok: int, lead_ndim: int) -> torch.Tensor:
+    """The part of a per-sequence / per-token / constant tensor that a sub-batch's rows need."""
+    if lead_ndim == 2:
+        return tensor[rows, :n_tok]
+    if lead_ndim == 1:
+        return tensor[:n_tok].unsqueeze(0)
+    return tensor
+
+
+def _positions_mask(positions: torch.Tensor | None, rows: torch.Tensor, n_tok: int) -> torch.Tensor:
+    """(n_rows, n_tok) bool: where an intervention writes."""
+    if positions is None:
+        return torch.ones(len(rows), n_tok, dtype=torch.bool)
+    if positions.dtype == torch.bool:
+        return _rows_of(positions, rows, n_tok, positions.ndim).expand(len(rows), n_tok)
+    mask = torch.zeros(n_tok, dtype=torch.bool)
+    mask[positions[positions < n_tok]] = True
+    return mask.expand(len(rows), n_tok)
+
+
+@dataclass(frozen=True)
+class _EveryHeadPatch:
+    """Batched patching: the rows hold n_heads copies of the batch, and copy h has head h patched."""
+
+    hook: str
+    values: torch.Tensor  # (n_seq, n_tok, n_heads, d_head)
+    positions: torch.Tensor | None
+
+    def edit(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        n_heads = x.shape[2]
+        n_seq = len(rows) // n_heads
+        originals, n_tok = rows[:n_seq], x.shape[1]
+        values = self.values[originals, :n_tok].to(x.dtype)  # (n_seq, n_tok, n_heads, d_head)
+        where = _positions_mask(self.positions, originals, n_tok)  # (n_seq, n_tok)
+        own_head = torch.eye(n_heads, dtype=torch.bool)  # (copy, head)
+        mask = own_head[:, None, None, :, None] & where[None, :, :, None, None]
+        copies = x.reshape(n_heads, n_seq, *x.shape[1:])
+        return torch.where(mask, values.unsqueeze(0), copies).reshape(x.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def run_with_cache(
+    model: LoadedModel, batch: Batch, hooks: Sequence[str], batch_size: int = 32
+) -> dict[str, torch.Tensor]:
+    """Run the model on `batch` and return the named hooks (and `logits` if named), shapes as documented above."""
+    return _collect(iter_run(model, batch, hooks, batch_size=batch_size))
+
+
+def run_with_interventions(
+    model: LoadedModel,
+    batch: Batch,
+    interventions: Sequence[Intervention],
+    hooks: Sequence[str] = (),
+    *,
+    metric: Metric | None = None,
+    batch_size: int = 32,
+) -> dict[str, torch.Tensor]:
+    """Run with interventions; returns `logits` (or `metric` when given) and the named hooks as patched.
+
+    metric(logits (n_rows, n_tok, d_vocab), rows (n_rows,) sequence indices) -> (n_rows, ...) reduces the
+    logits batch by batch, so that the full logits never need to be held.
+    """
+    outputs = ["metric"] if metric else ["logits"]
+    return _collect(
+        iter_run(model, batch, [*outputs, *hooks], interventions, batch_size=batch_size, metric=metric)
+    )
+
+
+def patch_every_head(
+    model: LoadedModel,
+    batch: Batch,
+    layer: int,
+    values: torch.Tensor,
+    positions=None,
+    hooks: Sequence[str] = (),
+    *,
+    metric: Metric | None = None,
+    batch_size: int = 32,
+) -> dict[str, torch.Tensor]:
+    """Patch each head of `layer` in turn, all in one pass per batch (the batch is expanded n_heads times).
+
+    values: (n_seq, n_tok, n_heads, d_head) replacement head outputs, e.g. head_out of the clean run
+    (zeros give zero-ablation). Returns `logits` (or `metric`) and the named hooks with a leading head
+    axis: out[name][h] (n_seq, ...) is the run with head h patched.
+    """
+    parse_hook(model, f"layer.{layer}.attn.head_out")
+    edit = _EveryHeadPatch(f"layer.{layer}.attn.head_out", torch.as_tensor(values), _as_positions(positions))
+    outputs = ["metric"] if metric else ["logits"]
+    rows_per_pass = max(1, batch_size // model.n_heads)
+    return _collect(
+        iter_run(model, batch, [*outputs, *hooks], [edit], batch_size=rows_per_pass, metric=metric, copies=model.n_heads),
+        seq_axis=1,
+    )
+
+
+def iter_run(
+    model: LoadedModel,
+    batch: Batch,
+    hooks: Sequence[str],
+    interventions: Sequence = (),
+    *,
+    batch_size: int = 32,
+    metric: Metric | None = None,
+    copies: int = 1,
+) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Yield (seq_index (b,), outputs) per sub-batch; outputs padded to the batch's n_tok.
+
+    With copies > 1 the sub-batch is repeated copy-major and outputs have shape (copies, b, ...).
+    """
+    points = [parse_hook(model, name) for name in dict.fromkeys(hooks) if name != "metric"]
+    for intervention in interventions:
+        _check_intervention(model, intervention)
+    for start in range(0, len(batch), batch_size):
+        stop = min(start + batch_size, len(batch))
+        seq_index = torch.arange(start, stop)
+        rows = batch.select(slice(start, stop))
+        rows = rows.repeated(copies) if copies > 1 else rows
+        outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric)
+        token_mask = rows.attention_mask.bool()
+        yield seq_index, {
+            name: _unstack(_to_batch_layout(value, name, token_mask, batch.n_tok), copies)
+            for name, value in outputs.items()
+        }
+
+
+def _check_intervention(model: LoadedModel, intervention) -> None:
+    point = parse_hook(model, intervention.hook)
+    if point.site not in ("attn.head_out", "mlp.post"):
+        raise InputError(f"interventions apply to attn.head_out and mlp.post hooks, not '{intervention.hook}'")
+    limit = model.n_heads if point.site == "attn.head_out" else model.d_mlp
+    index = getattr(intervention, "index", 0)
+    if not 0 <= index < limit:
+        raise InputError(f"index {index} is out of range for '{intervention.hook}' (0..{limit - 1})")
+
+
+def _forward(
+    model: LoadedModel,
+    rows: Batch,
+    points: list[HookPoint],
+    interventions: Sequence,
+    row_index: torch.Tensor,
+    metric: Metric | None,
+) -> dict[str, torch.Tensor]:
+    store: dict[str, torch.Tensor] = {}
+    token_mask = rows.attention_mask.bool()
+    wants_logits = metric is not None or any(p.site == "logits" for p in points)
+    handles = _install_hooks(model, points, interventions, token_mask, row_index, store)
+    try:
+        with torch.inference_mode(), _attention_for(model, points):
+            network = model.model if wants_logits else model.model.base_model
+            output = network(**rows.model_inputs())
+    finally:
+        for handle in handles:
+            handle.remove()
+    if wants_logits:
+        logits = output.logits if hasattr(output, "logits") else output[0]
+        if metric is not None:
+            store["metric"] = metric(logits, row_index)
+        if any(p.site == "logits" for p in points):
+            store["logits"] = logits
+    return store
+
+
+def _install_hooks(model, points, interventions, token_mask, row_index, store) -> list:
+    handles = []
+    captured = {p.name: p for p in points if p.site != "logits"}
+    for point in captured.values():
+        if point.site in ("embed", "resid_post"):
+            module = model.module(model.module_map.embed) if point.site == "embed" else model.module(
+                f"{model.module_map.layers}.{point.layer}"
+            )
+            handles.append(module.register_forward_hook(_output_capture(point, token_mask, store)))
+        elif point.site == "attn.pattern":
+            module = model.block_module(point.layer, model.module_map.attn_probs)
+            handles.append(module.register_forward_hook(_pattern_capture(model, point, store)))
+    projections = {p.name for p in captured.values() if p.site in ("attn.head_out", "mlp.post")}
+    projections |= {i.hook for i in interventions}
+    for name in projections:
+        point = parse_hook(model, name)
+        relative = model.module_map.attn_out_proj if point.site == "attn.head_out" else model.module_map.mlp_out_proj
+        edits = [i for i in interventions if i.hook == name]
+        hook = _projection_input_hook(model, point, edits, name in captured, token_mask, row_index, store)
+        handles.append(model.block_module(point.layer, relative).register_forward_pre_hook(hook))
+    return handles
+
+
+def _output_capture(point: HookPoint, token_mask: torch.Tensor, store: dict):
+    def hook(module, args, output):
+        value = output[0] if isinstance(output, (tuple, list)) else output
+        store[point.name] = _padded(value, token_mask)
+
+    return hook
+
+
+def _pattern_capture(model: LoadedModel, point: HookPoint, store: dict):
+    def hook(module, args, output):
+        weights = output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else None
+        if weights is None:
+            raise InputError(
+                f"layer {point.layer} of model {model.ref.describe()} returned no attention probabilities "
+                f"({model.model.config._attn_implementation} attention); load it with attn_implementation: eager"
+            )
+        store[point.name] = weights
+
+    return hook
+
+
+def _projection_input_hook(model, point, edits, capture: bool, token_mask, row_index, store):
+    """Forward pre-hook on an output projection: apply edits to its input, then record it."""
+    per_head = point.site == "attn.head_out"
+
+    def hook(module, args):
+        given = args[0]
+        padded = _padded(given, token_mask)
+        value = padded.unflatten(-1, (model.n_heads, model.d_head)) if per_head else padded
+        for edit in edits:
+            value = edit.edit(value, row_index)
+        if capture:
+            store[point.name] = value
+        if edits:
+            return (_module_layout(value.flatten(-2) if per_head else value, given, token_mask), *args[1:])
+        return None
+
+    return hook
+
+
+def _padded(x: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """(n_seq, n_tok, ...) from a module tensor that may be unpadded (n_real_tokens, ...)."""
+    if x.ndim >= 3:
+        return x
+    padded = x.new_zeros((*token_mask.shape, *x.shape[1:]))
+    padded[token_mask] = x
+    return padded
+
+
+def _module_layout(padded: torch.Tensor, like: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """Back to the layout the module uses (inverse of `_padded`)."""
+    return padded if like.ndim >= 3 else padded[token_mask]
+
+
+@contextmanager
+def _attention_for(model: LoadedModel, points: list[HookPoint]):
+    """Eager attention while attention probabilities are read (sdpa returns none, silently)."""
+    config = model.model.config
+    current = config._attn_implementation
+    if current == "eager" or not any(p.site == "attn.pattern" for p in points):
+        yield
+        return
+    model.model.set_attn_implementation("eager")
+    if config._attn_implementation != "eager":
+        raise InputError(
+            f"model {model.ref.describe()} cannot switch to eager attention to give attention probabilities; "
+            "load it with attn_implementation: eager"
+        )
+    try:
+        yield
+    finally:
+        model.model.set_attn_implementation(current)
+
+
+def _to_batch_layout(value: torch.Tensor, name: str, token_mask: torch.Tensor, n_tok: int) -> torch.Tensor:
+    """Zero the padding positions of a sub-batch output and pad its token axes to the batch's n_tok.
+
+    token_mask: (n_rows, n_tok_sub) bool. Sub-batches are trimmed to their longest sequence, so without
+    this the values at padding positions would depend on how the batch was split.
+    """
+    if name == "metric":
+        return value
+    missing = n_tok - token_mask.shape[1]
+    if name.endswith("attn.pattern"):
+        pair_mask = token_mask[:, None, :, None] & token_mask[:, None, None, :]
+        return torch.nn.functional.pad(value * pair_mask, (0, missing, 0, missing))
+    per_token = token_mask.reshape(*token_mask.shape, *[1] * (value.ndim - 2))
+    widths = [0, 0] * (value.ndim - 2) + [0, missing]
+    return torch.nn.functional.pad(value * per_token, widths)
+
+
+def _unstack(value: torch.Tensor, copies: int) -> torch.Tensor:
+    return value.reshape(copies, -1, *value.shape[1:]) if copies > 1 else value
+
+
+def _collect(parts: Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]], seq_axis: int = 0) -> dict[str, torch.Tensor]:
+    gathered: dict[str, list[torch.Tensor]] = {}
+    for _, outputs in parts:
+        for name, value in outputs.items():
+            gathered.setdefault(name, []).append(value)
+    return {name: torch.cat(values, dim=seq_axis) for name, values in gathered.items()}
