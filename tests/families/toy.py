@@ -14,6 +14,7 @@ from seqclaims.errors import Unavailable
 from seqclaims.evidence import Card, Ceiling, Estimate, Evidence
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
+from seqclaims.stats import bootstrap
 
 
 class ToyParams(StrictModel):
@@ -45,11 +46,16 @@ def evaluate(claim, context) -> Evidence:
 def _mean_estimate(draws: np.ndarray, context, level: float, ceiling: float | None) -> Estimate:
     if draws.size == 0:
         return Estimate.missing("no draws", n=0)
-    resamples = context.rng("bootstrap").integers(0, draws.size, size=(context.claim.resamples, draws.size))
-    means = draws[resamples].mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    def weighted_mean(weights):
+        if weights is None:
+            return np.array([draws.mean()])
+        return weights @ draws / weights.sum(axis=1)
+
+    interval = bootstrap(weighted_mean, draws.size, n_resamples=context.claim.resamples,
+                         seed=context.seed_for("bootstrap"), level=level)
     top = None if ceiling is None else Ceiling(ceiling, ceiling - 0.01, ceiling + 0.01)
-    return Estimate(float(draws.mean()), float(low), float(high), int(draws.size), min_n=10, ceiling=top,
+    return Estimate(float(interval.estimate), float(interval.low), float(interval.high), int(draws.size), min_n=10,
+                    ceiling=top,
                     effect_size=float(draws.mean() / draws.std(ddof=1)) if draws.size > 1 else None)
 
 

@@ -1,0 +1,67 @@
+"""The `seqclaims` command: scaffolding, listing, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from seqclaims.cli import main as seqclaims_main
+from seqclaims.families import load_claim, load_families
+
+from conftest import TOY_FAMILY_DIR, toy_claim, write_claim
+
+
+def test_new_writes_a_valid_commented_claim(claims_project):
+    assert seqclaims_main(["new", "toy", "my-new-claim", "--study", "drafts"]) == 0
+    path = claims_project.path / "claims" / "drafts" / "my-new-claim.yaml"
+    text = path.read_text()
+    assert text.count("#") >= 12  # every key carries its explanation
+    claim = load_claim(path, load_families([claims_project.path / "checks", TOY_FAMILY_DIR]))
+    assert claim.id == "my-new-claim" and claim.check == "toy"
+    assert seqclaims_main(["new", "toy", "my-new-claim", "--study", "drafts"]) == 2  # no silent overwrite
+
+
+def test_new_with_unknown_family_is_one_line(claims_project, capsys):
+    assert seqclaims_main(["new", "tyo", "x-claim"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'toy'" in err
+
+
+def test_register_rejects_malformed_and_duplicate_registration(claims_project, capsys):
+    root = claims_project.path
+    good = write_claim(root, "alpha", "good-one", toy_claim(id="good-one"))
+    bad = write_claim(root, "alpha", "bad-one", toy_claim(id="bad-one").replace("title:", "titel:"))
+    assert seqclaims_main(["register", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "titel: unknown key" in err and "Traceback" not in err
+    assert seqclaims_main(["register", str(good)]) == 2
+    assert "already registered" in capsys.readouterr().err
+    assert seqclaims_main(["registry", "verify"]) == 1  # the malformed claim is reported
+    bad.unlink()
+    assert seqclaims_main(["registry", "verify"]) == 0
+
+
+def test_amend_requires_a_change_and_a_known_access_level(claims_project, capsys):
+    path = write_claim(claims_project.path, "alpha", "amend-me", toy_claim(id="amend-me"))
+    assert seqclaims_main(["register", str(path)]) == 0
+    assert seqclaims_main(["amend", str(path), "--reason", "nothing", "--access", "none"]) == 2
+    assert "has not changed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        seqclaims_main(["amend", str(path), "--reason", "x", "--access", "peeked"])
+
+
+def test_ledger_accept_without_a_run_is_one_line(claims_project, capsys):
+    assert seqclaims_main(["ledger", "accept"]) == 2
+    assert "run `pytest claims/` first" in capsys.readouterr().err
+
+
+def test_families_lists_statistics(claims_project, capsys):
+    assert seqclaims_main(["families"]) == 0
+    assert "p_value" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "seqclaims", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "register" in out.stdout
