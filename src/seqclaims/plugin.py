@@ -25,6 +25,7 @@ from .ledger import REGRESSION, compare_with_ledger, read_ledger, write_json_ato
 from .paths import cache_dir
 from .registry import Registry, git_commit, registration_status
 from .report import format_number, write_report
+from .schema import shown_path
 
 RESULT_PROPERTY = "seqclaims_result_file"
 
@@ -145,7 +146,7 @@ class ClaimItem(pytest.Item):
 
     def _evaluate(self, state: _SessionState) -> ClaimResult:
         if self.claim is None:
-            return error_result(self.path, self.load_error, self.path.parent.name)
+            return error_result(shown_path(self.path), self.load_error, self.path.parent.name)
         registry = Registry.open(state.registry_path)
         status = registration_status(registry, self.claim.id, self.claim.content, self.path)
         context = Context(claim=self.claim, cache_dir=cache_dir())
