@@ -527,7 +527,12 @@ def _cds_ends(ann: Annotation, chrom: str) -> dict[str, np.ndarray]:
     # Reading direction: '+' runs from the lowest start, '-' from the highest end - 1.
     begin = np.where(minus, cds["end"][last] - 1, cds["start"][first])
     finish = np.where(minus, cds["start"][first], cds["end"][last] - 1)
-    return {"begin": begin, "finish": finish, "strand": cds["strand"][first]}
+    lengths = cds["end"] - cds["start"]
+    # A codon split by an intron (a terminal CDS piece shorter than 3 nt) is not marked.
+    whole_start = np.where(minus, lengths[last], lengths[first]) >= 3
+    whole_stop = np.where(minus, lengths[first], lengths[last]) >= 3
+    return {"begin": begin, "finish": finish, "strand": cds["strand"][first],
+            "whole_start": whole_start, "whole_stop": whole_stop}
 
 
 def _introns(ann: Annotation, chrom: str) -> np.ndarray:
@@ -615,9 +620,9 @@ def feature_tracks(species: str, chrom: str) -> FeatureTracks:
             positions = (np.asarray(anchors, np.int64)[:, None] + step * np.arange(width)).ravel()
             bits[positions[(positions >= 0) & (positions < length)]] |= np.uint8(1 << FLAG_BITS[bit])
 
-        on = ends["strand"] == strand
         for bit, where, words in (("start_codon", "begin", START_CODONS), ("stop_codon", "finish", STOP_CODONS)):
-            # A stop codon is read backwards from the CDS's last base: its first base is 2 nt upstream.
+            on = (ends["strand"] == strand) & ends["whole_" + bit.split("_")[0]]
+            # A stop codon ends at the CDS's last base: its first base is 2 nt upstream of it.
             first = ends[where][on] if bit == "start_codon" else ends[where][on] - (2 if strand == "+" else -2)
             verified = has_motif(oriented_codes(upper, first, strand, 3), words)
             mark(bit, first[verified], 3)
