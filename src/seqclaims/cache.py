@@ -43,7 +43,7 @@ from seqclaims.paths import cache_dir
 from seqclaims.tokenizers import Batch, Tokenization
 
 CODE_VERSION = "1"  # bump when a change to extraction changes what is stored
-PROGRESS_ENV = "SEQCLAIMS_NO_PROGRESS"  # set to any non-empty value to hide progress bars
+PROGRESS_ENV = "SEQCLAIMS_PROGRESS"  # 0 / false / no / off hides progress bars (they show on a terminal only)
 
 Reduce = Literal["mean", "max", "cls"]
 DType = Literal["float32", "float16"]
@@ -192,7 +192,7 @@ def _token_arrays(batch: Batch) -> dict[str, np.ndarray]:
 def _progress(parts: Iterator, total: int) -> Iterator:
     from tqdm.auto import tqdm
 
-    hidden = bool(os.environ.get(PROGRESS_ENV)) or not sys.stderr.isatty()
+    hidden = os.environ.get(PROGRESS_ENV, "").lower() in ("0", "false", "no", "off") or not sys.stderr.isatty()
     return tqdm(parts, total=total, desc="activations", unit="batch", disable=hidden)
 
 

@@ -313,6 +313,58 @@ def _context_length(config, tokenizer) -> int:
     return min(limits) if limits else _UNBOUNDED
 
 
+def save_random_model(
+    folder: Path | str,
+    architecture: Literal["bert", "esm"] = "bert",
+    *,
+    tokenizer=None,
+    n_layers: int = 2,
+    d_model: int = 32,
+    n_heads: int = 4,
+    d_mlp: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised masked LM and its tokenizer to `folder`; returns the folder.
+
+    architecture: BERT (learned absolute positions) or ESM (rotary positions, pre-LayerNorm, as in
+    Nucleotide Transformer v2). tokenizer: default single-nucleotide; its model_max_length sets the
+    context. Dropout is 0. For tests, benchmarks, and as the starting point of trained or constructed
+    models.
+    """
+    from transformers import BertConfig, BertForMaskedLM, EsmConfig, EsmForMaskedLM
+
+    from seqclaims.tokenizers import build_nucleotide_tokenizer
+
+    tokenizer = tokenizer or build_nucleotide_tokenizer("single")
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        intermediate_size=d_mlp,
+        max_position_embeddings=int(tokenizer.model_max_length),
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(seed)
+    if architecture == "bert":
+        model = BertForMaskedLM(BertConfig(**common))
+    else:
+        config = EsmConfig(
+            **common,
+            mask_token_id=tokenizer.mask_token_id,
+            position_embedding_type="rotary",
+            token_dropout=False,
+            emb_layer_norm_before=False,
+        )
+        model = EsmForMaskedLM(config)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 # ---------------------------------------------------------------------------------------------
 # Content hash of a model folder
 
