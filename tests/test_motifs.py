@@ -121,6 +121,9 @@ def test_zero_pseudocount_gives_minus_infinity_for_unseen_bases():
     motif = motifs.load_motif("MA0931.1", pseudocount=0)
     assert motif.pssm[0, 3] == -np.inf  # no A at column 3 of ABI5
     assert motif.min_score == -np.inf
+    assert motifs.score_pvalue(motif, motifs.score_threshold(motif, pvalue=1e-3)) <= 1e-3
+    with pytest.raises(InputError, match="unbounded score range"):
+        motifs.score_threshold(motif, fraction=0.8)
 
 
 def test_loaded_motifs_are_cached_and_frozen():
@@ -156,7 +159,8 @@ def test_bad_motif_requests_raise_one_line_input_errors(kwargs, fragment):
 
 
 def test_genome_gc_background_is_strand_symmetric_and_ignores_ambiguous_bases():
-    assert motifs.genome_gc_background("GGCCAT" + "N" * 10 + "gc") == pytest.approx((0.125, 0.375, 0.375, 0.125))
+    background = motifs.genome_gc_background("GGCCAT" + "N" * 10 + "gc")
+    assert background == pytest.approx((0.125, 0.375, 0.375, 0.125))
     with pytest.raises(InputError, match="no A, C, G or T"):
         motifs.genome_gc_background("NNNN")
 
@@ -306,10 +310,12 @@ def test_fraction_and_pvalue_thresholds_agree():
         by_fraction = motifs.score_threshold(motif, fraction=fraction)
         pvalue = motifs.score_pvalue(motif, by_fraction)
         by_pvalue = motifs.score_threshold(motif, pvalue=pvalue)
-        assert by_fraction - motif.length * motifs._SCORE_STEP <= by_pvalue <= by_fraction + motifs._SCORE_STEP
+        step = motifs._SCORE_STEP
+        assert by_fraction - motif.length * step <= by_pvalue <= by_fraction + step
         assert np.mean(scores >= by_fraction) == pytest.approx(pvalue, rel=0.1)
-    higher = [motifs.score_pvalue(motif, motifs.score_threshold(motif, fraction=f)) for f in (0.6, 0.7, 0.8, 0.9)]
-    assert higher == sorted(higher, reverse=True) and higher[-1] < higher[0]
+    thresholds = [motifs.score_threshold(motif, fraction=f) for f in (0.6, 0.7, 0.8, 0.9)]
+    pvalues = [motifs.score_pvalue(motif, t) for t in thresholds]
+    assert pvalues == sorted(pvalues, reverse=True) and pvalues[-1] < pvalues[0]  # stricter, rarer
 
 
 @pytest.mark.parametrize(
@@ -474,8 +480,11 @@ def test_motif_track_aligns_a_tata_box_to_the_tokens_that_hold_it():
 
 @pytest.mark.parametrize(
     "offsets, alignment, fragment",
-    [([(0, 1), (3, 40)], "overlap_max", "reach base 40"), ([(0, 1)], "overlap-max", "did you mean 'overlap_max'"),
-     ([0.5, 1.5], "overlap_max", "shape (T, 2)")],
+    [
+        ([(0, 1), (3, 40)], "overlap_max", "reach base 40"),
+        ([(0, 1)], "overlap-max", "did you mean 'overlap_max'"),
+        ([0.5, 1.5], "overlap_max", "shape (T, 2)"),
+    ],
 )
 def test_bad_token_inputs_raise_input_errors(offsets, alignment, fragment):
     with pytest.raises(InputError) as caught:
