@@ -335,10 +335,13 @@ def composition(codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     if not codes:
         return np.zeros(0), np.zeros(0, dtype=bool)
     lengths = np.array([len(c) for c in codes])
-    flat = np.concatenate(codes)
-    row = np.repeat(np.arange(len(codes)), lengths)
-    acgt = np.bincount(row, weights=_IS_ACGT[flat], minlength=len(codes))
-    gc = np.bincount(row, weights=_IS_GC[flat], minlength=len(codes))
+    if (lengths == lengths[0]).all():
+        stacked = np.stack(codes)
+        acgt, gc = _IS_ACGT[stacked].sum(axis=1), _IS_GC[stacked].sum(axis=1)
+    else:
+        flat, row = np.concatenate(codes), np.repeat(np.arange(len(codes)), lengths)
+        acgt = np.bincount(row, weights=_IS_ACGT[flat], minlength=len(codes))
+        gc = np.bincount(row, weights=_IS_GC[flat], minlength=len(codes))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(acgt > 0, gc / acgt, np.nan), acgt < lengths
 
@@ -740,6 +743,12 @@ def genome_motif_hits(species: str, chrom: str, motif, threshold: float, chunk: 
     return {"start": np.concatenate(starts), "score": np.concatenate(scores), "strand": np.concatenate(strands)}
 
 
+def sorted_contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Membership of `queries` in an ascending array, by binary search. `(n_queries,)` bool."""
+    at = np.searchsorted(sorted_values, queries)
+    return (at < len(sorted_values)) & (sorted_values[np.minimum(at, len(sorted_values) - 1)] == queries)
+
+
 def build_motif_sites(spec: DataSpec, params: dict, rng: np.random.Generator) -> Candidates:
     from seqclaims import motifs
 
@@ -753,9 +762,9 @@ def build_motif_sites(spec: DataSpec, params: dict, rng: np.random.Generator) ->
         hits = genome_motif_hits(species, chrom, motif, threshold)
         hit_starts[chrom] = np.sort(hits["start"])
         # thin to the best hit per window-length block so that positives barely overlap
-        order = np.lexsort((rng.random(len(hits["start"])), -hits["score"]))
-        _, first = np.unique(hits["start"][order] // block, return_index=True)
-        best = order[first]
+        blocks = hits["start"] // block
+        order = np.lexsort((rng.random(len(blocks)), -hits["score"], blocks))
+        best = order[np.r_[True, np.diff(blocks[order]) != 0]]
         # the motif occupies indices [up - L//2, up - L//2 + L) of the oriented window
         anchor = np.where(hits["strand"][best] == "+", hits["start"][best] + length // 2,
                           hits["start"][best] + length - 1 - length // 2)
@@ -764,7 +773,7 @@ def build_motif_sites(spec: DataSpec, params: dict, rng: np.random.Generator) ->
 
     def centre_not_a_hit(chrom: str, anchors: np.ndarray, strands: np.ndarray) -> np.ndarray:
         start = np.where(strands == "+", anchors - length // 2, anchors - (length - 1 - length // 2))
-        return ~np.isin(start, hit_starts[chrom])
+        return ~sorted_contains(hit_starts[chrom], start)
 
     coords = Coords.concat(positives)
     keep = inside_chromosomes(species, coords)
@@ -911,6 +920,7 @@ def user_fasta(path: Path):
     folder = cache_dir() / "user_fasta"
     folder.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    target = folder / f"{key}.{path.name}"
     try:
         with open(path, "rb") as handle:
             magic = handle.read(2)
@@ -920,11 +930,10 @@ def user_fasta(path: Path):
                 with gzip.open(path, "rb") as reader:
                     genome.atomic_write_bytes(target, reader.read())
         else:
-            target = folder / f"{key}.{path.name}"
             genome.link_into_cache(path.resolve(), target)
         return pyfaidx.Fasta(str(target), sequence_always_upper=False, as_raw=True)
     except Exception as exc:  # pyfaidx raises many kinds for a malformed file
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = " ".join(str(exc).replace(str(target), str(path)).split()).rstrip(".") or type(exc).__name__
         raise InputError(f"cannot open FASTA {path}: {reason}; give a plain or bgzip-compressed FASTA") from None
 
 

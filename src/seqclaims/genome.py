@@ -598,10 +598,13 @@ def _codon_phase(length: int, cds: np.ndarray) -> np.ndarray:
     return phase
 
 
-@functools.lru_cache(maxsize=2)
 def feature_tracks(species: str, chrom: str) -> FeatureTracks:
-    """Annotation tracks of a chromosome (about a second to build; kept in memory)."""
-    name = resolve_chromosome(species, chrom)
+    """Annotation tracks of a chromosome (seconds to build; the last two are kept in memory)."""
+    return _feature_tracks(species, resolve_chromosome(species, chrom))
+
+
+@functools.lru_cache(maxsize=2)
+def _feature_tracks(species: str, name: str) -> FeatureTracks:
     ann = annotation(species)
     length = chromosome_length(species, name)
     upper = upper_array(species, name)
