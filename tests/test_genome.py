@@ -201,7 +201,7 @@ def test_most_protein_coding_mrnas_have_verified_start_and_stop_codons():
     tracks = genome.feature_tracks("athaliana", "1")
     ann = genome.annotation("athaliana")
     starts = sum(int(tracks.flag("start_codon", s).sum()) for s in genome.STRANDS) // 3
-    distinct_cds_starts = len(np.unique(genome._cds_ends(ann, TAIR_CHR1)["begin"]))
+    distinct_cds_starts = len(np.unique(genome.cds_ends(ann, TAIR_CHR1)["begin"]))
     assert starts >= 0.95 * distinct_cds_starts
 
 

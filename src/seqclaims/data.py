@@ -601,6 +601,14 @@ def _far_from_tss(species: str, window: tuple[int, int], min_distance: int) -> C
     return accept
 
 
+def _tss_at_start_codon(species: str) -> float:
+    """Fraction of protein-coding TSSs that coincide with a start codon (mRNAs without a 5' UTR)."""
+    ann = genome.annotation(species)
+    hits = [genome.sorted_contains(np.sort(genome.cds_ends(ann, c)["begin"]), genome.tss_positions(species, c)["anchor"])
+            for c in genome.chromosomes(species)]
+    return float(np.concatenate(hits).mean())
+
+
 def build_promoters(spec: DataSpec, params: dict, rng: np.random.Generator) -> Candidates:
     species, window = spec.species, tuple(params["window"])
     accept = _far_from_tss(species, window, MIN_TSS_DISTANCE)
@@ -608,6 +616,7 @@ def build_promoters(spec: DataSpec, params: dict, rng: np.random.Generator) -> C
         positives=promoter_windows(species, window),
         negatives=lambda split, count, r: sample_windows(species, split, count, window, r, accept, params["test_fraction"]),
         notes=[f"promoter: TSS of a protein-coding mRNA at index {window[0]}, mRNA direction",
+               f"{_tss_at_start_codon(species):.1%} of these TSSs are at the start codon (no annotated 5' UTR)",
                f"non-promoter: random windows >= {MIN_TSS_DISTANCE} nt from any annotated TSS, random strand"],
     )
 
@@ -743,12 +752,6 @@ def genome_motif_hits(species: str, chrom: str, motif, threshold: float, chunk: 
     return {"start": np.concatenate(starts), "score": np.concatenate(scores), "strand": np.concatenate(strands)}
 
 
-def sorted_contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Membership of `queries` in an ascending array, by binary search. `(n_queries,)` bool."""
-    at = np.searchsorted(sorted_values, queries)
-    return (at < len(sorted_values)) & (sorted_values[np.minimum(at, len(sorted_values) - 1)] == queries)
-
-
 def build_motif_sites(spec: DataSpec, params: dict, rng: np.random.Generator) -> Candidates:
     from seqclaims import motifs
 
@@ -773,7 +776,7 @@ def build_motif_sites(spec: DataSpec, params: dict, rng: np.random.Generator) ->
 
     def centre_not_a_hit(chrom: str, anchors: np.ndarray, strands: np.ndarray) -> np.ndarray:
         start = np.where(strands == "+", anchors - length // 2, anchors - (length - 1 - length // 2))
-        return ~sorted_contains(hit_starts[chrom], start)
+        return ~genome.sorted_contains(hit_starts[chrom], start)
 
     coords = Coords.concat(positives)
     keep = inside_chromosomes(species, coords)

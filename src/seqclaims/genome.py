@@ -510,13 +510,22 @@ def oriented_codes(upper: np.ndarray, anchors: np.ndarray, strand: str, width: i
     return codes if strand == "+" else COMPLEMENT_BYTES[codes]
 
 
+def sorted_contains(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Membership of `queries` in an ascending array, by binary search. `(n_queries,)` bool."""
+    sorted_values, queries = np.asarray(sorted_values), np.asarray(queries)
+    if not len(sorted_values):
+        return np.zeros(queries.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, queries), len(sorted_values) - 1)
+    return sorted_values[at] == queries
+
+
 def has_motif(codes: np.ndarray, words: tuple[str, ...]) -> np.ndarray:
     """Rows of `codes` `(n, k)` equal to one of `words` (each k long). `(n,)` bool."""
     targets = np.array([np.frombuffer(w.encode("ascii"), np.uint8) for w in words])
     return (codes[:, None, :] == targets[None]).all(-1).any(-1)
 
 
-def _cds_ends(ann: Annotation, chrom: str) -> dict[str, np.ndarray]:
+def cds_ends(ann: Annotation, chrom: str) -> dict[str, np.ndarray]:
     """First and last CDS base (reading direction) of each protein-coding mRNA on `chrom`, with its strand."""
     cds = ann.cds[(ann.cds["chrom"] == chrom) & ann.transcripts["protein_coding"][ann.cds["transcript"]]]
     order = np.lexsort((cds["start"], cds["transcript"]))
@@ -611,7 +620,7 @@ def _feature_tracks(species: str, name: str) -> FeatureTracks:
     cds = ann.cds[(ann.cds["chrom"] == name) & ann.transcripts["protein_coding"][ann.cds["transcript"]]]
     genes = ann.on_chromosome("genes", name)
     any_gene = interval_mask(length, genes["start"], genes["end"])
-    ends = _cds_ends(ann, name)
+    ends = cds_ends(ann, name)
     tss = tss_positions(species, name)
     phase, flags = {}, {}
     for strand in STRANDS:
