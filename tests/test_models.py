@@ -35,12 +35,12 @@ from seqclaims.tokenizers import Tokenization, build_nucleotide_tokenizer, split
 
 SEQUENCES = ["ACGTACGTAAGCTTAGN", "ACGTA", "GGGTTTACAGATTACA"]
 CORRUPTED = ["ACGTTCGTAAGCTTAGN", "ACCTA", "GGGTATACAGATTACA"]
-ARCHITECTURES = ("bert", "esm")
+ARCHITECTURES = ("bert", "roberta", "esm")
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
 def tiny(request, tmp_path_factory):
-    """A 2-layer, d=32, 4-head masked LM with single-nucleotide tokens, loaded back from its folder."""
+    """A 2-layer, d=32, 4-head masked LM (BERT, RoBERTa, ESM) with single-nucleotide tokens, loaded from its folder."""
     folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
     save_random_model(folder, request.param, tokenizer=build_nucleotide_tokenizer("single", model_max_length=64))
     return load_model({"path": str(folder)})
@@ -156,7 +156,7 @@ def test_custom_code_needs_the_claim_to_opt_in(tmp_path):
 def test_loaded_model_reports_its_dimensions(tiny):
     assert (tiny.n_layers, tiny.n_heads, tiny.d_model, tiny.d_head, tiny.d_mlp) == (2, 4, 32, 8, 64)
     assert tiny.max_length == 64
-    assert tiny.architecture in ("BertForMaskedLM", "EsmForMaskedLM")
+    assert tiny.architecture in ("BertForMaskedLM", "RobertaForMaskedLM", "EsmForMaskedLM")
     assert tiny.model.config._attn_implementation == "eager"
     assert not tiny.model.training and tiny.model.dtype == torch.float32
 

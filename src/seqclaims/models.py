@@ -315,7 +315,7 @@ def _context_length(config, tokenizer) -> int:
 
 def save_random_model(
     folder: Path | str,
-    architecture: Literal["bert", "esm"] = "bert",
+    architecture: Literal["bert", "roberta", "esm"] = "bert",
     *,
     tokenizer=None,
     n_layers: int = 2,
@@ -326,12 +326,19 @@ def save_random_model(
 ) -> Path:
     """Save a randomly initialised masked LM and its tokenizer to `folder`; returns the folder.
 
-    architecture: BERT (learned absolute positions) or ESM (rotary positions, pre-LayerNorm, as in
-    Nucleotide Transformer v2). tokenizer: default single-nucleotide; its model_max_length sets the
+    architecture: BERT or RoBERTa (learned absolute positions, post-LayerNorm) or ESM (rotary
+    positions, pre-LayerNorm, as in Nucleotide Transformer v2). tokenizer: default single-nucleotide; its model_max_length sets the
     context. Dropout is 0. For tests, benchmarks, and as the starting point of trained or constructed
     models.
     """
-    from transformers import BertConfig, BertForMaskedLM, EsmConfig, EsmForMaskedLM
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        EsmConfig,
+        EsmForMaskedLM,
+        RobertaConfig,
+        RobertaForMaskedLM,
+    )
 
     from seqclaims.tokenizers import build_nucleotide_tokenizer
 
@@ -350,6 +357,9 @@ def save_random_model(
     torch.manual_seed(seed)
     if architecture == "bert":
         model = BertForMaskedLM(BertConfig(**common))
+    elif architecture == "roberta":  # positions are numbered from pad_token_id + 1
+        common["max_position_embeddings"] += tokenizer.pad_token_id + 1
+        model = RobertaForMaskedLM(RobertaConfig(**common, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id))
     else:
         config = EsmConfig(
             **common,
