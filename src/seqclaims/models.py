@@ -170,7 +170,6 @@ class LoadedModel:
     ref: ModelRef
     folder: Path
     module_map: ModuleMap
-    n_layers: int
     n_heads: int
     d_model: int
     d_head: int
@@ -181,6 +180,10 @@ class LoadedModel:
     @property
     def architecture(self) -> str:
         return type(self.model).__name__
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.module(self.module_map.layers))
 
     @property
     def tokenization(self) -> Tokenization | None:
@@ -261,7 +264,7 @@ def _load(ref: ModelRef, folder: Path) -> LoadedModel:
         **_dimensions(model, ref),
         max_length=_context_length(model.config, tokenizer),
     )
-    loaded.n_layers = len(loaded.module(module_map.layers))  # resolving the path validates the module map
+    loaded.module(module_map.layers)  # a wrong path to the blocks fails at load, not at first use
     return loaded
 
 
@@ -290,7 +293,7 @@ def _dimensions(model, ref: ModelRef) -> dict[str, int]:
         raise InputError(
             f"model {ref.describe()}'s config lacks {error.name}; it is not a BERT-like encoder this tool can read"
         ) from None
-    return dict(n_layers=0, n_heads=n_heads, d_model=d_model, d_head=d_model // n_heads, d_mlp=d_mlp)
+    return dict(n_heads=n_heads, d_model=d_model, d_head=d_model // n_heads, d_mlp=d_mlp)
 
 
 _UNBOUNDED = 10**6  # tokenizers without a limit report a huge model_max_length
