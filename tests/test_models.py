@@ -77,6 +77,7 @@ def test_model_ref_accepts_a_name_a_path_and_a_pinned_hub_id():
         {"path": "/m", "tokenization": {"kind": "single", "k": 3}},
         {"path": "/m", "tokenization": {"kind": "bpe"}},
         {"path": "/m", "module_map": {"layers": "x", "attn_out_proj": "y"}},
+        "../../outside",
         {},
     ],
 )

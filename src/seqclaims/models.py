@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from seqclaims.errors import InputError, Unavailable
 from seqclaims.paths import cache_dir, fixtures_dir
@@ -86,7 +86,7 @@ class ModelRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = None
+    name: str | None = Field(None, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
     path: str | None = None
     hf_id: str | None = None
     revision: str | None = None
