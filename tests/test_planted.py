@@ -1,0 +1,318 @@
+"""The planted model: its mechanisms are where its card says, and nowhere else, on real A. thaliana windows.
+
+Everything goes through the public adapter API (`load_model("planted")`, hooks, interventions), as a
+check family would.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from seqclaims import genome
+from seqclaims.errors import InputError
+from seqclaims.models import file_sha256, iter_run, load_model, run_with_interventions, zero_ablate_head
+from seqclaims.motifs import best_hits, load_motif, motif_track, scan
+from seqclaims.planted import SPEC, build_planted, designated_output, direction, load_card, main, token_features
+
+WINDOW = 300
+N_RANDOM = 160
+N_HITS = 40
+N_ABLATION = 24  # sequences for the every-head ablation (12 more forward passes)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("planted")
+
+
+@pytest.fixture(scope="module")
+def card(model):
+    return load_card(model.folder)
+
+
+@pytest.fixture(scope="module")
+def motif(card):
+    return load_motif(card["motif"]["matrix_id"], card["motif"]["release"], card["motif"]["pseudocount"])
+
+
+@pytest.fixture(scope="module")
+def windows(motif):
+    """160 random 300-nt chr1 windows without N, then 40 windows centred on the best TBP hits of 0-3 Mbp."""
+    chromosome = genome.upper_array("athaliana", "1")
+    rng = np.random.default_rng(0)
+    random = []
+    for start in rng.integers(0, chromosome.size - WINDOW, 2 * N_RANDOM):
+        sequence = genome.fetch("athaliana", "1", int(start), int(start) + WINDOW)
+        if "N" not in sequence:
+            random.append(sequence)
+    region = chromosome[:3_000_000].tobytes().decode("ascii")
+    centred = []
+    for start, _, _ in best_hits(region, motif, 2 * N_HITS):
+        left = start + motif.length // 2 - WINDOW // 2
+        if left >= 0 and "N" not in region[left : left + WINDOW]:
+            centred.append(region[left : left + WINDOW])
+    return random[:N_RANDOM] + centred[:N_HITS]
+
+
+@pytest.fixture(scope="module")
+def batch(model, windows):
+    return model.tokenize(windows)
+
+
+@pytest.fixture(scope="module")
+def run(model, batch):
+    """One pass: per layer and head the attention each key receives (mean over real queries), the worst
+    deviation of an attention row sum from 1, MLP activations and residuals."""
+    n_layers = model.n_layers
+    kept = ["embed", *(f"layer.{l}.resid_post" for l in range(n_layers)), *(f"layer.{l}.mlp.post" for l in range(n_layers))]
+    patterns = [f"layer.{l}.attn.pattern" for l in range(n_layers)]
+    received, parts, row_error = [], {name: [] for name in kept}, 0.0
+    for rows, out in iter_run(model, batch, [*patterns, *kept]):
+        real = batch.attention_mask[rows].bool()  # (b, n_tok)
+        pattern = torch.stack([out[name] for name in patterns], dim=1)  # (b, n_layers, n_heads, q, k)
+        sums = pattern.sum(-1)[real[:, None, None, :].expand_as(pattern.sum(-1))]
+        row_error = max(row_error, float((sums - 1).abs().max()))
+        queries = real[:, None, None, :, None].to(pattern.dtype)
+        received.append((pattern * queries).sum(3) / real.sum(1)[:, None, None, None])  # (b, n_layers, n_heads, k)
+        for name in kept:
+            parts[name].append(out[name])
+    result = {name: torch.cat(values) for name, values in parts.items()}
+    result["received"] = torch.cat(received).numpy()
+    result["row_error"] = row_error
+    return result
+
+
+@pytest.fixture(scope="module")
+def anchored(batch, windows, motif):
+    """(n_seq, n_tok) TBP score of the window anchored at each token (NaN for special tokens)."""
+    offsets = batch.offsets.numpy()
+    tracks = [motif_track(s, motif, offsets[i], alignment="anchored") for i, s in enumerate(windows)]
+    return np.stack(tracks)
+
+
+def pooled(residual: torch.Tensor, content: torch.Tensor) -> np.ndarray:
+    """(n_seq, d) mean over content tokens of (n_seq, n_tok, d)."""
+    mask = content[..., None].to(residual.dtype)
+    return ((residual * mask).sum(1) / mask.sum(1)).numpy()
+
+
+def centred_correlation(key_score: np.ndarray, motif_score: np.ndarray, content: np.ndarray) -> float:
+    """Pearson r over content tokens of both tracks centred within each sequence; (n_seq, n_tok) each."""
+    xs, ys = [], []
+    for x, y, keep in zip(key_score, motif_score, content):
+        keep = keep & np.isfinite(x) & np.isfinite(y)
+        xs.append(x[keep] - x[keep].mean())
+        ys.append(y[keep] - y[keep].mean())
+    return float(np.corrcoef(np.concatenate(xs), np.concatenate(ys))[0, 1])
+
+
+def gc_fraction(sequences) -> np.ndarray:
+    return np.array([(s.count("G") + s.count("C")) / len(s) for s in sequences])
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def test_loads_through_the_adapter_with_eager_attention(model, card):
+    assert model.architecture == "EsmForMaskedLM"
+    assert model.model.config._attn_implementation == "eager"
+    assert model.tokenization.kind == "kmer_overlapping" and model.tokenization.k == card["tokenization"]["k"] == 7
+    dims = card["dimensions"]
+    assert (model.n_layers, model.n_heads, model.d_model, model.d_mlp) == (
+        dims["n_layers"], dims["n_heads"], dims["d_model"], dims["d_mlp"]
+    )
+    assert model.max_length == dims["max_tokens"]
+
+
+def test_attention_rows_sum_to_one(run):
+    assert run["row_error"] < 1e-5
+
+
+def test_embeddings_are_zero_mean_with_constant_norm_so_the_first_layernorm_is_the_identity(model):
+    embeddings = model.model.esm.embeddings.word_embeddings.weight.detach()[1:]  # all but [PAD]
+    assert embeddings.mean(1).abs().max() < 1e-6
+    assert torch.allclose(embeddings.norm(dim=1), torch.full((len(embeddings),), model.d_model**0.5), atol=1e-4)
+    layer_norm = model.model.esm.encoder.layer[0].attention.LayerNorm
+    assert torch.allclose(layer_norm(embeddings), embeddings, atol=1e-5)
+    assert not model.model.esm.embeddings.position_embeddings.weight.any()
+
+
+# ---------------------------------------------------------------------------------------------
+# Motif head
+
+
+def test_motif_head_attention_tracks_the_anchored_pssm_score_and_no_other_head_does(run, anchored, batch, card):
+    with np.errstate(divide="ignore"):  # padding keys receive 0
+        log_received = np.log(run["received"])  # (n_seq, n_layers, n_heads, n_tok)
+    content = batch.content_mask.numpy()
+    r = np.array([
+        [centred_correlation(log_received[:, l, h], anchored, content) for h in range(log_received.shape[2])]
+        for l in range(log_received.shape[1])
+    ])
+    planted = card["mechanisms"]["motif_head"]
+    layer, head = planted["layer"], planted["head"]
+    assert r[layer, head] >= 0.999, r  # measured 1.0000
+    others = np.delete(r.ravel(), layer * r.shape[1] + head)
+    assert np.abs(others).max() < 0.2, r  # measured at most 0.02
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet="ACGT", min_size=7, max_size=60))
+def test_motif_head_attention_is_the_softmax_of_beta_times_the_score(model, card, motif, sequence):
+    """Every query row of the motif head is softmax(beta * score) over keys; special tokens carry the
+    lowest k-mer score."""
+    planted = card["mechanisms"]["motif_head"]
+    batch = model.tokenize([sequence])
+    pattern = next(iter_run(model, batch, [f"layer.{planted['layer']}.attn.pattern"]))[1]
+    rows = pattern[f"layer.{planted['layer']}.attn.pattern"][0, planted["head"]].double()  # (q, k)
+    score = motif_track(sequence, motif, batch.offsets[0].numpy(), alignment="anchored")
+    score = np.where(batch.special_mask[0].numpy(), card["motif"]["special_token_score_bits"], score)
+    expected = torch.softmax(torch.from_numpy(planted["beta"] * score.astype(np.float64)), dim=0)
+    assert torch.allclose(rows, expected.expand_as(rows), atol=1e-5)
+
+
+def test_motif_present_direction_decodes_the_motif_after_the_head_only(run, batch, windows, motif, card):
+    content = batch.content_mask
+    unit = direction(card, "motif_present")
+    layer = card["mechanisms"]["motif_head"]["layer"]
+    present = np.array([np.nanmax(scan(s, motif)) for s in windows]) >= card["motif"]["threshold_bits"]
+    assert 0.2 < present.mean() < 0.95
+    assert np.abs(pooled(run["embed"], content) @ unit).max() < 1e-6
+    after = pooled(run[f"layer.{layer}.resid_post"], content) @ unit
+    auroc = roc_auc_score(present, after)
+    gc_auroc = roc_auc_score(present, -gc_fraction(windows))
+    assert auroc >= 0.98 and auroc > gc_auroc + 0.1, (auroc, gc_auroc)  # measured 0.999 vs GC 0.80
+    final = pooled(run[f"layer.{card['dimensions']['n_layers'] - 1}.resid_post"], content) @ unit
+    np.testing.assert_allclose(final, after, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition and ATG
+
+
+def test_gc_direction_of_the_pooled_residual_is_window_gc(run, batch, windows, card):
+    unit = direction(card, "gc")
+    gc = gc_fraction(windows)
+    for name in ("embed", f"layer.{card['dimensions']['n_layers'] - 1}.resid_post"):
+        r = np.corrcoef(pooled(run[name], batch.content_mask) @ unit, gc)[0, 1]
+        assert r > 0.95, (name, r)  # measured 0.999
+
+
+def test_atg_neuron_fires_on_atg_tokens_only_and_no_other_channel_does(run, batch, windows, card):
+    content = batch.content_mask.numpy()
+    starts_atg = np.concatenate([
+        [windows[i][a : a + 3] == "ATG" for a in batch.offsets[i, content[i], 0].tolist()] for i in range(len(windows))
+    ])
+    neuron = card["mechanisms"]["atg_neuron"]
+    layer, index = neuron["layer"], neuron["neuron"]
+    auprc = {}
+    for l in range(card["dimensions"]["n_layers"]):
+        values = run[f"layer.{l}.mlp.post"].numpy()[content]  # (n_content_tokens, d_mlp)
+        for c in range(values.shape[1]):
+            auprc[l, c] = average_precision_score(starts_atg, values[:, c])
+    atg = run[f"layer.{layer}.mlp.post"].numpy()[content][:, index]
+    assert auprc[layer, index] >= 0.9  # measured 1.0
+    assert atg[starts_atg].min() > 2.0 and np.abs(atg[~starts_atg]).max() < 1e-3
+    others = [value for place, value in auprc.items() if place != (layer, index)]
+    assert max(others) < 0.2, max(others)  # prevalence about 0.02; measured at most about 0.03
+
+
+# ---------------------------------------------------------------------------------------------
+# Designated output and ablation
+
+
+def test_designated_output_equals_the_masked_lm_logit(model, batch, card):
+    few = batch.select(slice(0, 3))
+    token_id = card["mechanisms"]["output"]["token_id"]
+    last = f"layer.{model.n_layers - 1}.resid_post"
+    out = run_with_interventions(model, few, [], [last], metric=lambda logits, rows: logits[..., token_id])
+    real = few.attention_mask.bool()
+    assert torch.allclose(designated_output(model, out[last])[real], out["metric"][real], atol=1e-4)
+    with pytest.raises(InputError, match="not in the vocabulary"):
+        designated_output(model, out[last], token="TATA")
+
+
+def final_residual(model, batch, interventions=()) -> torch.Tensor:
+    """(n_seq, n_tok, d_model) last resid_post under `interventions`, without computing the logits."""
+    last = f"layer.{model.n_layers - 1}.resid_post"
+    return torch.cat([out[last] for _, out in iter_run(model, batch, [last], interventions)])
+
+
+def test_zero_ablating_the_motif_head_moves_the_output_and_no_other_head_does(model, batch, card):
+    half = N_ABLATION // 2
+    sub = batch.select(torch.cat([torch.arange(half), torch.arange(len(batch) - half, len(batch))]))
+    content = sub.content_mask
+    unit = direction(card, "motif_present")
+
+    def readouts(final_resid: torch.Tensor) -> np.ndarray:
+        """(2, n_seq): designated output (mean over content tokens) and pooled motif-present value."""
+        logit = pooled(designated_output(model, final_resid)[..., None], content)[:, 0]
+        return np.stack([logit, pooled(final_resid, content) @ unit])
+
+    base = readouts(final_residual(model, sub))
+    shift = np.zeros((model.n_layers, model.n_heads, 2))
+    for layer, head in np.ndindex(model.n_layers, model.n_heads):
+        ablated = readouts(final_residual(model, sub, [zero_ablate_head(int(layer), int(head))]))
+        shift[layer, head] = np.abs(ablated - base).mean(axis=1)
+    planted = card["mechanisms"]["motif_head"]
+    motif_shift = shift[planted["layer"], planted["head"]]
+    others = np.delete(shift.reshape(-1, 2), planted["layer"] * model.n_heads + planted["head"], axis=0)
+    assert motif_shift[0] > 0.5 and motif_shift[1] > 0.3, motif_shift  # measured 1.3 and 0.8
+    assert others[:, 0].max() < 0.1 * motif_shift[0], shift  # measured at most 0.05
+    assert others[:, 1].max() < 1e-4, shift  # other heads never write the motif_present direction
+    control = card["mechanisms"]["negative_controls"]["control_head"]
+    assert shift[control["layer"], control["head"], 0] < 0.02 * motif_shift[0], shift
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def test_build_is_deterministic_and_the_shipped_folder_is_a_fresh_build(model, tmp_path):
+    first = build_planted(tmp_path / "first", seed=0)
+    assert main(["--out", str(tmp_path / "second")]) == 0
+    first_bytes = (tmp_path / "first" / "model.safetensors").read_bytes()
+    assert first_bytes == (tmp_path / "second" / "model.safetensors").read_bytes()
+    shipped = model.folder
+    assert file_sha256(shipped / "model.safetensors") == first["weights_sha256"]
+    assert (shipped / "sha256").read_text().split() == [first["weights_sha256"], "model.safetensors"]
+    assert json.loads((shipped / "card.json").read_text()) == first
+    for name in ("config.json", "tokenizer_config.json"):
+        fresh, kept = (json.loads(p.read_text()) for p in (tmp_path / "first" / name, shipped / name))
+        fresh.pop("transformers_version", None), kept.pop("transformers_version", None)
+        assert fresh == kept, name
+    vocab = [json.loads(p.read_text())["model"]["vocab"] for p in (tmp_path / "first" / "tokenizer.json", shipped / "tokenizer.json")]
+    assert vocab[0] == vocab[1]
+    assert (shipped / "README.md").read_text() == (tmp_path / "first" / "README.md").read_text()
+    assert sum(p.stat().st_size for p in shipped.iterdir()) < 10 * 2**20
+
+
+def test_another_seed_changes_only_the_random_parts(model, tmp_path):
+    other = build_planted(tmp_path / "other", seed=1)
+    assert other["weights_sha256"] != load_card(model.folder)["weights_sha256"]
+    features = token_features(model.tokenizer)
+    assert features.tokens[other["mechanisms"]["output"]["token_id"]] == SPEC.consensus
+    assert np.isclose(features.score.max(), other["motif"]["max_score_bits"], atol=1e-5)
+
+
+def test_build_into_a_file_is_a_one_line_input_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        build_planted(target)
+
+
+def test_card_directions_are_unit_vectors_on_their_pairs(card):
+    for name, entry in card["directions"].items():
+        unit = direction(card, name)
+        assert np.isclose(np.linalg.norm(unit), 1.0) and set(np.flatnonzero(unit)) == set(entry["dims"])
+    with pytest.raises(InputError, match="no direction"):
+        direction(card, "tata")
