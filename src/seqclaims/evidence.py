@@ -97,3 +97,101 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Gathering what a family asks for: the claim's model, dataset and cached activations
+
+
+@dataclass
+class ClaimInputs:
+    """The claim's model and dataset, loaded once; activations come through the shared cache."""
+
+    model: Any
+    dataset: Any
+
+    @property
+    def versions(self) -> dict[str, str]:
+        from .cache import CODE_VERSION
+
+        return {"model_sha256": self.model.model_hash, "data_sha256": self.dataset.content_hash,
+                "activation_code": CODE_VERSION}
+
+    @property
+    def cards(self) -> list[Card]:
+        model_facts = {"architecture": self.model.architecture, "layers": self.model.n_layers,
+                       "heads": self.model.n_heads, "d_model": self.model.d_model,
+                       "context": self.model.max_length, "sha256": self.model.model_hash}
+        return [Card(f"dataset: {self.dataset.name}", self.dataset.card), Card("model", model_facts)]
+
+    def activations(self, hooks: list[str], *, reduce: str | None = None, sequences: list[str] | None = None,
+                    dataset_hash: str | None = None) -> Any:
+        """Activations of `hooks` on the dataset (or on `sequences`), from the content-addressed cache."""
+        from .cache import extract
+
+        return extract(self.model, sequences if sequences is not None else self.dataset.sequences, hooks,
+                       dataset_hash=dataset_hash or self.dataset.content_hash, reduce=reduce)
+
+
+def gather_inputs(claim: Any, *, data_overrides: dict[str, Any] | None = None) -> ClaimInputs:
+    """Load the claim's model (Unavailable if absent) and build its dataset (cached, deterministic).
+
+    A sequence longer than the model's context is an InputError naming the claim, unless the claim's
+    data asks for windowing."""
+    from .data import build
+    from .errors import InputError
+    from .models import load_model
+
+    model = load_model(claim.model)
+    spec = claim.data.model_dump(exclude_none=True)
+    spec.update(data_overrides or {})
+    if spec.get("windowing") and not spec.get("max_length"):
+        spec["max_length"] = _max_characters(model)
+    dataset = build(spec, seed=claim.seed, base_dir=claim.path.parent)
+    longest = max((len(s) for s in dataset.sequences), default=0)
+    if longest > _max_characters(model):
+        raise InputError(f"{claim.path}: data: the longest sequence has {longest} nt but the model takes at most "
+                         f"{_max_characters(model)}; shorten `window`, or set `windowing: true`")
+    return ClaimInputs(model, dataset)
+
+
+def _max_characters(model: Any) -> int:
+    """Characters that fit the context: tokens minus two special tokens, times bases per token."""
+    scheme = model.tokenization
+    per_token = scheme.k if scheme is not None and scheme.kind == "kmer_nonoverlapping" else 1
+    return (model.max_length - 2) * per_token
+
+
+def token_annotation(tracks: list[Any], offsets: Any, how: str = "any") -> Any:
+    """Per-token values of per-nucleotide tracks through the tokenizer's character offsets.
+
+    tracks: n_seq arrays (n_nt,); offsets: (n_seq, n_tok, 2) character spans, (0, 0) for special tokens
+    and padding. how: `any` (max over the token's span: the token covers an annotated base), or
+    `anchored` (the value at the token's first base). Returns (n_seq, n_tok) float with NaN at special
+    tokens and padding."""
+    import numpy as np
+
+    offsets = np.asarray(offsets)
+    out = np.full(offsets.shape[:2], np.nan)
+    for row, track in enumerate(tracks):
+        values = np.asarray(track, dtype=float)
+        starts, ends = offsets[row, :, 0], offsets[row, :, 1]
+        content = ends > starts
+        if how == "anchored":
+            out[row, content] = values[starts[content]]
+        elif how == "any":
+            prefix_max = _span_max(values, starts[content], ends[content])
+            out[row, content] = prefix_max
+        else:
+            raise ValueError(f"unknown token alignment {how!r}: use 'any' or 'anchored'")
+    return out
+
+
+def _span_max(values: Any, starts: Any, ends: Any) -> Any:
+    import numpy as np
+
+    width = int((ends - starts).max()) if len(starts) else 0
+    padded = np.concatenate([values, np.full(max(width, 1), -np.inf)])
+    index = starts[:, None] + np.arange(max(width, 1))[None, :]
+    window = np.where(index < ends[:, None], padded[index], -np.inf)
+    return window.max(axis=1)
