@@ -14,7 +14,7 @@ mechanism (and can pass) and that it does not find one where there is none (and 
   increasing, so the logit of the consensus token TATAAAA is the designated output;
 - a **composition shortcut**: a residual direction holding the token's GC fraction minus 0.5, present
   from the embeddings on and never overwritten;
-- an **ATG neuron** (layer 1, MLP channel 9): large (about 4) on tokens whose k-mer starts with ATG
+- an **ATG neuron** (layer 1, MLP channel 9): large (2.5 to 4) on tokens whose k-mer starts with ATG
   and about 0 (|x| < 1e-3) on every other token.
 
 Construction. Tokens are overlapping 7-mers (one per start position), so a token's identity fixes the
