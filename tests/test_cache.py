@@ -24,10 +24,29 @@ SEQUENCES = ["ACGTACGTAAGCTTAGNACG", "ACGTAGG", "GGGTTTACAGATTACA", "TTTTAAAACCC
 HOOKS = ["layer.1.resid_post", "layer.0.attn.pattern", "layer.0.mlp.post"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def module_cache(tmp_path_factory):
+    """A private cache from before the module's model fixtures load: nothing here writes to the shared one."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("module-cache")
+        patch.setenv("SEQCLAIMS_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
+def private_cache(tmp_path, monkeypatch, module_cache):
+    """A fresh cache per test, so that every test starts from cold entries."""
     monkeypatch.setenv("SEQCLAIMS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def test_no_test_writes_to_the_shared_cache(private_cache, module_cache, tiny):
+    from seqclaims.paths import cache_dir
+
+    assert cache_dir() == private_cache
+    extract(tiny, SEQUENCES, HOOKS[:1], dataset_hash="private")
+    assert any((private_cache / "activations").iterdir())
+    assert os.environ["SEQCLAIMS_CACHE"] != str(Path(__file__).resolve().parent.parent / ".cache" / "seqclaims")
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +95,18 @@ def test_key_ignores_hook_order_and_repeats_but_not_the_code_version(monkeypatch
     assert cache_key("m", "d", hooks, {"reduce": None}) != key
 
 
+@pytest.mark.parametrize("library", ["torch", "transformers"])
+def test_key_follows_the_torch_and_transformers_versions(monkeypatch, library):
+    key = cache_key("m", "d", ["embed"], {})
+    assert set(cache.RUNTIME_VERSIONS) == {"torch", "transformers"}
+    monkeypatch.setitem(cache.RUNTIME_VERSIONS, library, "0.0.0-other")
+    assert cache_key("m", "d", ["embed"], {}) != key
+
+
+def test_code_version_is_a_hash_of_the_extraction_source():
+    assert len(cache.CODE_VERSION) == 16 and int(cache.CODE_VERSION, 16) >= 0
+
+
 def test_entry_key_follows_sequences_tokenization_reduction_and_dtype(tiny):
     keys = {
         extract(tiny, SEQUENCES, HOOKS[:1], dataset_hash="d").key,
@@ -87,6 +118,18 @@ def test_entry_key_follows_sequences_tokenization_reduction_and_dtype(tiny):
         extract(tiny, SEQUENCES, HOOKS[:2], dataset_hash="d").key,
     }
     assert len(keys) == 7
+
+
+def test_entry_key_follows_the_module_map_and_the_attention_implementation(tiny, model_folder):
+    builtin = tiny.module_map.model_dump()
+    without_probs = load_model({"path": str(model_folder), "module_map": {**builtin, "attn_probs": None}})
+    sdpa = load_model({"path": str(model_folder), "attn_implementation": "sdpa"})
+    assert cache.attention_implementation(tiny) == "eager" and cache.attention_implementation(sdpa) == "sdpa"
+    first = extract(tiny, SEQUENCES, HOOKS[:1], dataset_hash="d")
+    keys = {first.key} | {extract(other, SEQUENCES, HOOKS[:1], dataset_hash="d").key for other in (without_probs, sdpa)}
+    assert len(keys) == 3
+    inputs = json.loads(CacheEntry(first.key).manifest_path.read_text())["inputs"]
+    assert inputs["module_map"] == builtin and inputs["attn_implementation"] == "eager"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """Content-addressed activation cache: claims that need the same activations share one forward pass.
 
 An entry is keyed by the sha256 of (model hash, dataset hash, the sequences' own hash, hook names,
-options: tokenization, reduction and dtype, and CODE_VERSION). It lives in
+options: tokenization, the model's module map and attention implementation, reduction and dtype; the
+torch and transformers versions; and CODE_VERSION, a hash of the source of the modules that extract
+activations). It lives in
 ``cache_dir()/activations/<key[:2]>/<key>/`` as one ``.npy`` file per array plus ``manifest.json``
 holding each file's size and sha256; the manifest is written last, so an entry without one is
-incomplete. Files are written to a temporary name and moved into place with ``os.replace``. Processes
-computing the same key serialise on a ``fcntl.flock`` lock file: one computes, the others wait and then
-read. An entry whose files are missing, truncated or fail their checksum is recomputed.
+incomplete. Files are written atomically and processes computing the same key serialise on a lock file
+(`seqclaims.fsutil`): one computes, the others wait and then read. An entry whose files are missing, truncated or fail their checksum is recomputed.
 
 Layout of the arrays (padded, not ragged: attention patterns are ragged in two axes, and the datasets
 are fixed-length windows, where padding costs nothing). With n_seq sequences padded to n_tok tokens:
@@ -22,15 +23,14 @@ are fixed-length windows, where padding costs nothing). With n_seq sequences pad
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
 import math
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence
 
@@ -38,11 +38,15 @@ import numpy as np
 import torch
 
 from seqclaims.errors import InputError
+from seqclaims.fsutil import atomic_write_bytes, atomic_write_json, file_lock, source_hash
 from seqclaims.models import LoadedModel, hook_shape, iter_run, load_model, parse_hook
 from seqclaims.paths import cache_dir
 from seqclaims.tokenizers import Batch, Tokenization
 
-CODE_VERSION = "1"  # bump when a change to extraction changes what is stored
+# Any change to the code that extracts and stores activations gives new keys.
+CODE_VERSION = source_hash("seqclaims.models", "seqclaims.tokenizers", "seqclaims.cache")[:16]
+# Numerics (kernels, attention paths) may change between releases of these libraries.
+RUNTIME_VERSIONS = {"torch": torch.__version__, "transformers": importlib.metadata.version("transformers")}
 PROGRESS_ENV = "SEQCLAIMS_PROGRESS"  # 0 / false / no / off hides progress bars (they show on a terminal only)
 
 Reduce = Literal["mean", "max", "cls"]
@@ -72,6 +76,7 @@ def cache_key(model_hash: str, dataset_hash: str, hooks: Sequence[str], options:
         "hooks": sorted(set(hooks)),
         "options": dict(options),
         "code_version": CODE_VERSION,
+        "runtime": RUNTIME_VERSIONS,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -108,6 +113,8 @@ def extract(
     options = {
         "sequences": sequences_hash(sequences),
         "tokenization": scheme.model_dump() if scheme else "folder",
+        "module_map": model.module_map.model_dump(),
+        "attn_implementation": attention_implementation(model),
         "reduce": reduce,
         "dtype": dtype,
     }
@@ -116,7 +123,7 @@ def extract(
     arrays, _ = entry.read()
     if arrays is not None:
         return Activations(arrays, key, "cache")
-    with entry.locked():
+    with file_lock(entry.folder):
         arrays, problem = entry.read()
         if arrays is not None:
             return Activations(arrays, key, "cache")
@@ -127,6 +134,11 @@ def extract(
         inputs = {"model_hash": model.model_hash, "dataset_hash": dataset_hash, "hooks": hooks, **options}
         entry.write(arrays, inputs)
     return Activations(arrays, key, "computed")
+
+
+def attention_implementation(model: LoadedModel) -> str:
+    """The attention implementation the model runs with (eager, sdpa, ...), as loaded."""
+    return str(getattr(model.model.config, "_attn_implementation", None) or model.ref.attn_implementation)
 
 
 def _check_request(model: LoadedModel, hooks: list[str], reduce: str | None, dtype: str) -> None:
@@ -207,19 +219,7 @@ class CacheEntry:
         self.key = key
         shard = (root or activations_root()) / key[:2]
         self.folder = shard / key
-        self.lock_path = shard / f"{key}.lock"
         self.manifest_path = self.folder / "manifest.json"
-
-    @contextmanager
-    def locked(self):
-        """Exclusive lock across processes for computing and writing this key."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def read(self) -> tuple[dict[str, np.ndarray] | None, str | None]:
         """(arrays, None) for a complete, intact entry; (None, what is wrong) otherwise ('' if absent)."""
@@ -245,19 +245,25 @@ class CacheEntry:
         return _array_from_npy(buffer)
 
     def write(self, arrays: Mapping[str, np.ndarray], inputs: Mapping) -> None:
-        """Write every array, then the manifest; callers hold `locked()`."""
+        """Write every array, then the manifest; callers hold `file_lock(self.folder)`."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.manifest_path.unlink(missing_ok=True)
         records = {name: self._write_array(name, array) for name, array in arrays.items()}
-        manifest = {"key": self.key, "code_version": CODE_VERSION, "inputs": dict(inputs), "arrays": records}
-        _atomic_write(self.manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        manifest = {
+            "key": self.key,
+            "code_version": CODE_VERSION,
+            "runtime": RUNTIME_VERSIONS,
+            "inputs": dict(inputs),
+            "arrays": records,
+        }
+        atomic_write_json(self.manifest_path, manifest)
 
     def _write_array(self, name: str, array: np.ndarray) -> dict:
         stream = io.BytesIO()
         np.save(stream, np.ascontiguousarray(array), allow_pickle=False)
         payload = stream.getbuffer()
         filename = f"{name}.npy"
-        _atomic_write(self.folder / filename, payload)
+        atomic_write_bytes(self.folder / filename, payload)
         return {
             "file": filename,
             "bytes": len(payload),
@@ -265,15 +271,6 @@ class CacheEntry:
             "shape": list(array.shape),
             "dtype": str(array.dtype),
         }
-
-
-def _atomic_write(path: Path, payload) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _array_from_npy(buffer: bytearray) -> np.ndarray:
