@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import socket
 from types import SimpleNamespace
 
@@ -35,6 +36,7 @@ from seqclaims.tokenizers import Tokenization, build_nucleotide_tokenizer, split
 SEQUENCES = ["ACGTACGTAAGCTTAGN", "ACGTA", "GGGTTTACAGATTACA"]
 CORRUPTED = ["ACGTTCGTAAGCTTAGN", "ACCTA", "GGGTATACAGATTACA"]
 ARCHITECTURES = ("bert", "roberta", "esm")
+SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
@@ -62,9 +64,10 @@ def clean(tiny, batch):
 def test_model_ref_accepts_a_name_a_path_and_a_pinned_hub_id():
     assert ModelRef.model_validate("organism").name == "organism"
     assert ModelRef.model_validate({"path": "/m"}).path == "/m"
-    pinned = ModelRef.model_validate({"hf_id": "org/model", "revision": "abc", "tokenization": {"kind": "kmer_overlapping", "k": 6}})
-    assert (pinned.hf_id, pinned.revision, pinned.tokenization.k) == ("org/model", "abc", 6)
+    pinned = ModelRef.model_validate({"hf_id": "org/model", "revision": SHA, "tokenization": {"kind": "kmer_overlapping", "k": 6}})
+    assert (pinned.hf_id, pinned.revision, pinned.tokenization.k) == ("org/model", SHA, 6)
     assert pinned.trust_remote_code is False and pinned.attn_implementation == "eager"
+    assert pinned.describe() == f"org/model@{SHA}"
 
 
 @pytest.mark.parametrize(
@@ -73,7 +76,13 @@ def test_model_ref_accepts_a_name_a_path_and_a_pinned_hub_id():
         {"path": "/m", "pth": 1},
         {"path": "/m", "hf_id": "a/b"},
         {"path": "/m", "revision": "abc"},
-        {"hf_id": "a/b", "attn_implementation": "flash"},
+        {"hf_id": "a/b", "revision": SHA, "attn_implementation": "flash"},
+        {"path": "/m", "trust_remote_code": "yes"},
+        {"path": "/m", "trust_remote_code": 1},
+        {"path": "/m", "tokenization": {"kind": "kmer_overlapping", "k": "6"}},
+        {"path": "/m", "tokenization": {"kind": "kmer_overlapping", "k": 6.0}},
+        {"path": "/m", "module_map": {"layers": 1, "attn_out_proj": "y", "mlp_out_proj": "z"}},
+        {"path": 3},
         {"path": "/m", "tokenization": {"kind": "single", "k": 3}},
         {"path": "/m", "tokenization": {"kind": "bpe"}},
         {"path": "/m", "module_map": {"layers": "x", "attn_out_proj": "y"}},
@@ -84,6 +93,22 @@ def test_model_ref_accepts_a_name_a_path_and_a_pinned_hub_id():
 def test_model_ref_is_strict(value):
     with pytest.raises(ValidationError):
         ModelRef.model_validate(value)
+
+
+@pytest.mark.parametrize("revision", [None, "main", "v1.0", SHA[:12], SHA.upper(), SHA + "0"])
+def test_hub_models_need_a_full_commit_sha(revision):
+    value = {"hf_id": "org/model"} if revision is None else {"hf_id": "org/model", "revision": revision}
+    with pytest.raises(ValidationError) as caught:
+        ModelRef.model_validate(value)
+    (error,) = caught.value.errors()
+    assert "40-hex commit sha" in error["msg"] and "\n" not in error["msg"]
+
+
+def test_tokenization_is_strict():
+    assert Tokenization.model_validate({"kind": "kmer_overlapping", "k": 6}).k == 6
+    for bad in ({"kind": "kmer_overlapping", "k": "6"}, {"kind": "kmer_overlapping", "k": True}):
+        with pytest.raises(ValidationError):
+            Tokenization.model_validate(bad)
 
 
 def _one_line(error: Exception) -> str:
@@ -130,7 +155,6 @@ def test_hub_model_resolves_from_the_local_cache_only(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     loaded = load_model({"hf_id": "org/tiny", "revision": revision})
     assert loaded.folder == (repo / "snapshots" / revision).resolve()
-    assert load_model({"hf_id": "org/tiny"}).folder == loaded.folder
 
 
 def test_loading_works_with_the_network_off(tmp_path, monkeypatch):
@@ -151,6 +175,49 @@ def test_custom_code_needs_the_claim_to_opt_in(tmp_path):
     with pytest.raises(InputError) as caught:
         load_model({"path": str(folder)})
     assert "trust_remote_code: true" in _one_line(caught.value)
+
+
+def _broken_copy(folder, tmp_path, name):
+    broken = tmp_path / name
+    shutil.copytree(folder, broken)
+    return broken
+
+
+def _break_config_json(folder):
+    (folder / "config.json").write_text('{"model_type": "bert",')
+
+
+def _break_sizes(folder):
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] = 48  # the saved MLP weights are 64 wide
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _truncate_weights(folder):
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+
+
+def _garble_weights(folder):
+    (folder / "model.safetensors").write_bytes(b"\0" * 64)
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (_break_config_json, "config.json"),
+        (_break_sizes, "size mismatch"),
+        (_truncate_weights, "safetensors"),
+        (_garble_weights, "safetensors"),
+    ],
+)
+def test_a_damaged_model_folder_is_a_one_line_input_error(tmp_path, damage, fragment):
+    folder = _broken_copy(save_random_model(tmp_path / "good", seed=7), tmp_path, damage.__name__)
+    damage(folder)
+    with pytest.raises(InputError) as caught:
+        load_model({"path": str(folder)})
+    message = _one_line(caught.value)
+    assert str(folder) in message and fragment in message
 
 
 def test_loaded_model_reports_its_dimensions(tiny):
@@ -285,6 +352,28 @@ def test_empty_and_too_short_sequences_are_input_errors():
         tokenize(["ACGT", ""], "single", tokenizer=build_nucleotide_tokenizer("single"))
     with pytest.raises(InputError, match="fewer than k = 6"):
         tokenize(["ACG"], "kmer_overlapping", 6, tokenizer=build_nucleotide_tokenizer("kmer_overlapping", 6))
+    for kind in ("single", None):
+        with pytest.raises(InputError, match="no sequences to tokenize") as caught:
+            tokenize([], kind, tokenizer=build_nucleotide_tokenizer("single"))
+        _one_line(caught.value)
+
+
+class _SpecialOnlyTokenizer:
+    """A tokenizer that drops every nucleotide, leaving only [CLS] [SEP]."""
+
+    pad_token_id, unk_token_id = 0, 1
+
+    def get_vocab(self):
+        return {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "A": 4}
+
+    def __call__(self, text, return_special_tokens_mask=False):
+        return {"input_ids": [2, 3], "special_tokens_mask": [1, 1]}
+
+
+def test_a_tokenizer_that_keeps_no_content_token_is_an_input_error():
+    with pytest.raises(InputError, match="special tokens only") as caught:
+        tokenize(["AAAA"], "single", tokenizer=_SpecialOnlyTokenizer())
+    _one_line(caught.value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,3 +541,15 @@ def test_interventions_are_checked(tiny, batch):
         run_with_interventions(tiny, batch, [zero_ablate_head(0, 9)])
     with pytest.raises(InputError, match="not a hook"):
         run_with_interventions(tiny, batch, [set_neuron(5, 0, 1.0)])
+
+
+def test_negative_token_positions_are_rejected_not_wrapped(tiny, batch, clean):
+    for intervention in (zero_ablate_head(0, 1, positions=[1, -1]), set_neuron(1, 3, 0.0, positions=torch.tensor([-2]))):
+        with pytest.raises(InputError, match="non-negative token indices") as caught:
+            run_with_interventions(tiny, batch, [intervention])
+        _one_line(caught.value)
+    with pytest.raises(InputError, match="non-negative token indices"):
+        patch_every_head(tiny, batch, 0, clean["layer.0.attn.head_out"], positions=[-1])
+    mask = torch.zeros(batch.n_tok, dtype=torch.bool)
+    mask[-1] = True  # a bool mask may be built with negative indexing; it is not an index list
+    run_with_interventions(tiny, batch, [zero_ablate_head(0, 1, positions=mask)])

@@ -42,7 +42,9 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors import SafetensorError
 
+from seqclaims import fsutil
 from seqclaims.errors import InputError, Unavailable
 from seqclaims.paths import cache_dir, fixtures_dir
 from seqclaims.tokenizers import Batch, Tokenization, declared_scheme, tokenize
@@ -66,7 +68,7 @@ class ModuleMap(BaseModel):
         (e.g. ``attention.self``); optional, without it ``attn.pattern`` is not offered.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     layers: str
     attn_out_proj: str
@@ -79,12 +81,13 @@ class ModelRef(BaseModel):
     """A claim's ``model:``: an embedded model's name, or a mapping naming a local folder or a cached hub model.
 
     Accepted forms: ``"organism"``; ``{path: <folder>}``; ``{hf_id: <id>, revision: <sha>}`` (resolved in
-    the local Hugging Face cache only); each mapping optionally with ``trust_remote_code`` (false unless
-    the claim opts in), ``tokenization`` (``{kind, k}``; default: the folder's tokenizer),
-    ``attn_implementation`` (eager by default) and ``module_map``.
+    the local Hugging Face cache only; the revision is a 40-hex commit sha, since a branch or tag can
+    move); each mapping optionally with ``trust_remote_code`` (false unless the claim opts in),
+    ``tokenization`` (``{kind, k}``; default: the folder's tokenizer), ``attn_implementation`` (eager by
+    default) and ``module_map``. Values are not coerced: ``trust_remote_code: "yes"`` is an error.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     name: str | None = Field(None, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
     path: str | None = None
@@ -107,12 +110,20 @@ class ModelRef(BaseModel):
             raise ValueError("give exactly one of an embedded model name, `path` or `hf_id`")
         if self.revision and not self.hf_id:
             raise ValueError("`revision` goes with `hf_id`")
+        if self.hf_id and not _COMMIT_SHA.fullmatch(self.revision or ""):
+            raise ValueError(
+                f"`hf_id: {self.hf_id}` needs `revision:` set to the 40-hex commit sha of the snapshot "
+                f"(got {self.revision!r}; a branch or tag can move)"
+            )
         return self
 
     def describe(self) -> str:
         if self.hf_id:
-            return f"{self.hf_id}@{self.revision or 'main'}"
+            return f"{self.hf_id}@{self.revision}"
         return self.name or str(self.path)
+
+
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def as_model_ref(ref: ModelRef | str | dict) -> ModelRef:
@@ -141,7 +152,7 @@ def resolve_folder(ref: ModelRef | str | dict) -> Path:
     return _hub_cache_folder(ref.hf_id, ref.revision)
 
 
-def _hub_cache_folder(hf_id: str, revision: str | None) -> Path:
+def _hub_cache_folder(hf_id: str, revision: str) -> Path:
     """The snapshot folder of a hub model in the local cache; never the network."""
     from huggingface_hub import constants, try_to_load_from_cache
 
@@ -149,11 +160,10 @@ def _hub_cache_folder(hf_id: str, revision: str | None) -> Path:
     found = try_to_load_from_cache(hf_id, "config.json", cache_dir=cache, revision=revision)
     if isinstance(found, str):
         return Path(found).parent
-    pin = f" --revision {revision}" if revision else ""
     raise Unavailable(
-        f"model {hf_id}@{revision or 'main'} is not in the local Hugging Face cache ({cache}); download it once "
-        f"with `huggingface-cli download {hf_id}{pin}` on a connected machine, or point `model: {{path: ...}}` "
-        "at a local folder"
+        f"model {hf_id}@{revision} is not in the local Hugging Face cache ({cache}); download it once "
+        f"with `huggingface-cli download {hf_id} --revision {revision}` on a connected machine, or point "
+        "`model: {path: ...}` at a local folder"
     )
 
 
@@ -234,7 +244,7 @@ def load_model(ref: ModelRef | str | dict) -> LoadedModel:
 def _load(ref: ModelRef, folder: Path) -> LoadedModel:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    config = json.loads((folder / "config.json").read_text())
+    config = _read_config(folder)
     if "auto_map" in config and not ref.trust_remote_code:
         raise InputError(
             f"model {ref.describe()} ships its own code (auto_map in {folder / 'config.json'}); set "
@@ -247,11 +257,10 @@ def _load(ref: ModelRef, folder: Path) -> LoadedModel:
             str(folder), attn_implementation=ref.attn_implementation, dtype=torch.float32, **options
         )
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **options)
-    except (OSError, ValueError, KeyError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
         raise InputError(
-            f"cannot load a masked LM with its tokenizer from {folder}: {reason}; check the folder's config, "
-            "weights and tokenizer files"
+            f"cannot load a masked LM with its tokenizer from {folder}: {_load_failure(error)}; check the "
+            "folder's config, weights and tokenizer files"
         ) from None
     model.eval()
     module_map = ref.module_map or builtin_module_map(model, ref)
@@ -266,6 +275,33 @@ def _load(ref: ModelRef, folder: Path) -> LoadedModel:
     )
     loaded.module(module_map.layers)  # a wrong path to the blocks fails at load, not at first use
     return loaded
+
+
+def _read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(
+            f"cannot read {path} of model folder {folder}: {_first_line(error)}; give a valid JSON config"
+        ) from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path} of model folder {folder} is not a JSON object; give a valid model config")
+    return config
+
+
+def _load_failure(error: Exception) -> str:
+    """One line on why from_pretrained failed."""
+    if isinstance(error, SafetensorError):
+        return f"unreadable safetensors weights ({_first_line(error)})"
+    if isinstance(error, RuntimeError) and "mismatch" in str(error).lower():
+        return "the weights' shapes do not match config.json (size mismatch)"
+    return _first_line(error)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def builtin_module_map(model, ref: ModelRef) -> ModuleMap:
@@ -415,12 +451,8 @@ def file_sha256(path: Path) -> str:
         remembered = memo.read_text().strip()
         if re.fullmatch(r"[0-9a-f]{64}", remembered):
             return remembered
-    with open(real, "rb") as handle:
-        value = hashlib.file_digest(handle, "sha256").hexdigest()
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    temporary = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
-    temporary.write_text(value)
-    os.replace(temporary, memo)
+    value = fsutil.file_sha256(real)
+    fsutil.atomic_write_text(memo, value)
     return value
 
 
@@ -675,6 +707,12 @@ def _check_intervention(model: LoadedModel, intervention) -> None:
     index = getattr(intervention, "index", 0)
     if not 0 <= index < limit:
         raise InputError(f"index {index} is out of range for '{intervention.hook}' (0..{limit - 1})")
+    positions = getattr(intervention, "positions", None)
+    if positions is not None and positions.dtype != torch.bool and bool((positions < 0).any()):
+        raise InputError(
+            f"token positions of the intervention on '{intervention.hook}' include {int(positions.min())}; "
+            "give non-negative token indices (0 is the first token, a special token included) or a bool mask"
+        )
 
 
 def _forward(

@@ -40,9 +40,12 @@ SCHEME_KEY = "seqclaims_tokenization"  # where a saved nucleotide tokenizer reco
 
 
 class Tokenization(BaseModel):
-    """A declared tokenization scheme, as a claim's ``model: {tokenization: {kind, k}}`` states it."""
+    """A declared tokenization scheme, as a claim's ``model: {tokenization: {kind, k}}`` states it.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Values are not coerced: ``k: "6"`` is an error.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     kind: Kind
     k: int = Field(1, ge=1, le=12)
@@ -217,6 +220,8 @@ class _Row:
 
 
 def _reject_empty(sequences: list[str]) -> None:
+    if not sequences:
+        raise InputError("no sequences to tokenize; give at least one sequence")
     for i, s in enumerate(sequences):
         if not s:
             raise InputError(f"sequence {i} is empty; remove it from the dataset")
@@ -280,6 +285,12 @@ def _special_frame(tokenizer) -> tuple[list[int], list[int]]:
     """The special token ids the tokenizer puts before and after a sequence (e.g. [CLS], [SEP])."""
     probe = tokenizer("A", return_special_tokens_mask=True)
     ids, special = probe["input_ids"], probe["special_tokens_mask"]
+    if 0 not in special:
+        raise InputError(
+            f"the tokenizer ({type(tokenizer).__name__}) turns the probe sequence 'A' into special tokens only, "
+            "so a nucleotide scheme cannot be framed with it; use the folder's own tokenization (no "
+            "`tokenization:`) or a tokenizer whose vocabulary holds the nucleotides"
+        )
     first = special.index(0)
     last = len(special) - 1 - special[::-1].index(0)
     return list(ids[:first]), list(ids[last + 1 :])
