@@ -43,24 +43,18 @@ def sklearn_rows(metric, scores, labels, weights) -> np.ndarray:
 # --------------------------------------------------------------------------- AUROC / AUPRC
 
 
+@pytest.mark.parametrize(
+    ("ours", "reference", "tolerance"),
+    [(stats.auroc_weighted, roc_auc_score, 1e-12), (stats.auprc_weighted, average_precision_score, 1e-10)],
+)
 @settings(max_examples=150, deadline=None)
-@given(scored_labels_and_weights())
-def test_auroc_weighted_equals_sklearn(case):
+@given(case=scored_labels_and_weights())
+def test_weighted_ranking_metrics_equal_sklearn(ours, reference, tolerance, case):
     scores, labels, weights = case
-    ours = stats.auroc_weighted(scores, labels, weights)
-    ref = sklearn_rows(roc_auc_score, scores, labels, weights)
-    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
-
-
-@settings(max_examples=150, deadline=None)
-@given(scored_labels_and_weights())
-def test_auprc_weighted_equals_sklearn(case):
-    scores, labels, weights = case
-    ours = stats.auprc_weighted(scores, labels, weights)
-    ref = sklearn_rows(average_precision_score, scores, labels, weights)
-    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-10)
+    value = ours(scores, labels, weights)
+    expected = sklearn_rows(reference, scores, labels, weights)
+    np.testing.assert_array_equal(np.isnan(value), np.isnan(expected))
+    np.testing.assert_allclose(value, expected, rtol=0, atol=tolerance)
 
 
 @pytest.mark.parametrize(
@@ -201,15 +195,34 @@ def test_percentile_interval_symmetric_contains_centre_and_handles_nan():
     samples = np.linspace(-1.0, 1.0, 1001)
     low, high = stats.percentile_interval(samples, 0.9)
     assert low == pytest.approx(-0.9) and high == pytest.approx(0.9)
-    columns = np.column_stack([samples, np.where(np.arange(1001) % 3 == 0, np.nan, samples), np.full(1001, np.nan)])
+    few_nan = np.where(np.arange(1001) % 200 == 0, np.nan, samples)  # 6 of 1001, under 1%
+    columns = np.column_stack([samples, few_nan, np.full(1001, np.nan)])
     low, high = stats.percentile_interval(columns, 0.95)
     assert low.shape == (3,)
     assert low[1] < 0 < high[1]
     assert np.isnan(low[2]) and np.isnan(high[2])
-    mostly_nan = np.where(np.arange(100) < 60, np.nan, 1.0)
-    assert all(np.isnan(v) for v in stats.percentile_interval(mostly_nan))
     with pytest.raises(ValueError):
         stats.percentile_interval(samples, 1.5)
+    with pytest.raises(ValueError):
+        stats.percentile_interval(samples, max_nan_fraction=-0.1)
+
+
+@pytest.mark.parametrize(("n_nan", "defined"), [(0, True), (10, True), (11, False), (300, False), (600, False)])
+def test_percentile_interval_is_nan_above_one_percent_nan_resamples(n_nan, defined):
+    """Dropping NaN resamples conditions the interval on the statistic being defined: not above 1%."""
+    samples = np.random.default_rng(0).normal(size=1000)
+    samples[:n_nan] = np.nan
+    assert stats.nan_fraction(samples) == pytest.approx(n_nan / 1000)
+    low, high = stats.percentile_interval(samples)
+    assert (np.isfinite(low) and np.isfinite(high)) == defined
+    assert stats.MAX_NAN_FRACTION == 0.01
+    assert np.isfinite(stats.percentile_interval(samples, max_nan_fraction=0.7)[0])
+
+
+def test_nan_fraction_per_column_and_of_no_resamples():
+    columns = np.array([[1.0, np.nan], [2.0, np.nan], [np.nan, 1.0], [3.0, np.nan]])
+    np.testing.assert_allclose(stats.nan_fraction(columns), [0.25, 0.75])
+    assert stats.nan_fraction(np.zeros(0)) == 1.0
 
 
 def weighted_mean_statistic(values: np.ndarray):
@@ -235,6 +248,36 @@ def test_bootstrap_mean_interval_contains_estimate_and_is_deterministic():
     # Other chunking: the same resamples (matrix-product rounding may differ in the last bit).
     rechunked = stats.bootstrap(weighted_mean_statistic(values), 300, n_resamples=500, seed=3, chunk_size=7)
     np.testing.assert_allclose(rechunked.samples, result.samples, rtol=1e-13)
+
+
+def test_bootstrap_reports_nan_resamples_and_refuses_an_interval_above_the_limit():
+    """AUROC is undefined in resamples without a positive: with 3 positives of 60 that is ~5%."""
+    rng = np.random.default_rng(8)
+    scores, labels = rng.normal(size=60), np.arange(60) < 3
+
+    def statistic(weights):
+        return stats.auroc_weighted(scores, labels, weights)
+
+    result = stats.bootstrap(statistic, 60, n_resamples=1000, seed=0)
+    expected = np.isnan(result.samples).mean()
+    assert 0.02 < expected < 0.09 and result.nan_fraction == pytest.approx(expected)
+    assert np.isfinite(result.estimate) and np.isnan(result.low) and np.isnan(result.high)
+    lenient = stats.bootstrap(statistic, 60, n_resamples=1000, seed=0, max_nan_fraction=0.5)
+    assert lenient.low < lenient.high and lenient.nan_fraction == result.nan_fraction
+    clean = stats.bootstrap(weighted_mean_statistic(scores), 60, n_resamples=200, seed=0)
+    assert clean.nan_fraction == 0.0
+
+
+def test_bootstrap_of_no_units_is_a_nan_interval():
+    def never_called(weights):
+        raise AssertionError("no units: nothing to compute")
+
+    plain = stats.bootstrap(never_called, 0, n_resamples=50)
+    assert np.isnan([plain.estimate, plain.low, plain.high]).all() and plain.nan_fraction == 1.0
+    assert plain.samples.shape == (50,)
+    best = stats.bootstrap_best(never_called, 0, n_resamples=50)
+    assert np.isnan([best.estimate, best.low, best.high]).all() and best.nan_fraction == 1.0
+    assert best.index == -1 and best.selection_frequency.size == 0
 
 
 def test_bootstrap_vector_statistic_gives_arrays():
@@ -276,6 +319,7 @@ def test_bootstrap_best_redoes_selection_and_shifts_interval_up():
     assert best.selection_frequency.sum() == pytest.approx(1.0)
     assert best.selection_frequency.max() < 0.9
     assert (best.selection_frequency > 0).sum() > 3
+    assert best.nan_fraction == 0.0
 
 
 def test_bootstrap_best_smaller_is_better_and_skips_nan_candidates():

@@ -24,6 +24,7 @@ __all__ = [
     "BestInterval",
     "CORRECTION_METHODS",
     "Interval",
+    "MAX_NAN_FRACTION",
     "auprc_weighted",
     "auroc_weighted",
     "bootstrap",
@@ -32,6 +33,7 @@ __all__ = [
     "expand_to_items",
     "indices_to_counts",
     "mc_standard_error",
+    "nan_fraction",
     "pearson_weighted",
     "percentile_interval",
     "permutation_pvalue",
@@ -41,6 +43,11 @@ __all__ = [
 ]
 
 CORRECTION_METHODS = ("bonferroni", "holm", "fdr_bh", "none")
+
+# Largest share of NaN resamples a percentile interval tolerates. A resample is NaN when the
+# statistic is undefined on it (e.g. one class absent); dropping many such resamples would give
+# an interval conditional on the statistic being defined, narrower than the truth.
+MAX_NAN_FRACTION = 0.01
 
 # Upper bound on the float64 working arrays one chunk of resamples may allocate.
 _CHUNK_BYTES = 200 * 2**20
@@ -323,7 +330,9 @@ def _map_chunks(
 class Interval:
     """A bootstrap interval: floats for a scalar statistic, ``(K,)`` arrays for K statistics.
 
-    ``samples``: ``(n_resamples,)`` or ``(n_resamples, K)`` resampled values.
+    ``samples``: ``(n_resamples,)`` or ``(n_resamples, K)`` resampled values; ``nan_fraction``:
+    share of resamples on which the statistic was NaN (float, or ``(K,)``). Where it exceeds the
+    driver's ``max_nan_fraction`` the interval is NaN.
     """
 
     estimate: float | np.ndarray
@@ -331,15 +340,17 @@ class Interval:
     high: float | np.ndarray
     samples: np.ndarray
     level: float = 0.95
+    nan_fraction: float | np.ndarray = 0.0
 
 
 @dataclass(frozen=True)
 class BestInterval:
     """The best of K candidates with its selection redone inside every resample.
 
-    ``index``: the candidate chosen on the full data; ``selection_frequency``: ``(K,)``
-    share of (valid) resamples in which each candidate was the best; ``samples``:
-    ``(n_resamples,)`` best value per resample.
+    ``index``: the candidate chosen on the full data (-1 if none); ``selection_frequency``:
+    ``(K,)`` share of (valid) resamples in which each candidate was the best; ``samples``:
+    ``(n_resamples,)`` best value per resample; ``nan_fraction``: share of resamples in which
+    every candidate was NaN.
     """
 
     estimate: float
@@ -349,21 +360,33 @@ class BestInterval:
     selection_frequency: np.ndarray
     samples: np.ndarray
     level: float = 0.95
+    nan_fraction: float = 0.0
+
+
+def nan_fraction(samples: np.ndarray) -> float | np.ndarray:
+    """Share of NaN resamples: ``(B,)`` -> float; ``(B, K)`` -> ``(K,)``. 1.0 when B is 0."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.shape[0] == 0:
+        return _scalar_if_0d(np.ones(samples.shape[1:]))
+    return _scalar_if_0d(np.isnan(samples).mean(axis=0))
 
 
 def percentile_interval(
-    samples: np.ndarray, level: float = 0.95
+    samples: np.ndarray, level: float = 0.95, *, max_nan_fraction: float = MAX_NAN_FRACTION
 ) -> tuple[float | np.ndarray, float | np.ndarray]:
-    """Equal-tailed percentile interval over the resample axis, ignoring NaN.
+    """Equal-tailed percentile interval over the resample axis.
 
-    ``samples``: ``(B,)`` -> two floats; ``(B, K)`` -> two ``(K,)`` arrays. A column in
-    which more than half of the resamples are NaN gets a NaN interval.
+    ``samples``: ``(B,)`` -> two floats; ``(B, K)`` -> two ``(K,)`` arrays. A column in which
+    more than ``max_nan_fraction`` of the resamples are NaN gets a NaN interval (the share is
+    :func:`nan_fraction`); below that, NaN resamples are left out.
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    if not 0.0 <= max_nan_fraction <= 1.0:
+        raise ValueError(f"max_nan_fraction must lie in [0, 1], got {max_nan_fraction}")
     samples = np.asarray(samples, dtype=np.float64)
     tail = (1.0 - level) / 2.0
-    too_thin = np.isnan(samples).mean(axis=0) > 0.5
+    too_thin = np.asarray(nan_fraction(samples)) > max_nan_fraction
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         low, high = np.nanquantile(samples, [tail, 1.0 - tail], axis=0)
@@ -379,17 +402,22 @@ def bootstrap(
     seed: int = 0,
     level: float = 0.95,
     chunk_size: int = _DEFAULT_DRIVER_CHUNK,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
 ) -> Interval:
     """Percentile bootstrap over units of any weighted statistic.
 
     ``statistic(weights)`` receives ``(B', n_units)`` unit counts (or None for the full
     data) and returns ``(B',)`` or ``(B', K)``. It is called on the full data for the point
     estimate and on chunks of ``chunk_size`` resamples (lower it when the statistic expands
-    counts to many items). Resamples are :func:`resample_counts` for ``seed``.
+    counts to many items). Resamples are :func:`resample_counts` for ``seed``. The interval
+    is NaN where more than ``max_nan_fraction`` of the resamples are NaN. With no units the
+    statistic is not called and the result is a scalar NaN interval with ``nan_fraction`` 1.
     """
+    if n_units == 0:
+        return Interval(np.nan, np.nan, np.nan, _undefined_samples(n_resamples), level, nan_fraction=1.0)
     estimate, samples = _estimate_and_samples(statistic, n_units, n_resamples, seed, chunk_size)
-    low, high = percentile_interval(samples, level)
-    return Interval(_scalar_if_0d(estimate), low, high, samples, level)
+    low, high = percentile_interval(samples, level, max_nan_fraction=max_nan_fraction)
+    return Interval(_scalar_if_0d(estimate), low, high, samples, level, nan_fraction(samples))
 
 
 def bootstrap_best(
@@ -401,14 +429,28 @@ def bootstrap_best(
     level: float = 0.95,
     larger_is_better: bool = True,
     chunk_size: int = _DEFAULT_DRIVER_CHUNK,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
 ) -> BestInterval:
     """Interval for the best of K candidates, re-selecting the best inside every resample.
 
     ``statistic(weights)`` returns ``(B', K)`` per-candidate values (see :func:`bootstrap`).
     The estimate is the best candidate on the full data; the interval is the percentile
     interval of the per-resample best, so the uncertainty of *which* candidate wins is
-    part of it. NaN candidates are never selected.
+    part of it. NaN candidates are never selected; a resample in which all are NaN counts
+    towards ``nan_fraction`` (the interval is NaN above ``max_nan_fraction``). With no units
+    the result is a NaN interval with index -1 and ``nan_fraction`` 1.
+
+    Bias: the maximum of K noisy estimates overstates the best candidate's true value (the
+    winner's curse), and the percentile interval of a best-of-K is biased upward with it:
+    among null candidates its lower bound can exceed the null value. Re-selecting per
+    resample shows how unstable the choice is, but does not remove this bias. A family should
+    therefore select the candidate on the train split and report its interval on the test
+    split, and take p-values from a permutation null of the maximum over candidates
+    (:func:`permutation_pvalue` with a ``(M,)`` null of maxima), not from this interval.
     """
+    if n_units == 0:
+        undefined = _undefined_samples(n_resamples)
+        return BestInterval(np.nan, np.nan, np.nan, -1, np.zeros(0), undefined, level, nan_fraction=1.0)
     estimate, samples = _estimate_and_samples(statistic, n_units, n_resamples, seed, chunk_size)
     if samples.ndim != 2:
         raise ValueError(f"statistic must return (B', K) per-candidate values, got {samples.shape[1:]} per resample")
@@ -416,10 +458,16 @@ def bootstrap_best(
     indices, best = _best_per_row(samples, larger_is_better)
     valid = indices >= 0
     frequency = np.bincount(indices[valid], minlength=samples.shape[1]) / max(1, valid.sum())
-    low, high = percentile_interval(best, level)
+    low, high = percentile_interval(best, level, max_nan_fraction=max_nan_fraction)
     return BestInterval(
-        float(full_best[0]), low, high, int(full_index[0]), frequency, best, level
+        float(full_best[0]), low, high, int(full_index[0]), frequency, best, level, nan_fraction(best)
     )
+
+
+def _undefined_samples(n_resamples: int) -> np.ndarray:
+    """``(n_resamples,)`` NaN: the resamples of a statistic over no units."""
+    _check_positive(n_resamples=n_resamples)
+    return np.full(n_resamples, np.nan)
 
 
 def _estimate_and_samples(
