@@ -86,7 +86,9 @@ def _preload_heavy_modules() -> None:
     """In-process pytester runs restore sys.modules afterwards; C extensions such as scipy's cannot be
     imported twice, so the modules that claim runs import are loaded once here, outside any run."""
     import scipy.stats  # noqa: F401
+    import torch  # noqa: F401
 
+    import seqclaims.models  # noqa: F401
     from seqclaims.families import load_families
 
     load_families([REPO_ROOT / "checks", TOY_FAMILY_DIR])

@@ -39,6 +39,11 @@ class Estimate:
     reason: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        low, high = self.ci_low, self.ci_high
+        if math.isfinite(low) and math.isfinite(high) and low > high:
+            raise ValueError(f"confidence interval [{low}, {high}] has its bounds in the wrong order")
+
     @classmethod
     def missing(cls, reason: str, n: int = 0) -> "Estimate":
         nan = float("nan")
@@ -94,9 +99,9 @@ class Evidence:
 
 
 def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    from .ledger import json_safe
+
+    return json_safe(value)
 
 
 # ---------------------------------------------------------------------------------------------

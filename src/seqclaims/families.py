@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from .evidence import Evidence
 from .schema import Claim, ClaimModel, did_you_mean, load_content, shown_path, validate_mapping
 
 CHECKS_PATH_ENV = "SEQCLAIMS_CHECKS_PATH"
+CHECKS_PACKAGE = "seqclaims_checks"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Family:
     data_schema: type[BaseModel] | None = None
     model_schema: type[BaseModel] | None = None
     example: dict[str, Any] = field(default_factory=dict)
+    needs_model: bool = True
 
 
 @dataclass
@@ -54,7 +57,6 @@ class Context:
 
     claim: Claim
     cache_dir: Path
-    progress: bool = True
 
     def seed_for(self, purpose: str) -> int:
         """A 63-bit seed derived from the claim's seed and a purpose label, so that every random
@@ -104,11 +106,17 @@ def load_families(dirs: list[Path]) -> FamilyTable:
 def _import_families(dirs: tuple[Path, ...]) -> FamilyTable:
     families: dict[str, Family] = {}
     broken: dict[str, str] = {}
+    origin: dict[str, Path] = {}
     for folder in dirs:
         for module_path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
             if module_path.name.startswith("_"):
                 continue
             name = module_path.stem
+            if name in origin:
+                broken[name] = f"defined twice: {origin[name]} and {module_path}; rename one"
+                families.pop(name, None)
+                continue
+            origin[name] = module_path
             try:
                 module = _import_module(module_path)
                 family = getattr(module, "FAMILY")
@@ -121,7 +129,9 @@ def _import_families(dirs: tuple[Path, ...]) -> FamilyTable:
 
 
 def _import_module(module_path: Path):
-    module_name = f"seqclaims_checks.{module_path.stem}"
+    if CHECKS_PACKAGE not in sys.modules:  # a parent package, so that family objects can be pickled
+        sys.modules[CHECKS_PACKAGE] = types.ModuleType(CHECKS_PACKAGE)
+    module_name = f"{CHECKS_PACKAGE}.{module_path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, module_path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
@@ -156,7 +166,7 @@ def _check_criteria(spec: ClaimModel, family: Family, path: Path) -> None:
             raise ClaimError(
                 f"{path}: criteria[{index}].statistic: family {family.name!r} does not produce "
                 f"{criterion.statistic!r}{did_you_mean(criterion.statistic, known)}; it produces {', '.join(known)}")
-        if statistic.kind == "pvalue" and statistic.selection and spec.correction is None:
+        if statistic.kind == "pvalue" and statistic.selection and spec.correction is None:  # noqa: SIM102
             raise ClaimError(
                 f"{path}: correction: criteria[{index}] tests {criterion.statistic!r}, a selection over many "
                 "candidates; declare `correction: bonferroni | holm | fdr_bh`")
@@ -166,8 +176,11 @@ def _check_criteria(spec: ClaimModel, family: Family, path: Path) -> None:
 
 def _validate_model(value: Any, family: Family, path: Path) -> Any:
     if isinstance(value, str):
-        if not value.strip():
-            raise ClaimError(f"{path}: model: must name an embedded model or be a mapping")
+        embedded = _embedded_model_names()
+        if family.needs_model and embedded and value not in embedded:
+            raise ClaimError(f"{path}: model: unknown embedded model {value!r}{did_you_mean(value, embedded)}; "
+                             f"embedded models: {', '.join(embedded)}, or give {{path: <folder>}} / "
+                             "{hf_id: <id>, revision: <sha>}")
         return value
     schema = family.model_schema or _default_model_schema()
     if schema is None:
@@ -175,6 +188,12 @@ def _validate_model(value: Any, family: Family, path: Path) -> Any:
             raise ClaimError(f"{path}: model: must be an embedded model name or a mapping")
         return value
     return validate_mapping(schema, value, path, ("model",))
+
+
+def _embedded_model_names() -> tuple[str, ...]:
+    from . import models
+
+    return tuple(getattr(models, "EMBEDDED_MODELS", ()))
 
 
 def _default_model_schema() -> type[BaseModel] | None:

@@ -75,14 +75,6 @@ class ClaimResult:
         data["cards"] = [asdict(c) for c in self.cards]
         return data
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ClaimResult":
-        data = dict(data)
-        data["criteria"] = [CriterionResult(**c) for c in data.get("criteria", [])]
-        data["figures"] = [Figure(**f) for f in data.get("figures", [])]
-        data["cards"] = [Card(**c) for c in data.get("cards", [])]
-        return cls(**data)
-
 
 def judge(claim: Claim, family: Family, context: Context) -> ClaimResult:
     """Evaluate one claim. Never raises for problems with the claim, its model or its data."""
@@ -99,7 +91,12 @@ def judge(claim: Claim, family: Family, context: Context) -> ClaimResult:
         result.reason = f"internal error in family {family.name!r}: {type(exc).__name__}: {exc}".splitlines()[0]
         result.traceback = traceback.format_exc()
     else:
-        _decide(result, claim, family, evidence)
+        missing = [c.statistic for c in claim.criteria if c.statistic not in evidence.statistics]
+        if missing:
+            result.status = ERROR
+            result.reason = f"family {family.name!r} did not produce {', '.join(sorted(set(missing)))}"
+        else:
+            _decide(result, claim, family, evidence)
     result.duration_s = round(time.perf_counter() - started, 3)
     return result
 

@@ -12,7 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-REGRESSION, RECOVERY, CHANGE = "regression", "recovery", "change"
+from .errors import InputError
+
+REGRESSION, RECOVERY, CHANGE, MISSING = "regression", "recovery", "change", "missing"
 
 
 @dataclass(frozen=True)
@@ -45,21 +47,37 @@ def _conclusion(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare_with_ledger(results: list[dict[str, Any]], ledger: dict[str, Any]) -> list[LedgerChange]:
-    """Claims whose verdict differs from the accepted one. Skipped claims are not compared."""
+def compare_with_ledger(results: list[dict[str, Any]], ledger: dict[str, Any],
+                        complete_run: bool = False) -> list[LedgerChange]:
+    """Claims whose verdict differs from the accepted one.
+
+    Regression: the accepted verdict met the accepted expectation and the new one does not; recovery:
+    the reverse; change: neither. An accepted claim that now skips is `missing`; so is one absent from
+    a complete run (every claim collected, no -k or -m selection)."""
     accepted = ledger.get("claims", {})
     changes = []
+    seen = set()
     for result in results:
+        seen.add(result["id"])
         old = accepted.get(result["id"])
-        if old is None or result.get("status") == "skipped":
+        if old is None:
             continue
-        new_verdict, old_verdict = result.get("verdict"), old.get("verdict")
+        old_verdict = old.get("verdict")
+        if result.get("status") == "skipped":
+            if old.get("status") != "skipped":
+                changes.append(LedgerChange(result["id"], MISSING, old_verdict, None, old.get("criteria", []), []))
+            continue
+        new_verdict = result.get("verdict")
         if new_verdict == old_verdict:
             continue
-        expect = result.get("expect")
+        expect = old.get("expect", result.get("expect"))
         kind = REGRESSION if old_verdict == expect else RECOVERY if new_verdict == expect else CHANGE
         changes.append(LedgerChange(result["id"], kind, old_verdict, new_verdict,
                                     old.get("criteria", []), _conclusion(result)["criteria"]))
+    if complete_run:
+        for claim_id in sorted(set(accepted) - seen):
+            old = accepted[claim_id]
+            changes.append(LedgerChange(claim_id, MISSING, old.get("verdict"), None, old.get("criteria", []), []))
     return changes
 
 
@@ -67,8 +85,12 @@ def accept(results_path: Path, ledger_path: Path, git_commit: str) -> dict[str, 
     """Record the conclusions of a rendered run (its results.json) as accepted; skipped claims keep
     their previous entry."""
     if not results_path.exists():
-        raise FileNotFoundError(f"{results_path} not found: run `pytest claims/` first")
-    run = json.loads(results_path.read_text(encoding="utf-8"))
+        raise InputError(f"{results_path} not found: run `pytest claims/` first")
+    try:
+        run = json.loads(results_path.read_text(encoding="utf-8"))
+        run["claims"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise InputError(f"{results_path} is not a seqclaims results.json; rerun `pytest claims/`") from None
     ledger = read_ledger(ledger_path)
     claims = dict(ledger.get("claims", {}))
     for result in run.get("claims", []):
@@ -88,7 +110,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(json_safe(data), handle, indent=2, sort_keys=False, allow_nan=False)
+        json.dump(json_safe(data), handle, indent=2, sort_keys=False, allow_nan=False, default=str)
         handle.write("\n")
     os.replace(tmp, path)
 
@@ -99,8 +121,10 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        return json_safe(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
     return value

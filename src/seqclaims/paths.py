@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+_ROOT_OVERRIDE: list[Path] = []
+
+
+@contextmanager
+def project_root_set_to(root: Path) -> Iterator[None]:
+    """While a claim is evaluated, the project is pytest's root folder, whatever the working folder."""
+    _ROOT_OVERRIDE.append(Path(root).resolve())
+    try:
+        yield
+    finally:
+        _ROOT_OVERRIDE.pop()
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) that holds both `claims/` and `checks/`.
-
-    Falls back to the source checkout this package was installed from (editable installs).
-    """
+    """The root set by the pytest plugin while a claim runs, else the nearest folder at or above
+    `start` (default: cwd) that holds both `claims/` and `checks/`, else the source checkout this
+    package was installed from (editable installs)."""
+    if _ROOT_OVERRIDE and start is None:
+        return _ROOT_OVERRIDE[-1]
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "claims").is_dir() and (folder / "checks").is_dir():

@@ -21,8 +21,8 @@ from . import __version__
 from .errors import ClaimError
 from .families import Context, FamilyTable, checks_dirs, load_families, load_claim
 from .judge import ERROR, SKIPPED, ClaimResult, error_result, judge
-from .ledger import REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
-from .paths import cache_dir
+from .ledger import MISSING, REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
+from .paths import cache_dir, project_root_set_to
 from .registry import Registry, git_commit, registration_status
 from .report import format_number, write_report
 from .schema import shown_path
@@ -42,15 +42,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--claims-ledger", default=None, metavar="FILE",
                     help="the accepted-conclusions ledger (default: reports/ledger.json)")
     group.addoption("--claims-no-report", action="store_true", help="do not render a report")
+    group.addoption("--claims-strict", action="store_true",
+                    help="fail claims on embedded models that skip, and fail a run that evaluates no claim")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     root = Path(config.rootpath)
     config.stash[_STATE] = _SessionState(root, config)
     for name in sorted(config.stash[_STATE].families.families):
-        config.addinivalue_line("markers", f"{name}: claims checked by the {name} family")
+        config.addinivalue_line("markers", f"{marker_name(name)}: claims checked by the {name} family")
     for study in _studies(root):
-        config.addinivalue_line("markers", f"{study}: claims of the {study} study")
+        config.addinivalue_line("markers", f"{marker_name(study)}: claims of the {study} study")
+
+
+def marker_name(name: str) -> str:
+    """Marker names must be identifiers for `-m` expressions: `organism-6mer` -> `organism_6mer`."""
+    return name.replace("-", "_")
 
 
 def _studies(root: Path) -> list[str]:
@@ -75,6 +82,7 @@ class _SessionState:
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.ledger_changes: list[Any] = []
         self.report_path: Path | None = None
+        self.strict_problem = ""
 
 
 _STATE = pytest.StashKey[_SessionState]()
@@ -105,6 +113,10 @@ class ClaimFile(pytest.File):
         except ClaimError as exc:
             yield ClaimItem.from_parent(self, name=self.path.stem, claim=None, load_error=exc.message)
             return
+        except Exception as exc:  # one unreadable claim must never stop the collection of the others
+            message = f"{shown_path(self.path)}: could not be loaded ({type(exc).__name__}: {exc})".splitlines()[0]
+            yield ClaimItem.from_parent(self, name=self.path.stem, claim=None, load_error=message)
+            return
         other = state.seen_ids.get(claim.id)
         if other is not None and other != self.path:
             message = f"{self.path}: id: {claim.id!r} is also the id of {other}; ids must be unique"
@@ -112,8 +124,8 @@ class ClaimFile(pytest.File):
             return
         state.seen_ids[claim.id] = self.path
         item = ClaimItem.from_parent(self, name=claim.id, claim=claim, load_error=None)
-        for marker in {claim.check, claim.study}:
-            item.add_marker(marker)
+        for marker in sorted({claim.check, claim.study}):
+            item.add_marker(marker_name(marker))
         yield item
 
 
@@ -132,15 +144,18 @@ class ClaimItem(pytest.Item):
 
     def runtest(self) -> None:
         state = self.config.stash[_STATE]
-        result = self._evaluate(state)
+        with project_root_set_to(state.root):
+            result = self._evaluate(state)
         self._spool(state, result)
         registration = result.registration or {}
+        if registration.get("state") in ("changed", "registry-invalid"):
+            raise ClaimMismatch(result, registration["message"])
         if result.status == SKIPPED:
+            if self.config.getoption("--claims-strict") and self.claim is not None and isinstance(self.claim.model, str):
+                raise ClaimMismatch(result, f"skipped although its model is embedded (strict mode): {result.reason}")
             pytest.skip(f"{result.id}: {result.reason}")
         if result.status == ERROR:
             raise ClaimMismatch(result, f"error: {result.reason}")
-        if registration.get("state") == "changed":
-            raise ClaimMismatch(result, registration["message"])
         if not result.matches_expectation:
             raise ClaimMismatch(result, f"verdict {result.verdict!r} but the claim expects {result.expect!r}")
 
@@ -203,26 +218,39 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput") or config.getoption("--claims-no-report") or _STATE not in config.stash:
         return
     state = config.stash[_STATE]
-    results = _gather(list(dict.fromkeys(_CURRENT_FILES)))
+    files = list(dict.fromkeys(_CURRENT_FILES))
     _CURRENT_FILES.clear()
+    results = _gather(files)
+    if config.getoption("--claims-strict") and not any(r.get("status") == "evaluated" for r in results):
+        state.strict_problem = "no claim was evaluated (strict mode)"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not results:
         return
-    changes = compare_with_ledger(results, read_ledger(state.ledger_path))
+    changes = compare_with_ledger(results, read_ledger(state.ledger_path), complete_run=_is_complete_run(config))
     state.ledger_changes = changes
     run = {"started": state.started, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "seqclaims_version": __version__, "git_commit": git_commit(state.root)}
     state.report_path = write_report(state.report_dir, results, run, changes, state.root)
-    if any(change.kind == REGRESSION for change in changes) and session.exitstatus == 0:
+    for name in files:  # only once the report holds them
+        Path(name).unlink(missing_ok=True)
+    if any(change.kind in (REGRESSION, MISSING) for change in changes) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _is_complete_run(config: pytest.Config) -> bool:
+    """Every claim was asked for: no -k, -m or --lf, and the claims folder itself was named."""
+    if config.option.keyword or config.option.markexpr or getattr(config.option, "lf", False):
+        return False
+    claims_dir = (Path(config.rootpath) / "claims").resolve()
+    named = [Path(str(arg).split("::")[0]).resolve() for arg in config.args]
+    return claims_dir in named
 
 
 def _gather(files: list[str]) -> list[dict[str, Any]]:
     results = []
     for name in files:
-        path = Path(name)
         try:
-            results.append(json.loads(path.read_text(encoding="utf-8")))
-            path.unlink()
+            results.append(json.loads(Path(name).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError):
             continue
     return results
@@ -232,7 +260,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if _STATE not in config.stash or hasattr(config, "workerinput"):
         return
     state = config.stash[_STATE]
-    if state.report_path is None:
+    if state.report_path is None and not state.strict_problem:
         return
     terminalreporter.section("seqclaims")
     for change in state.ledger_changes:
@@ -240,7 +268,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                                     + _intervals(change.new_criteria), red=change.kind == REGRESSION)
     if not state.ledger_changes:
         terminalreporter.write_line("no verdict changed against the ledger")
-    terminalreporter.write_line(f"report: {state.report_path}")
+    if state.strict_problem:
+        terminalreporter.write_line(state.strict_problem, red=True)
+    if state.report_path is not None:
+        terminalreporter.write_line(f"report: {state.report_path}")
 
 
 def _intervals(criteria: list[dict[str, Any]]) -> str:

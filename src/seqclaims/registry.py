@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ClaimError
 
@@ -64,6 +64,9 @@ def git_commit(root: Path) -> str:
 
 @dataclass
 class Registry:
+    """The log as read from disk. Lines that are not JSON objects are kept (so `verify` can name them)
+    but ignored when looking up a claim's history."""
+
     path: Path
     lines: list[str] = field(default_factory=list)
 
@@ -73,23 +76,38 @@ class Registry:
         return cls(path, [line for line in lines if line.strip()])
 
     def entries(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
+        return [entry for entry in map(_parse_line, self.lines) if entry is not None]
+
+    def unreadable_lines(self) -> list[int]:
+        return [number for number, line in enumerate(self.lines, start=1) if _parse_line(line) is None]
 
     def history(self, claim_id: str) -> list[dict[str, Any]]:
-        return [entry for entry in self.entries() if entry.get("claim") == claim_id]
+        return self._by_claim().get(claim_id, [])
 
     def last(self, claim_id: str) -> dict[str, Any] | None:
         history = self.history(claim_id)
         return history[-1] if history else None
 
+    def claim_ids(self) -> list[str]:
+        return list(self._by_claim())
+
+    def _by_claim(self) -> dict[str, list[dict[str, Any]]]:
+        index: dict[str, list[dict[str, Any]]] = {}
+        for entry in self.entries():
+            index.setdefault(str(entry.get("claim")), []).append(entry)
+        return index
+
     def append(self, claim_id: str, content: dict[str, Any], event: str, access: str, reason: str,
-               root: Path) -> dict[str, Any]:
-        """Append one entry under an exclusive lock, re-reading the file so that the chain stays intact."""
+               root: Path, check: Callable[["Registry"], None] | None = None) -> dict[str, Any]:
+        """Append one entry under an exclusive lock, re-reading the file first so that the chain stays
+        intact; `check` validates the event against the freshly read log, inside the lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
             self.lines = [line for line in handle.read().splitlines() if line.strip()]
+            if check is not None:
+                check(self)
             entry = {
                 "claim": claim_id,
                 "sha256": canonical_hash(content),
@@ -108,6 +126,14 @@ class Registry:
         return entry
 
 
+def _parse_line(line: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 # ---------------------------------------------------------------------------------------------
 # commands
 
@@ -115,23 +141,30 @@ class Registry:
 def register(registry: Registry, claim_id: str, content: dict[str, Any], access: str, reason: str,
              root: Path) -> dict[str, Any]:
     _check_access(access)
-    if registry.last(claim_id) is not None:
-        raise ClaimError(f"claim {claim_id!r} is already registered; record a change with "
-                         f"`seqclaims amend <path> --reason TEXT --access LEVEL`")
-    return registry.append(claim_id, content, "register", access, reason, root)
+
+    def not_yet_registered(current: Registry) -> None:
+        if current.last(claim_id) is not None:
+            raise ClaimError(f"claim {claim_id!r} is already registered; record a change with "
+                             f"`seqclaims amend <path> --reason TEXT --access LEVEL`")
+
+    return registry.append(claim_id, content, "register", access, reason, root, check=not_yet_registered)
 
 
 def amend(registry: Registry, claim_id: str, content: dict[str, Any], access: str, reason: str,
           root: Path) -> dict[str, Any]:
     _check_access(access)
-    last = registry.last(claim_id)
-    if last is None:
-        raise ClaimError(f"claim {claim_id!r} is not registered; register it first with `seqclaims register <path>`")
-    if last["sha256"] == canonical_hash(content):
-        raise ClaimError(f"claim {claim_id!r} has not changed since its last registry entry; nothing to amend")
     if not reason.strip():
         raise ClaimError("amend: --reason must say why the claim changed")
-    return registry.append(claim_id, content, "amend", access, reason, root)
+
+    def registered_and_changed(current: Registry) -> None:
+        last = current.last(claim_id)
+        if last is None:
+            raise ClaimError(f"claim {claim_id!r} is not registered; register it first with "
+                             "`seqclaims register <path>`")
+        if last.get("sha256") == canonical_hash(content):
+            raise ClaimError(f"claim {claim_id!r} has not changed since its last registry entry; nothing to amend")
+
+    return registry.append(claim_id, content, "amend", access, reason, root, check=registered_and_changed)
 
 
 def _check_access(access: str) -> None:
@@ -145,7 +178,7 @@ def _check_access(access: str) -> None:
 
 @dataclass(frozen=True)
 class RegistrationStatus:
-    state: str  # exploratory | registered | amended | changed
+    state: str  # exploratory | registered | amended | changed | registry-invalid
     post_hoc: bool
     history: list[dict[str, Any]]
     message: str = ""
@@ -156,12 +189,17 @@ class RegistrationStatus:
 
 
 def registration_status(registry: Registry, claim_id: str, content: dict[str, Any], path: Path) -> RegistrationStatus:
+    unreadable = registry.unreadable_lines()
+    if unreadable:
+        return RegistrationStatus("registry-invalid", False, registry.history(claim_id),
+                                  f"{registry.path.name}: line {unreadable[0]} is not a JSON object; restore the "
+                                  "log from version control and run `seqclaims registry verify`")
     history = registry.history(claim_id)
     if not history:
         return RegistrationStatus("exploratory", False, [], "not registered: reported as exploratory")
-    post_hoc = any(e["event"] == "amend" and e["access"] == "results-seen" for e in history)
-    if history[-1]["sha256"] != canonical_hash(content):
-        message = (f"{path}: changed after registration (registered sha256 {history[-1]['sha256'][:12]}, now "
+    post_hoc = any(e.get("event") == "amend" and e.get("access") == "results-seen" for e in history)
+    if history[-1].get("sha256") != canonical_hash(content):
+        message = (f"{path}: changed after registration (registered sha256 {str(history[-1].get('sha256'))[:12]}, now "
                    f"{canonical_hash(content)[:12]}); record the change with "
                    f"`seqclaims amend {path} --reason TEXT --access none|blinded|results-seen`")
         return RegistrationStatus("changed", post_hoc, history, message)

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ClaimError
 
 KEBAB_CASE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-CORRECTIONS = ("bonferroni", "holm", "fdr_bh", "none")
 
 
 class StrictModel(BaseModel):
@@ -60,7 +59,7 @@ class ClaimModel(StrictModel):
     decision: Literal["all", "any"] = Field("all", description="all: every criterion must pass; any: one suffices")
     ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of every interval, in (0, 1)")
     seed: int = Field(0, ge=0, description="every random choice derives from it")
-    correction: Literal["bonferroni", "holm", "fdr_bh", "none"] | None = Field(
+    correction: Literal["bonferroni", "holm", "fdr_bh"] | None = Field(
         None, description="multiple-testing correction over the candidates a family scans; "
         "required when a criterion is on a maximum or selection over many candidates")
     resamples: int = Field(1000, ge=100, le=100000, description="bootstrap resamples for every interval")
@@ -112,6 +111,9 @@ def _construct_mapping_without_duplicates(loader: _StrictSafeLoader, node: yaml.
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain scalar (a word or a number)", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -129,6 +131,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ClaimError(f"{path}: cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ClaimError(f"{path}: not UTF-8 text (byte {exc.start}); save the claim as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:

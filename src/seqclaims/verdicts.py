@@ -8,6 +8,7 @@ ideal mechanism could not have met the threshold (unreachable criterion).
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
@@ -43,8 +44,8 @@ def interval_verdict(low: float, high: float, op: str, threshold: float) -> str:
 def unreachable(estimate: Estimate, op: str, threshold: float) -> bool:
     """True when the ideal mechanism's whole interval misses the threshold, so a fail would mean nothing."""
     ceiling = estimate.ceiling
-    if ceiling is None:
-        return False
+    if ceiling is None or not all(math.isfinite(v) for v in (ceiling.estimate, ceiling.ci_low, ceiling.ci_high)):
+        return False  # a broken ceiling must never turn a fail into "unreachable"
     return interval_verdict(ceiling.ci_low, ceiling.ci_high, op, threshold) == FAIL
 
 
@@ -56,7 +57,7 @@ def criterion_verdict(estimate: Estimate | None, op: str, threshold: float) -> C
     if estimate.n < max(estimate.min_n, 1):
         return CriterionVerdict(INCONCLUSIVE, f"evidence too thin: n={estimate.n} < minimum {max(estimate.min_n, 1)}")
     verdict = interval_verdict(estimate.ci_low, estimate.ci_high, op, threshold)
-    if verdict == FAIL and unreachable(estimate, op, threshold):
+    if verdict != PASS and unreachable(estimate, op, threshold):
         return CriterionVerdict(INCONCLUSIVE, "unreachable criterion")
     if verdict == INCONCLUSIVE:
         return CriterionVerdict(INCONCLUSIVE, "interval straddles the threshold")

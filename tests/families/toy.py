@@ -78,6 +78,7 @@ FAMILY = Family(
     },
     evaluate=evaluate,
     min_n=10,
+    needs_model=False,
     example={"model": "none", "data": {"dataset": "synthetic", "n": 200},
              "params": {"effect": 0.5, "sd": 1.0},
              "criteria": [{"statistic": "mean", "op": ">=", "threshold": 0.2}]},
