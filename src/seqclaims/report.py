@@ -11,14 +11,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from . import __version__
 from .evidence import Figure
 from .ledger import LedgerChange, write_json_atomic
-from .paths import PACKAGE_DIR, project_root
+from .paths import PACKAGE_DIR
 
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#8c959f"}
 
 
 def templates_dir(root: Path) -> Path:
-    for candidate in (root / "reports" / "templates", PACKAGE_DIR.parent.parent / "reports" / "templates",
-                      project_root() / "reports" / "templates"):
+    """The project's `reports/templates/` when it has one, else the copy shipped inside the package."""
+    for candidate in (root / "reports" / "templates", PACKAGE_DIR / "templates"):
         if (candidate / "index.html.j2").exists():
             return candidate
     raise FileNotFoundError("report templates not found: expected reports/templates/index.html.j2")
@@ -60,7 +60,8 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], run: dict[str, An
     document = build_results(results, run, changes)
     write_json_atomic(out_dir / "results.json", document)
     env = Environment(loader=FileSystemLoader(str(templates_dir(root))),
-                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+                      autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+                      trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
     forest = forest_plot(document["claims"])
     html = env.get_template("index.html.j2").render(doc=document, forest=forest, version=__version__)
