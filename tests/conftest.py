@@ -71,6 +71,7 @@ def claims_project(pytester, monkeypatch):
     (pytester.path / "checks").mkdir()
     (pytester.path / "claims").mkdir()
     shutil.copy(REPO_ROOT / "conftest.py", pytester.path / "conftest.py")
+    (pytester.path / "pytest.ini").write_text("[pytest]\naddopts = -p no:benchmark\n")
     monkeypatch.chdir(pytester.path)
     return pytester
 

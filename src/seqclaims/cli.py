@@ -15,10 +15,11 @@ import yaml
 from .errors import SeqclaimsError
 from .families import Family, checks_dirs, load_claim, load_families
 from .ledger import accept
+from .plugin import is_claim_file
 from .paths import project_root
 from .registry import (ACCESS_LEVELS, Registry, amend, git_commit, register, verify_chain,
                        verify_committed_prefix, canonical_hash)
-from .schema import ClaimModel
+from .schema import KEBAB_CASE, ClaimModel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_commands = ledger_parser.add_subparsers(title="ledger commands")
     command = ledger_commands.add_parser("accept", help="record the last run's verdicts as accepted")
     command.add_argument("--results", type=Path, default=None, help="results.json (default: reports/latest)")
+    command.add_argument("--ledger", type=Path, default=None, help="ledger file (default: reports/ledger.json)")
     command.set_defaults(run=run_ledger_accept)
 
     command = commands.add_parser("new", help="write a claim from a family's template")
@@ -98,12 +100,12 @@ def _root(args: argparse.Namespace) -> Path:
     return (args.root or project_root()).resolve()
 
 
-def _claim_files(paths: list[Path]) -> list[Path]:
+def _claim_files(paths: list[Path], root: Path) -> list[Path]:
+    """Claim files among `paths`: files as given, and the claims (not templates) inside folders."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*.y*ml") if not p.name.startswith("_")
-                            and "templates" not in p.parts)
+            files += sorted(p for p in path.rglob("*.y*ml") if is_claim_file(p, root))
         elif path.is_file():
             files.append(path)
         else:
@@ -120,7 +122,7 @@ def run_register(args: argparse.Namespace) -> int:
     families = load_families(checks_dirs(root))
     registry = _registry(root)
     failures = 0
-    for path in _claim_files(args.paths):
+    for path in _claim_files(args.paths, root):
         try:
             claim = load_claim(path, families)
             register(registry, claim.id, claim.content, args.access, args.reason, root)
@@ -146,7 +148,9 @@ def run_verify(args: argparse.Namespace) -> int:
     families = load_families(checks_dirs(root))
     claims_dir = root / "claims"
     checked = 0
-    for path in _claim_files([claims_dir]) if claims_dir.is_dir() else []:
+    present: set[str] = set()
+    for path in _claim_files([claims_dir], root) if claims_dir.is_dir() else []:
+        present.add(path.stem)
         try:
             claim = load_claim(path, families)
         except SeqclaimsError as exc:
@@ -155,9 +159,13 @@ def run_verify(args: argparse.Namespace) -> int:
         last = registry.last(claim.id)
         if last is not None:
             checked += 1
-            if last["sha256"] != canonical_hash(claim.content):
+            if last.get("sha256") != canonical_hash(claim.content):
                 problems.append(f"{path}: changed after its last registry entry; run `seqclaims amend {path} "
                                 f"--reason TEXT --access LEVEL`")
+    for claim_id in registry.claim_ids():
+        if claim_id not in present:
+            problems.append(f"registered claim {claim_id!r} has no file under claims/; a pre-registered claim "
+                            "must stay (amend its expectation instead of deleting it)")
     for problem in problems:
         print(f"seqclaims: {problem}", file=sys.stderr)
     if problems:
@@ -169,8 +177,9 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_ledger_accept(args: argparse.Namespace) -> int:
     root = _root(args)
     results = args.results or root / "reports" / "latest" / "results.json"
-    ledger = accept(results, root / "reports" / "ledger.json", git_commit(root))
-    print(f"ledger: accepted {len(ledger['claims'])} conclusions into reports/ledger.json")
+    ledger_path = args.ledger or root / "reports" / "ledger.json"
+    ledger = accept(results, ledger_path, git_commit(root))
+    print(f"ledger: accepted {len(ledger['claims'])} conclusions into {ledger_path}")
     return 0
 
 
@@ -189,12 +198,20 @@ def run_new(args: argparse.Namespace) -> int:
     root = _root(args)
     families = load_families(checks_dirs(root))
     family = families.get(args.family, Path("seqclaims new"))
+    if not KEBAB_CASE.match(args.id):
+        raise SeqclaimsError(f"id {args.id!r} must be kebab-case (lowercase letters, digits and single hyphens)")
+    if not KEBAB_CASE.match(args.study.replace("_", "-")):
+        raise SeqclaimsError(f"--study {args.study!r} must be a plain folder name under claims/")
     target = root / "claims" / args.study / f"{args.id}.yaml"
     if target.exists() and not args.force:
         raise SeqclaimsError(f"{target} already exists; pass --force to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(claim_template(family, args.id), encoding="utf-8")
-    load_claim(target, families)  # the template itself must be a valid claim
+    try:
+        load_claim(target, families)  # the template itself must be a valid claim
+    except SeqclaimsError:
+        target.unlink()
+        raise
     print(f"wrote {target}; edit it, then `seqclaims register {target}` before computing its evidence")
     return 0
 

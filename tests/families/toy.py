@@ -14,7 +14,7 @@ from seqclaims.errors import Unavailable
 from seqclaims.evidence import Card, Ceiling, Estimate, Evidence
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
-from seqclaims.stats import bootstrap
+from seqclaims.stats import bootstrap, correct_pvalues
 
 
 class ToyParams(StrictModel):
@@ -22,6 +22,7 @@ class ToyParams(StrictModel):
     sd: float = Field(1.0, gt=0, description="standard deviation of the draws")
     ceiling: float | None = Field(None, description="if set, an ideal mechanism reaches this mean")
     explode: bool = Field(False, description="raise inside the family (tests error handling)")
+    groups: int = Field(5, ge=1, description="the draws are split into this many groups for min_p")
 
 
 class ToyData(StrictModel):
@@ -40,6 +41,7 @@ def evaluate(claim, context) -> Evidence:
         "mean": _mean_estimate(draws, context, claim.ci_level, params.ceiling),
         "p_value": _p_value(draws),
         "n_draws": Estimate(float(data.n), float(data.n), float(data.n), data.n, kind="count"),
+        "min_p": _min_group_p(draws, params.groups, claim.correction or "bonferroni"),
     }, cards=[Card("toy data", {"n": data.n, "effect": params.effect})])
 
 
@@ -59,6 +61,15 @@ def _mean_estimate(draws: np.ndarray, context, level: float, ceiling: float | No
                     effect_size=float(draws.mean() / draws.std(ddof=1)) if draws.size > 1 else None)
 
 
+def _min_group_p(draws: np.ndarray, groups: int, correction: str) -> Estimate:
+    """The smallest corrected p-value over groups of draws: a selection among many candidates."""
+    parts = [part for part in np.array_split(draws, groups) if part.size >= 2]
+    if not parts:
+        return Estimate.missing("fewer than two draws per group", n=int(draws.size))
+    raw = np.array([scipy_stats.ttest_1samp(part, 0.0, alternative="greater").pvalue for part in parts])
+    return Estimate.pvalue(float(correct_pvalues(raw, correction).min()), int(draws.size))
+
+
 def _p_value(draws: np.ndarray) -> Estimate:
     if draws.size < 2:
         return Estimate.missing("fewer than two draws", n=int(draws.size))
@@ -75,6 +86,7 @@ FAMILY = Family(
         "mean": Statistic("sample mean, percentile bootstrap interval"),
         "p_value": Statistic("one-sided t-test p-value against mean 0", kind="pvalue"),
         "n_draws": Statistic("number of draws", kind="count"),
+        "min_p": Statistic("smallest corrected p-value over groups of draws", kind="pvalue", selection=True),
     },
     evaluate=evaluate,
     min_n=10,
