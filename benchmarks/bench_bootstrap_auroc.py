@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import time_median, write_result  # noqa: E402
+from benchmarks.common import time_median, write_comparison  # noqa: E402
 from seqclaims.stats import auroc_weighted, indices_to_counts, resample_indices  # noqa: E402
 
 N_EXAMPLES = 10_000
@@ -46,36 +46,28 @@ def candidate(scores: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> np
 def main() -> None:
     scores, labels = make_data()
     indices = resample_indices(N_EXAMPLES, N_RESAMPLES, seed=1)
-    t_base, runs_base, ref = time_median(lambda: baseline(scores, labels, indices), repeats=REPEATS)
-    t_ours, runs_ours, ours = time_median(lambda: candidate(scores, labels, indices), repeats=REPEATS)
+    _, runs_base, ref = time_median(lambda: baseline(scores, labels, indices), repeats=REPEATS)
+    _, runs_ours, ours = time_median(lambda: candidate(scores, labels, indices), repeats=REPEATS)
     max_diff = float(np.max(np.abs(ours - ref)))
-    assert max_diff <= TOLERANCE, f"weighted AUROC differs from scikit-learn by {max_diff:.3g}"
-    speedup = t_base / t_ours
     n_tied = int(N_EXAMPLES - np.unique(scores).size)
+    result = write_comparison(
+        "bootstrap_auroc",
+        baseline="python loop over sklearn.metrics.roc_auc_score on resampled rows",
+        candidate="seqclaims.stats.indices_to_counts + auroc_weighted",
+        baseline_runs=runs_base,
+        candidate_runs=runs_ours,
+        max_abs_difference=max_diff,
+        tolerance=TOLERANCE,
+        n_examples=N_EXAMPLES,
+        n_resamples=N_RESAMPLES,
+        n_tied_scores=n_tied,
+    )
     print(
         f"bootstrap AUROC, {N_RESAMPLES} resamples x {N_EXAMPLES} examples ({n_tied} tied): "
-        f"sklearn loop {t_base:.3f} s, auroc_weighted {t_ours:.3f} s, {speedup:.1f}x faster, "
-        f"max |diff| {max_diff:.2g}"
+        f"sklearn loop {result['baseline_seconds_median']:.3f} s, auroc_weighted "
+        f"{result['candidate_seconds_median']:.3f} s, {result['speedup']:.1f}x faster, max |diff| {max_diff:.2g}"
     )
-    path = write_result(
-        "bootstrap_auroc",
-        {
-            "n_examples": N_EXAMPLES,
-            "n_resamples": N_RESAMPLES,
-            "n_tied_scores": n_tied,
-            "repeats": REPEATS,
-            "baseline": "python loop over sklearn.metrics.roc_auc_score on resampled rows",
-            "candidate": "seqclaims.stats.indices_to_counts + auroc_weighted",
-            "baseline_seconds_median": t_base,
-            "candidate_seconds_median": t_ours,
-            "baseline_seconds_runs": runs_base,
-            "candidate_seconds_runs": runs_ours,
-            "speedup": speedup,
-            "max_abs_difference": max_diff,
-            "tolerance": TOLERANCE,
-        },
-    )
-    print(f"wrote {path}")
+    print(f"wrote {result['path']}")
 
 
 if __name__ == "__main__":

@@ -463,17 +463,31 @@ def best_hits(sequence, motif: Motif, top: int) -> list[tuple[int, str, float]]:
     candidates = valid[scores[valid] >= cutoff]
     starts = candidates % forward.size
     order = np.lexsort((candidates // forward.size, starts, -scores[candidates]))
-    taken = np.zeros(forward.size + motif.length - 1, dtype=bool)  # bases under accepted hits
-    hits = []
-    for index in candidates[order]:
-        start = int(index % forward.size)
-        if taken[start : start + motif.length].any():
+    kept = candidates[order][non_overlapping(starts[order], motif.length, limit=int(top))]
+    return [(int(i % forward.size), STRANDS[int(i // forward.size)], float(scores[i])) for i in kept]
+
+
+def non_overlapping(starts, width: int, limit: int | None = None) -> np.ndarray:
+    """Greedy choice of intervals ``[starts[i], starts[i] + width)`` that share no position.
+
+    starts: (n,) int, best first. Each interval is kept unless it overlaps one kept before it;
+    the choice stops after ``limit`` kept intervals. Returns (n_kept,) int64 indices into
+    ``starts``, ascending (the order in which they were kept).
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    origin = int(starts.min())
+    taken = np.zeros(int(starts.max()) - origin + width, dtype=bool)  # positions under kept intervals
+    kept = []
+    for i, start in enumerate((starts - origin).tolist()):
+        if taken[start : start + width].any():
             continue
-        taken[start : start + motif.length] = True
-        hits.append((start, STRANDS[int(index // forward.size)], float(scores[index])))
-        if len(hits) == top:
+        taken[start : start + width] = True
+        kept.append(i)
+        if len(kept) == limit:
             break
-    return hits
+    return np.array(kept, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,7 +547,8 @@ def token_motif_scores(
       - "anchored": the window starting at the token's first base, s = a (NaN past the last
         window).
       - "centred": the window whose centre s + L//2 equals the token's centre a + (b - a)//2,
-        s = a + (b - a)//2 - L//2, clipped to valid starts.
+        s = a + (b - a)//2 - L//2; NaN where that window does not exist (a token too near either
+        end of the sequence), as for "anchored": a neighbouring window is not centred on it.
     Returns (T,) float (the dtype of window_scores when floating, else float64).
     """
     if alignment not in ALIGNMENTS:
@@ -564,8 +579,8 @@ def token_motif_scores(
     if alignment == "anchored":
         window = start
     else:
-        window = np.clip(start + (end - start) // 2 - length // 2, 0, n_windows - 1)
-    inside = window < n_windows
+        window = start + (end - start) // 2 - length // 2
+    inside = (window >= 0) & (window < n_windows)
     picked = np.full(window.size, np.nan, dtype=scores.dtype)
     picked[inside] = scores[window[inside]]
     result[real] = picked
