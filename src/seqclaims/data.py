@@ -23,14 +23,18 @@ Embedded datasets (species `athaliana` by default; `aarenosa` has an annotation 
   (no annotated gene or pseudogene on either strand); tracks codon_phase, start_codon,
   stop_codon.
 - `motif_sites`: windows centred on the best genome hits of a JASPAR matrix (`matrix:`),
-  oriented so that the motif reads forward, vs GC-matched windows whose centred motif window
-  scores below the threshold.
+  oriented so that the motif reads forward, chosen greedily best-first so that no two of them
+  share a base, vs GC-matched windows whose centred motif window scores below the threshold.
 - `user`: CSV/TSV with columns `sequence`, `label` (optional `split`, `chrom`, `start`, `end`,
   `strand`), or BED (chrom, start, end, name = label, score, strand) over a FASTA.
 
 Splits are region-disjoint: the last `test_fraction` of every chromosome is the test region
 (`test_region`), windows that straddle the boundary are dropped, so no test window overlaps a
-train window (`overlapping_pairs`).
+train window (`overlapping_pairs`). Every class must have at least one item in each split.
+
+Built datasets are cached under a key that covers the resolved parameters, the input files, the
+source of this module, `genome` and `motifs`, and the pyjaspar version; concurrent builds of one
+key wait for each other.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ import csv
 import dataclasses
 import gzip
 import hashlib
+import importlib.metadata
 import io
+import itertools
 import json
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +55,16 @@ from typing import Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from seqclaims import genome
+from seqclaims import genome, motifs
 from seqclaims.errors import InputError, Unavailable
+from seqclaims.fsutil import atomic_write_bytes, file_lock, file_sha256, source_hash
+from seqclaims.motifs import DEFAULT_THRESHOLD_FRACTION
 from seqclaims.paths import cache_dir
 
+# Seeds the builders' random streams: bump it only to change the datasets on purpose. Any change to
+# the code that builds them already changes the cache key (CODE_HASH).
 DATA_VERSION = 1
+CODE_HASH = source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs")
 SPLITS = ("train", "test")
 ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
 IUPAC = set("ACGTURYKMSWBDHVN")
@@ -64,7 +74,6 @@ MIN_TSS_DISTANCE = 2000
 TATA_REGION = (-40, -20)
 DEFAULT_N = 2000
 DEFAULT_TATA_MATRIX = "MA0108.3"
-DEFAULT_THRESHOLD_FRACTION = 0.8
 TATA_THRESHOLD_FRACTION = 0.95
 
 
@@ -444,7 +453,21 @@ def _pick_positives(pool: _Pool, priority: np.ndarray | None, count: int, rng: n
 
 
 def _split_targets(n: int, test_fraction: float) -> dict[str, int]:
-    """Windows per class in each split: balanced classes, `test_fraction` of them in test."""
+    """Windows per class in each split: balanced classes, `test_fraction` of them in test.
+
+    InputError when a split would get no window of a class.
+    """
+    targets = _per_class_targets(n, test_fraction)
+    if min(targets.values()) < 1:
+        enough = next(m for m in itertools.count(n) if min(_per_class_targets(m, test_fraction).values()) >= 1)
+        raise InputError(
+            f"n = {n} with test_fraction {test_fraction} gives {targets['train']} train and {targets['test']} test "
+            f"windows per class; every class needs one in each split: raise n to at least {enough} or change test_fraction"
+        )
+    return targets
+
+
+def _per_class_targets(n: int, test_fraction: float) -> dict[str, int]:
     n_test = int(round(n * test_fraction))
     return {"train": (n - n_test) // 2, "test": n_test // 2}
 
@@ -624,8 +647,6 @@ def build_promoters(spec: DataSpec, params: dict, rng: np.random.Generator) -> C
 def forward_motif_scores(codes: list[np.ndarray], motif) -> list[np.ndarray]:
     """Forward-strand (reading direction) score of every motif window of each sequence, NaN where
     a window touches a non-ACGT base. Sequences are scanned in one pass, joined by N separators."""
-    from seqclaims import motifs
-
     flat, offsets = _joined(codes)
     forward, _ = motifs.scan_strands(flat, motif)
     forward = np.concatenate([forward, np.full(motif.length - 1, np.nan, np.float32)])
@@ -643,16 +664,20 @@ def _joined(codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_tata(spec: DataSpec, params: dict, rng: np.random.Generator) -> Candidates:
-    from seqclaims import motifs
-
     species, window = spec.species, tuple(params["window"])
     motif = motifs.load_motif(params["matrix"], release=spec.release)
-    threshold = motifs.score_threshold(motif, fraction=params["threshold_fraction"])
-    promoters = promoter_windows(species, window)
-    scores = forward_motif_scores(window_codes(species, promoters), motif)
     # windows whose centre (start + L // 2) lies in -40..-20 relative to the TSS (index window[0])
     first = window[0] + TATA_REGION[0] - motif.length // 2
     last = window[0] + TATA_REGION[1] - motif.length // 2
+    if first < 0:  # a negative slice start would silently wrap to the window's end
+        raise InputError(
+            f"dataset 'tata' with matrix {motif.matrix_id} ({motif.length} bp) needs window upstream >= "
+            f"{-TATA_REGION[0] + motif.length // 2} to hold motif windows centred at {TATA_REGION[0]}, got "
+            f"{window[0]}; widen `window:`"
+        )
+    threshold = motifs.score_threshold(motif, fraction=params["threshold_fraction"])
+    promoters = promoter_windows(species, window)
+    scores = forward_motif_scores(window_codes(species, promoters), motif)
     region = np.array([s[first: last + 1] for s in scores])
     has_tata = np.nan_to_num(region, nan=-np.inf).max(axis=1) >= threshold
     others = promoters.take(np.flatnonzero(~has_tata))
@@ -736,8 +761,6 @@ def genome_motif_hits(species: str, chrom: str, motif, threshold: float, chunk: 
 
     strand '+' when the forward score is the larger, '-' when the reverse-complement matrix wins.
     """
-    from seqclaims import motifs
-
     upper = genome.upper_array(species, chrom)
     starts, scores, strands = [], [], []
     n_windows = len(upper) - motif.length + 1
@@ -753,39 +776,34 @@ def genome_motif_hits(species: str, chrom: str, motif, threshold: float, chunk: 
 
 
 def build_motif_sites(spec: DataSpec, params: dict, rng: np.random.Generator) -> Candidates:
-    from seqclaims import motifs
-
     species, window = spec.species, tuple(params["window"])
     motif = motifs.load_motif(params["matrix"], release=spec.release)
     threshold = motifs.score_threshold(motif, fraction=params["threshold_fraction"])
     length = motif.length
     positives, priority, hit_starts = [], [], {}
-    block = sum(window) + 1
     for chrom in genome.chromosomes(species):
         hits = genome_motif_hits(species, chrom, motif, threshold)
         hit_starts[chrom] = np.sort(hits["start"])
-        # thin to the best hit per window-length block so that positives barely overlap
-        blocks = hits["start"] // block
-        order = np.lexsort((rng.random(len(blocks)), -hits["score"], blocks))
-        best = order[np.r_[True, np.diff(blocks[order]) != 0]]
         # the motif occupies indices [up - L//2, up - L//2 + L) of the oriented window
-        anchor = np.where(hits["strand"][best] == "+", hits["start"][best] + length // 2,
-                          hits["start"][best] + length - 1 - length // 2)
-        positives.append(anchored_windows(chrom, anchor, hits["strand"][best], window))
-        priority.append(hits["score"][best])
+        anchor = np.where(hits["strand"] == "+", hits["start"] + length // 2, hits["start"] + length - 1 - length // 2)
+        windows = anchored_windows(chrom, anchor, hits["strand"], window)
+        inside = np.flatnonzero(inside_chromosomes(species, windows))
+        # best score first (ties at random); a window sharing a base with one already taken is dropped
+        order = inside[np.lexsort((rng.random(len(inside)), -hits["score"][inside]))]
+        kept = np.sort(order[motifs.non_overlapping(windows.start[order], sum(window) + 1)])
+        positives.append(windows.take(kept))
+        priority.append(hits["score"][kept])
 
     def centre_not_a_hit(chrom: str, anchors: np.ndarray, strands: np.ndarray) -> np.ndarray:
         start = np.where(strands == "+", anchors - length // 2, anchors - (length - 1 - length // 2))
         return ~genome.sorted_contains(hit_starts[chrom], start)
 
-    coords = Coords.concat(positives)
-    keep = inside_chromosomes(species, coords)
     return Candidates(
-        positives=coords.take(np.flatnonzero(keep)),
-        priority=np.concatenate(priority)[keep],
+        positives=Coords.concat(positives),
+        priority=np.concatenate(priority),
         negatives=lambda split, count, r: sample_windows(species, split, count, window, r, centre_not_a_hit, params["test_fraction"]),
-        notes=[f"motif site: best hits of {motif.matrix_id} ({motif.name}, {length} bp, {spec.release}), one per "
-               f"{block} nt block, oriented so the motif reads forward at indices "
+        notes=[f"motif site: best hits of {motif.matrix_id} ({motif.name}, {length} bp, {spec.release}), taken "
+               f"best first so that no two windows share a base, oriented so the motif reads forward at indices "
                f"{window[0] - length // 2}..{window[0] - length // 2 + length - 1}",
                f"background: random windows whose centred motif window scores < {threshold:.2f} bits "
                f"(fraction {params['threshold_fraction']}) on both strands"],
@@ -922,19 +940,21 @@ def user_fasta(path: Path):
         raise InputError(f"FASTA {path} not found; check `fasta:`")
     folder = cache_dir() / "user_fasta"
     folder.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    target = folder / f"{key}.{path.name}"
+    # named by the file's location and stamp: a changed file gets a fresh index
+    prefix = f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.{genome.file_stamp(path)}"
+    target = folder / f"{prefix}.{path.name}"
     try:
         with open(path, "rb") as handle:
             magic = handle.read(2)
         if magic == b"\x1f\x8b" and not genome.is_bgzf(path):
-            target = folder / f"{key}.{genome.file_stamp(path)}.fa"
-            if not target.exists():
-                with gzip.open(path, "rb") as reader:
-                    genome.atomic_write_bytes(target, reader.read())
+            target = folder / f"{prefix}.fa"
+            with file_lock(target):
+                if not target.exists():
+                    with gzip.open(path, "rb") as reader:
+                        atomic_write_bytes(target, reader.read())
         else:
             genome.link_into_cache(path.resolve(), target)
-        return pyfaidx.Fasta(str(target), sequence_always_upper=False, as_raw=True)
+        return genome.open_indexed_fasta(target)
     except Exception as exc:  # pyfaidx raises many kinds for a malformed file
         reason = " ".join(str(exc).replace(str(target), str(path)).split()).rstrip(".") or type(exc).__name__
         raise InputError(f"cannot open FASTA {path}: {reason}; give a plain or bgzip-compressed FASTA") from None
@@ -1037,16 +1057,6 @@ def _user_files(spec: DataSpec, base_dir: Path | None) -> list[Path]:
     return [_resolve(p, base_dir) for p in (spec.path, spec.fasta) if p]
 
 
-def _file_digest(path: Path) -> str:
-    if not path.is_file():
-        return "missing"
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------
 # Hygiene shared by every dataset: motif tracks, length policy, card, hash
 # ---------------------------------------------------------------------------------------
@@ -1055,8 +1065,6 @@ def _file_digest(path: Path) -> str:
 def add_motif_tracks(dataset: Dataset, matrix: str, release: str, threshold_fraction: float) -> None:
     """motif_score (best score, either strand, over motif windows covering each base; NaN where
     every covering window touches a non-ACGT base) and motif_support (score >= threshold)."""
-    from seqclaims import motifs
-
     motif = motifs.load_motif(matrix, release=release)
     threshold = motifs.score_threshold(motif, fraction=threshold_fraction)
     codes = [np.frombuffer(s.encode("ascii"), np.uint8) for s in dataset.sequences]
@@ -1104,10 +1112,27 @@ def apply_length_policy(dataset: Dataset, max_length: int | None, windowing: boo
     )
 
 
+def class_counts(dataset: Dataset) -> dict[str, dict[str, int]]:
+    """Items per split and class: `{split: {str(label): count}}` over the dataset's classes."""
+    return {split: {str(label): int(((dataset.split == split) & (dataset.labels == label)).sum())
+                    for label in np.unique(dataset.labels)} for split in SPLITS}
+
+
+def require_every_class_in_every_split(dataset: Dataset, params: dict) -> None:
+    """InputError naming n and test_fraction unless each class has an item in each split."""
+    counts = class_counts(dataset)
+    empty = [(split, label) for split in SPLITS for label, count in counts[split].items() if count == 0]
+    if len(dataset) and not empty:
+        return
+    n = params.get("n") or f"all {len(dataset)} usable rows"
+    where = f"class {empty[0][1]} has no {empty[0][0]} item" if empty else "no item is left"
+    fix = "raise n, change test_fraction" + (" or the file's split column" if params["dataset"] == "user" else "")
+    raise InputError(f"dataset {dataset.name}: {where} with n = {n} and test_fraction {params['test_fraction']}; {fix}")
+
+
 def _finish_card(dataset: Dataset, params: dict) -> None:
     lengths = np.array([len(s) for s in dataset.sequences]) if len(dataset) else np.zeros(1)
-    counts = {split: {str(label): int(((dataset.split == split) & (dataset.labels == label)).sum())
-                      for label in np.unique(dataset.labels)} for split in SPLITS}
+    counts = class_counts(dataset)
     dataset.card.update({
         "name": dataset.name,
         "dataset": params["dataset"],
@@ -1136,12 +1161,20 @@ def cache_key(spec: DataSpec, seed: int, base_dir: Path | None = None) -> str:
     """Key of a built dataset: resolved parameters, code version, and the inputs' stamps/digests."""
     params = resolved_parameters(spec, seed)
     if spec.dataset == "user":
-        inputs = [_file_digest(p) for p in _user_files(spec, base_dir)]
+        inputs = [file_sha256(p) if p.is_file() else "missing" for p in _user_files(spec, base_dir)]
     else:
         files = genome.species_files(spec.species)
         inputs = [genome.file_stamp(genome.data_dir() / f) for f in (files.fasta, files.gff) if f]
-    payload = json.dumps({"params": params, "inputs": inputs}, sort_keys=True, default=str)
+    code = {"data": CODE_HASH, "pyjaspar": _version("pyjaspar")}
+    payload = json.dumps({"params": params, "inputs": inputs, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def build(spec: dict | DataSpec, *, seed: int, base_dir: Path | str | None = None, use_cache: bool = True) -> Dataset:
@@ -1152,25 +1185,31 @@ def build(spec: dict | DataSpec, *, seed: int, base_dir: Path | str | None = Non
     """
     spec = parse_spec(spec)
     base = Path(base_dir) if base_dir is not None else None
-    key = cache_key(spec, seed, base)
-    path = cache_dir() / "datasets" / f"{key}.pkl"
-    if use_cache and path.exists():
-        cached = _load_cached(path)
-        if cached is not None:
-            return cached
-    dataset = _build_uncached(spec, seed, base)
-    if use_cache:
-        genome.atomic_write_bytes(path, pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL))
+    if not use_cache:
+        return _build_uncached(spec, seed, base)
+    path = cache_dir() / "datasets" / f"{cache_key(spec, seed, base)}.pkl"
+    dataset = _load_cached(path)
+    if dataset is None:
+        with file_lock(path):  # parallel workers asking for one dataset build it once
+            dataset = _load_cached(path)
+            if dataset is None:
+                dataset = _build_uncached(spec, seed, base)
+                atomic_write_bytes(path, pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL))
     return dataset
 
 
 def _load_cached(path: Path) -> Dataset | None:
+    """The dataset pickled at `path`; None (rebuild it) when absent, unreadable or lacking a field."""
+    if not path.is_file():
+        return None
     try:
         with open(path, "rb") as handle:
             dataset = pickle.load(handle)
-        return dataset if isinstance(dataset, Dataset) else None
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        return None  # an unreadable entry is rebuilt
+    except Exception:  # unpickling can fail in many ways (damaged file, renamed class): rebuild
+        return None
+    if not isinstance(dataset, Dataset) or any(f.name not in vars(dataset) for f in dataclasses.fields(Dataset)):
+        return None
+    return dataset
 
 
 def _build_uncached(spec: DataSpec, seed: int, base_dir: Path | None) -> Dataset:
@@ -1180,10 +1219,12 @@ def _build_uncached(spec: DataSpec, seed: int, base_dir: Path | None) -> Dataset
         dataset = build_user(spec, params, rng, base_dir)
     else:
         genome.species_files(spec.species)
+        _split_targets(params["n"], params["test_fraction"])  # fails before the (slow) candidate search
         if RECIPES[spec.dataset].needs_annotation:
             _require_annotation(spec.species, spec.dataset)
         candidates = BUILDERS[spec.dataset](spec, params, rng)
         dataset = assemble(spec.species, _dataset_name(spec), candidates, params, rng)
+    require_every_class_in_every_split(dataset, params)
     if params.get("matrix"):
         add_motif_tracks(dataset, params["matrix"], spec.release, params["threshold_fraction"])
     dataset = apply_length_policy(dataset, spec.max_length, spec.windowing)
