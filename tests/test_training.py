@@ -35,9 +35,13 @@ def test_retraining_reproduces_the_recorded_first_steps(name):
     card = _card(name)
     recipe = tr.Recipe(**card["recipe"])
     curve = json.loads((fixtures_dir() / "models" / name / "curve.json").read_text())["train"]
+    threads = torch.get_num_threads()
     torch.set_num_threads(card["training"]["threads"])
-    _, _, state = tr.train(recipe.model_copy(update={"eval_every": 0}), max_steps=REPRO_STEPS, checkpoint=False,
-                           log=lambda line: None)
+    try:
+        _, _, state = tr.train(recipe.model_copy(update={"eval_every": 0}), max_steps=REPRO_STEPS, checkpoint=False,
+                               log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
     recorded = [point["loss"] for point in curve[:REPRO_STEPS]]
     rerun = [point["loss"] for point in state.curve]
     assert [p["step"] for p in curve[:REPRO_STEPS]] == [1, 2, 3]

@@ -108,7 +108,7 @@ class Recipe(BaseModel):
 
 DEFAULT_RECIPES: dict[str, Recipe] = {
     "single": Recipe(),
-    "6mer": Recipe(name="organism-6mer", k=6, window_tokens=(64, 128, 256), steps=700),
+    "6mer": Recipe(name="organism-6mer", k=6, steps=900),
 }
 
 
@@ -455,7 +455,7 @@ def train(
         inputs, labels = make_batch(recipe, region, vocab, state.step)
         result = train_step(model, optimizer, recipe, inputs, labels, state.step)
         state.step += 1
-        state.tokens_seen += int((inputs.shape[1] - 2) * inputs.shape[0] * recipe.k)
+        state.tokens_seen += int((inputs.shape[1] - 2) * inputs.shape[0])
         state.elapsed_s = time.perf_counter() - started
         window.append(result)
         if state.step <= recipe.log_first or state.step % recipe.log_every == 0 or state.step == last_step:
@@ -649,33 +649,38 @@ def _nucleotide_baseline(fitted: baselines.ContextModel, windows, rows, cols, k:
 def _kmer_chain_baseline(fitted: baselines.ContextModel, windows, rows, cols, k: int, chunk: int = 512):
     """Joint probability of each masked k-mer under a left-context Markov chain; exact argmax over k-mers."""
     order = fitted.spec.left
+    if (cols * k - order < 0).any():
+        raise ValueError("a masked k-mer lacks the left context its Markov chain needs; raise the margin")
     log_probs = np.log(fitted.probs)  # (4**order, 4)
-    candidates = (np.arange(4**k)[:, None] // 4 ** np.arange(k - 1, -1, -1)) % 4  # (4**k, k)
     correct, bits = [], []
     for start in range(0, len(rows), chunk):
         r, c = rows[start : start + chunk], cols[start : start + chunk]
-        left = windows[r[:, None], c[:, None] * k - order + np.arange(order)] if order else np.zeros((len(r), 0), np.int8)
-        truth = windows[r[:, None], c[:, None] * k + np.arange(k)]
-        scores = _chain_logprob(log_probs, left, candidates, order)  # (n, 4**k)
-        truth_index = truth.astype(np.int64) @ (4 ** np.arange(k - 1, -1, -1))
-        correct.append(scores.argmax(axis=1) == truth_index)
-        bits.append(-scores[np.arange(len(r)), truth_index] / math.log(2))
+        left = windows[r[:, None], c[:, None] * k - order + np.arange(order)]
+        truth = kmer_index(windows[r[:, None], c[:, None] * k + np.arange(k)], k)[:, 0]
+        scores = _chain_logprob(log_probs, left, k)  # (n, 4**k)
+        correct.append(scores.argmax(axis=1) == truth)
+        bits.append(-scores[np.arange(len(r)), truth] / math.log(2))
     return np.concatenate(correct), np.concatenate(bits)
 
 
-def _chain_logprob(log_probs: np.ndarray, left: np.ndarray, candidates: np.ndarray, order: int) -> np.ndarray:
-    """(n, n_candidates) log p(candidate | left context) of a Markov chain of `order`.
+def _chain_logprob(log_probs: np.ndarray, left: np.ndarray, k: int) -> np.ndarray:
+    """(n, 4**k) log p(k-mer | left context) of every k-mer under a Markov chain, by extending prefixes.
 
-    left: (n, order) true bases before the k-mer; candidates: (n_candidates, k) codes.
+    log_probs: (4**order, 4); left: (n, order) true bases before the k-mer. Column i is the k-mer whose
+    base-4 number is i (first base most significant), as in :func:`kmer_index`.
     """
-    n, (n_cand, k) = len(left), candidates.shape
-    sequence = np.concatenate([np.broadcast_to(left[:, None, :], (n, n_cand, order)),
-                               np.broadcast_to(candidates[None], (n, n_cand, k))], axis=2).astype(np.int64)
-    total = np.zeros((n, n_cand))
-    for j in range(k):
-        context = sequence[:, :, j : j + order] @ (4 ** np.arange(order)[::-1]) if order else 0
-        # baselines index the nearest left base as the lowest digit: reverse the context order
-        total += log_probs[context, sequence[:, :, order + j]]
+    n, order = left.shape
+    digits = 4 ** np.arange(order - 1, -1, -1)  # context_index: the nearest left base is the lowest digit
+    total = np.zeros((n, 1))
+    history = left[:, None, :].astype(np.int64)  # (n, n_prefixes, order): the last `order` bases of each prefix
+    for _ in range(k):
+        n_prefixes = total.shape[1]
+        step = log_probs[history @ digits]  # (n, n_prefixes, 4)
+        total = (total[:, :, None] + step).reshape(n, n_prefixes * 4)
+        following = np.broadcast_to(np.arange(4)[None, None, :, None], (n, n_prefixes, 4, 1))
+        kept = np.broadcast_to(history[:, :, None, 1:], (n, n_prefixes, 4, max(order - 1, 0)))
+        history = np.concatenate([kept, following], axis=3)[..., -order:] if order else history
+        history = history.reshape(n, n_prefixes * 4, order)
     return total
 
 
@@ -767,13 +772,8 @@ def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict
     """card.json, curve.json, curve.png, sha256sums.txt and README.md (the model card) in `folder`."""
     import transformers
 
-    from seqclaims.models import folder_hash
-
     folder = Path(folder)
     (folder / "curve.json").write_text(json.dumps({"train": state.curve, "heldout": state.heldout_curve}, indent=1))
-    plot_curve(folder / "curve.png", recipe, state, evaluation)
-    digests = file_digests(folder)
-    (folder / "sha256sums.txt").write_text("".join(f"{digest}  {name}\n" for name, digest in digests.items()))
     card = {
         "name": recipe.name,
         "recipe": recipe.model_dump(mode="json"),
@@ -782,7 +782,7 @@ def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict
             "steps": state.step,
             "schedule_steps": recipe.steps,
             "tokens_seen": state.tokens_seen,
-            "nucleotides_seen": state.tokens_seen,
+            "nucleotides_seen": state.tokens_seen * recipe.k,
             "wall_time_s": round(state.elapsed_s, 1),
             "threads": threads,
             "device": "cpu",
@@ -792,10 +792,28 @@ def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict
             "reproducibility_tolerance_nats": REPRODUCIBILITY_TOLERANCE,
         },
         "evaluation": evaluation,
-        "files_sha256": digests,
-        "folder_sha256": folder_hash(folder),
         "notes": notes,
     }
+    render_card(folder, card)
+
+
+def refresh_card(folder: Path, notes: str | None = None) -> None:
+    """Re-render a model folder's card from its card.json and curve.json (e.g. with new notes)."""
+    card = json.loads((Path(folder) / "card.json").read_text())
+    if notes is not None:
+        card["notes"] = notes
+    render_card(Path(folder), card)
+
+
+def render_card(folder: Path, card: dict) -> None:
+    """Write curve.png, sha256sums.txt, card.json (with the files' hashes) and README.md."""
+    from seqclaims.models import folder_hash
+
+    curve = json.loads((folder / "curve.json").read_text())
+    plot_curve(folder / "curve.png", card, curve)
+    digests = file_digests(folder)
+    (folder / "sha256sums.txt").write_text("".join(f"{digest}  {name}\n" for name, digest in digests.items()))
+    card = {**card, "files_sha256": digests, "folder_sha256": folder_hash(folder)}
     (folder / "card.json").write_text(json.dumps(card, indent=1))
     (folder / "README.md").write_text(card_markdown(card))
 
@@ -803,28 +821,35 @@ def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict
 REPRODUCIBILITY_TOLERANCE = 0.01  # nats per step, for a retrain of the first logged steps on CPU
 
 
-def plot_curve(path: Path, recipe: Recipe, state: TrainState, evaluation: dict) -> None:
-    """Training loss and held-out loss (bits per token) against tokens seen; a small PNG."""
+def plot_curve(path: Path, card: dict, curve: dict) -> None:
+    """Training and held-out masked-token loss (bits per token) against steps, with the best baseline; small PNG.
+
+    curve: {"train": [{step, loss (nats), ...}], "heldout": [{step, loss_bits_per_token, ...}]}.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    recipe, evaluation = card["recipe"], card["evaluation"]
     figure, axis = plt.subplots(figsize=(6, 3.4), dpi=90)
-    train = np.array([[p["step"], p["loss"] / math.log(2)] for p in state.curve])
+    train = np.array([[p["step"], p["loss"] / math.log(2)] for p in curve["train"]])
     axis.plot(train[:, 0], train[:, 1], lw=1, label="train (span-masked, BERT 80/10/10)")
-    if state.heldout_curve:
-        held = np.array([[p["step"], p["loss_bits_per_token"]] for p in state.heldout_curve])
-        axis.plot(held[:, 0], held[:, 1], "o-", ms=3, lw=1, label="held-out (span-masked)")
+    if curve["heldout"]:
+        held = np.array([[p["step"], p["loss_bits_per_token"]] for p in curve["heldout"]])
+        axis.plot(held[:, 0], held[:, 1], "o-", ms=3, lw=1, label="held-out (span-masked, all [MASK])")
     predictors = evaluation["predictors"]
     best = evaluation["best_baseline"]
+    axis.axhline(predictors["model"]["bits_per_token"][0], color="black", ls=":", lw=1,
+                 label="model, held-out sparse masking")
     axis.axhline(predictors[best]["bits_per_token"][0], color="grey", ls="--", lw=1,
-                 label=f"{best} (held-out, true context)")
+                 label=f"{best}, held-out sparse masking")
     axis.set_xlabel("step")
     axis.set_ylabel("masked-token loss (bits)")
-    axis.set_title(f"{recipe.name}: {recipe.n_layers} layers x {recipe.d_model}, {recipe.tokenization} tokens", fontsize=9)
+    axis.set_title(f"{card['name']}: {recipe['n_layers']} layers x {recipe['d_model']}, "
+                   f"{'single-nucleotide' if recipe['k'] == 1 else str(recipe['k']) + '-mer'} tokens", fontsize=9)
     low = min(train[:, 1].min(), predictors["model"]["bits_per_token"][0]) - 0.05
-    axis.set_ylim(low, min(train[:, 1].max(), low + 1.5 * recipe.k) + 0.05)
+    axis.set_ylim(low, min(train[:, 1].max(), low + 1.5 * recipe["k"]) + 0.05)
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path)
@@ -912,7 +937,8 @@ the baselines above, which always read the true context.
 
 ## Training
 
-Seed {recipe['seed']}; {training['steps']:,} steps; {training['tokens_seen']:,} nucleotides seen; wall time
+Seed {recipe['seed']}; {training['steps']:,} steps; {training['tokens_seen']:,} tokens ({training['nucleotides_seen']:,}
+nucleotides) seen, {round(100 * recipe['mask_rate'])}% of them masked and predicted; wall time
 {training['wall_time_s'] / 60:.1f} min on {training['threads']} CPU thread(s) (torch {training['torch']},
 transformers {training['transformers']}), bf16 autocast {'on' if recipe['bf16'] else 'off'}.{stopped}
 The curve (`curve.json`; every step up to step {recipe['log_first']}, then means over {recipe['log_every']} steps;
