@@ -1,0 +1,222 @@
+"""attention_enrichment: do motif sites receive more of a head's attention than matched background?
+(MINTS's matched attention enrichment, with background matched by place and composition.)
+
+Evidence: the attention each key token receives, per head (mean over real queries of the attention
+probabilities; the same cached pass as qk_motif, `attention.extract_key_scores`), and the motif's
+support: bases covered by a window scoring at or above the threshold on either strand.
+
+Definitions (per head):
+- support tokens: content tokens whose character span holds a support base; a site is a run of
+  consecutive support tokens.
+- matched background: content tokens that are not support and lie within `flank` nt of a support base
+  (either side of a site: matched by distance from the site), in the same sequence and in the same
+  composition class (GC fraction of the token's bases in `composition_bins` equal bins). Within each
+  (sequence, class) cell the background tokens are weighted so that together they weigh as much as the
+  cell's support tokens; support tokens of cells without background are left out (counted).
+- rho = (sum over support tokens of the attention they receive) / (sum over support tokens of the mean
+  attention received by their cell's background): mean attention to motif-support tokens over mean
+  attention to matched background tokens.
+- rho: the head named by `layer`, `head`, on every sequence with a matched site; percentile bootstrap
+  interval over sequences.
+- max_rho: the head with the largest rho on the train split, scored on the test split, the selection
+  redone in every resample; max_rho_selects_named: share of resamples whose selection is the named head.
+- n_sequences (sequences with a matched site), n_sites, n_support_tokens (matched). Minimum n: 20.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from seqclaims import attention as att
+from seqclaims.errors import InputError
+from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs
+from seqclaims.families import Family, Statistic
+from seqclaims.schema import StrictModel
+from seqclaims.stats import percentile_interval
+
+MIN_SEQUENCES = 20
+DEFAULT_SUPPORT_PVALUE = 1e-3
+NAMED = ("rho", "max_rho_selects_named")
+
+
+class EnrichmentParams(StrictModel):
+    matrix: str | None = Field(None, description="JASPAR matrix ID of the motif (default: the dataset's `matrix`)")
+    release: str | None = Field(None, description="JASPAR release (default: the dataset's, else JASPAR2024)")
+    pseudocount: float = Field(0.8, ge=0, description="PSSM pseudocount, split by the uniform background")
+    layer: int | None = Field(None, ge=0, description="layer of the named head (statistic rho)")
+    head: int | None = Field(None, ge=0, description="head of the named head (statistic rho)")
+    layers: list[int] | None = Field(None, description="layers whose heads are tested (default: all)")
+    key_score: Literal["attention_received", "qk_weights"] = Field(
+        "attention_received", description="attention_received: the real attention probabilities; qk_weights: "
+        "MINTS's weight-only reconstruction (softmax of the QK logits without positions)")
+    qk_biases: bool = Field(True, description="qk_weights: include the query/key projection biases (MINTS: false)")
+    support_pvalue: float | None = Field(
+        None, gt=0, le=1, description=f"motif hit: window p-value on one strand at most this (default "
+        f"{DEFAULT_SUPPORT_PVALUE} unless support_fraction is given)")
+    support_fraction: float | None = Field(
+        None, ge=0, le=1, description="motif hit: score >= min + fraction * (max - min) instead of a p-value")
+    flank: int = Field(50, ge=1, description="background tokens lie within this many nt of a support base")
+    composition_bins: int = Field(5, ge=1, le=20, description="GC-fraction classes that background is matched on")
+
+
+def evaluate(claim, context) -> Evidence:
+    params = claim.params
+    att.require_named_head(claim, NAMED)
+    if params.support_pvalue is not None and params.support_fraction is not None:
+        raise InputError(f"{claim.path}: params: give support_pvalue or support_fraction, not both")
+    inputs = gather_inputs(claim)
+    dataset, model = inputs.dataset, inputs.model
+    motif = att.claim_motif(claim, dataset)
+    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+                                   key_score=params.key_score)
+    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
+    named = att.named_head(claim, heads, model.n_heads)
+    covered = att.support_bases(dataset.sequences, motif, fraction=params.support_fraction,
+                                pvalue=support_pvalue(params))
+    matched = att.matched_tokens(att.token_support(covered, table.offsets),
+                                 att.distance_to_support(covered, table.offsets),
+                                 att.composition_classes(dataset.sequences, table.offsets, params.composition_bins),
+                                 flank=params.flank, bins=params.composition_bins)
+    layers, indices = np.array(heads).T
+    attention = att.key_score_values(table, "probability", qk_biases=params.qk_biases)[layers, indices]
+    analysis = Enrichment(claim, context, att.enrichment_sums(attention, matched), matched, dataset.split, heads, named)
+    statistics = analysis.statistics()
+    evidence = Evidence(statistics=statistics, figures=[rho_heatmap(claim, analysis, model, heads)],
+                        cards=[*inputs.cards, settings_card(motif, params, matched, table)])
+    evidence.versions.update(inputs.versions)
+    return evidence
+
+
+def support_pvalue(params) -> float | None:
+    if params.support_fraction is not None:
+        return None
+    return params.support_pvalue if params.support_pvalue is not None else DEFAULT_SUPPORT_PVALUE
+
+
+class Enrichment:
+    """rho of every head over the sequences with a matched site, with intervals and selection."""
+
+    def __init__(self, claim, context, sums, matched, split, heads, named):
+        self.claim, self.context, self.heads, self.named, self.matched = claim, context, heads, named, matched
+        self.eligible = np.flatnonzero(matched.support.sum(axis=1) > 0)
+        self.sums = sums[self.eligible]
+        split = split[self.eligible]
+        self.train, self.test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+        self.n = len(self.eligible)
+        self.rho = att.ratio_from_sums(self.sums.sum(axis=0))
+        if self.n:
+            counts = att.split_counts(self.n, claim.resamples, context.seed_for("bootstrap"))
+            low, high = percentile_interval(att.ratio_from_sums(att.weighted_sums(self.sums, counts)), claim.ci_level)
+            self.low, self.high = np.atleast_1d(low), np.atleast_1d(high)
+        else:
+            self.low = self.high = np.full(len(heads), np.nan)
+
+    def statistics(self) -> dict[str, Estimate]:
+        counts = {"n_sequences": self.n, "n_sites": int(self.matched.n_sites[self.eligible].sum()),
+                  "n_support_tokens": int(self.matched.support.sum())}
+        out = {name: Estimate(float(v), float(v), float(v), self.n, kind="count") for name, v in counts.items()}
+        out["rho"] = self.named_rho()
+        out.update(self.selected())
+        return out
+
+    def estimate(self, value, low, high, n, **kwargs) -> Estimate:
+        if n == 0:
+            return Estimate.missing("no sequence has a motif site with matched background")
+        if not np.isfinite(value):
+            return Estimate.missing("no attention to the matched background", n=n)
+        return Estimate(float(value), float(low), float(high), n, min_n=MIN_SEQUENCES, **kwargs)
+
+    def named_rho(self) -> Estimate:
+        if self.named is None:
+            return Estimate.missing("the claim names no head (params.layer, params.head)")
+        k = self.named
+        return self.estimate(self.rho[k], self.low[k], self.high[k], self.n,
+                             detail={"layer": self.heads[k][0], "head": self.heads[k][1],
+                                     "unmatched_support_tokens": self.matched.n_unmatched,
+                                     "per_head": self.table()})
+
+    def selected(self) -> dict[str, Estimate]:
+        if len(self.train) == 0 or len(self.test) == 0:
+            missing = Estimate.missing("selection needs matched sites in both the train and the test split",
+                                       n=len(self.test))
+            return {"max_rho": missing, "max_rho_selects_named": missing}
+        resamples = self.claim.resamples
+        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
+        chosen = att.select_on_train_score_on_test(self.sums, att.ratio_from_sums, self.train, self.test,
+                                                   n_resamples=resamples, seeds=seeds, level=self.claim.ci_level)
+        if chosen.index < 0:
+            missing = Estimate.missing("no head has a defined rho on the train split", n=len(self.test))
+            return {"max_rho": missing, "max_rho_selects_named": missing}
+        layer, head = self.heads[chosen.index]
+        detail = {"layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences)",
+                  "scored_on": f"test ({len(self.test)} sequences)",
+                  "selection_frequency": {att.head_label(h): round(float(f), 4)
+                                          for h, f in zip(self.heads, chosen.frequency) if f > 0},
+                  "per_head": self.table()}
+        out = {"max_rho": self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test), detail=detail)}
+        if self.named is None:
+            out["max_rho_selects_named"] = Estimate.missing("the claim names no head (params.layer, params.head)")
+        else:
+            share = float(chosen.frequency[self.named])
+            low, high = att.wilson_interval(share, resamples, self.claim.ci_level)
+            out["max_rho_selects_named"] = Estimate(share, low, high, len(self.train), min_n=MIN_SEQUENCES,
+                                                    detail={"resamples": resamples})
+        return out
+
+    def table(self) -> list[dict]:
+        return [{"layer": layer, "head": head, "rho": _rounded(self.rho[k]), "ci_low": _rounded(self.low[k]),
+                 "ci_high": _rounded(self.high[k])} for k, (layer, head) in enumerate(self.heads)]
+
+
+def _rounded(value) -> float | None:
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+def rho_heatmap(claim, analysis: Enrichment, model, heads):
+    grid = np.full((model.n_layers, model.n_heads), np.nan)
+    passing = np.zeros_like(grid, dtype=bool)
+    passes = att.criterion_passes(claim, ("rho", "max_rho"), analysis.low, analysis.high)
+    for k, (layer, head) in enumerate(heads):
+        grid[layer, head], passing[layer, head] = analysis.rho[k], passes[k]
+    caption = (f"rho per head on the {analysis.n} sequences with a matched motif site (colour: log2 rho). "
+               "Outlined: heads whose interval passes the claim's rho criterion; the bar marks the threshold.")
+    return att.head_heatmap(grid, title=f"{claim.id}: rho per head", label="rho",
+                            threshold=att.criterion_threshold(claim, ("rho", "max_rho")), passing=passing,
+                            log2=True, caption=caption)
+
+
+def settings_card(motif, params, matched, table) -> Card:
+    support = (f"window p <= {support_pvalue(params):g} per strand" if params.support_fraction is None
+               else f"score >= min + {params.support_fraction} (max - min)")
+    return Card("attention_enrichment settings", {
+        "motif": f"{motif.matrix_id} {motif.name} ({motif.length} bp, {motif.release})",
+        "support": support, "flank_nt": params.flank, "composition_bins": params.composition_bins,
+        "key_score": params.key_score, "unmatched_support_tokens": matched.n_unmatched,
+        "activations": table.source})
+
+
+FAMILY = Family(
+    name="attention_enrichment",
+    summary="per-head ratio of the attention received by motif-support tokens to that received by "
+            "background tokens matched by distance from the site and by composition",
+    params=EnrichmentParams,
+    statistics={
+        "rho": Statistic("mean attention to motif-support tokens / mean attention to matched background tokens, "
+                         "named head; bootstrap interval over sequences"),
+        "max_rho": Statistic("rho of the head selected on the train split, scored on the test split; selection "
+                             "redone in every resample; the head is in the detail"),
+        "max_rho_selects_named": Statistic("share of resamples whose selection is the named head"),
+        "n_sequences": Statistic("sequences with a matched motif site", kind="count"),
+        "n_sites": Statistic("motif sites (runs of support tokens) in those sequences", kind="count"),
+        "n_support_tokens": Statistic("support tokens with matched background", kind="count"),
+    },
+    evaluate=evaluate,
+    min_n=MIN_SEQUENCES,
+    example={"model": "planted",
+             "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 400},
+             "params": {"layer": 0, "head": 2, "flank": 50},
+             "criteria": [{"statistic": "rho", "op": ">=", "threshold": 2.0}]},
+)

@@ -1,0 +1,363 @@
+"""qk_motif: does some attention head score keys by a motif? (MINTS's QK-to-motif test, fixed.)
+
+Evidence: the key scores of every head of every tested layer (one cached pass, `attention.extract_key_scores`)
+and the motif's both-strand PSSM scores aligned to the same tokens.
+
+Definitions (per head, K heads tested):
+- key score x[s, j] of key token j in sequence s, on `scale`:
+  `attention_received` (default): from the real attention probabilities P[i, j] (biases and positions
+  included): probability = mean over real queries i of P[i, j]; log_probability = log of that;
+  logit = mean over queries of log P[i, j] (the attention logit up to a per-sequence constant).
+  `qk_weights`: MINTS's weight-only reconstruction L[i, j] = (x_i W_Q)(x_j W_K)/sqrt(d_head) from the
+  projections' input, no positional term, biases unless `qk_biases: false` (MINTS had none):
+  logit = mean over queries of L[i, j]; probability = mean over queries of softmax_j L[i, j].
+  Default scale: log_probability, centred within each sequence. Raw mean probabilities are heavy
+  tailed, so a real detector can look no better than unrelated heads on that scale.
+- motif score y[s, j]: `motifs.token_motif_scores` of the both-strand window scores under `alignment`
+  (default anchored: the window starting at the token's first base; overlap_max: max over windows
+  overlapping the token, as MINTS did; centred: the window centred on the token).
+- r = Pearson correlation of x and y over the tokens of all sequences pooled (special tokens and
+  tokens without a motif score left out); with `centre` (default) both are centred within each
+  sequence first.
+- intervals: percentile bootstrap over sequences (`resamples`, `ci_level`).
+- p-values: one-sided (r > 0), permuting motif tracks between sequences of equal length
+  (`permutations`), +1-corrected, then corrected over all heads tested with `correction` (Holm when
+  the claim declares none).
+- r / r_p: the head named by `layer`, `head`, on all sequences.
+- max_r: the head with the largest r on the train split, scored on the test split; the selection is
+  redone in every resample (train and test sequences resampled within their split). max_r_p: that
+  head's test-split p-value corrected over all heads. max_r_selects_named: share of resamples whose
+  selection is the named head (Wilson interval over resamples).
+- ideal_r (the ceiling, DESIGN section 3): r of an ideal detector under the same settings, whose logit
+  at a key is the PSSM score (bits, both strands) of the motif window anchored in that key as the
+  alignment anchors it (overlap_max: best window starting at any base of the token; anchored: window
+  starting at its first base; centred: window centred on it), attention proportional to
+  exp(ideal_beta * score), turned into a key score exactly as the claim's key score and scale say.
+  Attached as the ceiling of r (all sequences) and max_r (test split): a threshold above the ideal's
+  whole interval makes the criterion inconclusive (`unreachable criterion`). When the model is not
+  available locally, the claim is skipped and the reason reports ideal_r computed with the claim's
+  declared tokenization or `surrogate_tokens`.
+- n_sequences, n_tokens: sequences and tokens pooled. Minimum n: 20 sequences.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from seqclaims import attention as att
+from seqclaims.errors import InputError, SeqclaimsError, Unavailable
+from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, gather_inputs
+from seqclaims.families import Family, Statistic
+from seqclaims.schema import StrictModel
+from seqclaims.stats import correct_pvalues, percentile_interval, permutation_pvalue
+
+MIN_SEQUENCES = 20
+NAMED = ("r", "r_p", "max_r_selects_named")
+
+
+class SurrogateTokens(StrictModel):
+    kind: Literal["single", "kmer_overlapping", "kmer_nonoverlapping", "random_lengths"] = Field(
+        "single", description="how to cut sequences into tokens without the model's tokenizer")
+    k: int = Field(1, ge=1, le=12, description="k of the k-mer kinds")
+    min_length: int = Field(1, ge=1, description="random_lengths: shortest token (nt)")
+    max_length: int = Field(8, ge=1, description="random_lengths: longest token (nt)")
+
+
+class QkMotifParams(StrictModel):
+    matrix: str | None = Field(None, description="JASPAR matrix ID of the motif (default: the dataset's `matrix`)")
+    release: str | None = Field(None, description="JASPAR release (default: the dataset's, else JASPAR2024)")
+    pseudocount: float = Field(0.8, ge=0, description="PSSM pseudocount, split by the uniform background")
+    layer: int | None = Field(None, ge=0, description="layer of the named head (statistics r, r_p)")
+    head: int | None = Field(None, ge=0, description="head of the named head (statistics r, r_p)")
+    layers: list[int] | None = Field(None, description="layers whose heads are tested (default: all)")
+    key_score: Literal["attention_received", "qk_weights"] = Field(
+        "attention_received", description="attention_received: real attention probabilities averaged over "
+        "queries; qk_weights: MINTS's weight-only QK reconstruction (no positions)")
+    qk_biases: bool = Field(True, description="qk_weights: include the query/key projection biases (MINTS: false)")
+    scale: Literal["probability", "log_probability", "logit"] = Field(
+        "log_probability", description="key-score scale: mean probability, its log, or the mean logit")
+    centre: bool = Field(True, description="centre key score and motif score within each sequence before pooling")
+    alignment: Literal["overlap_max", "anchored", "centred"] = Field(
+        "anchored", description="motif window credited to a token: anchored at its first base, centred on it, "
+        "or the max over windows overlapping it (MINTS)")
+    permutations: int = Field(1000, ge=99, le=100000, description="motif-track permutations for p-values")
+    ideal_beta: float = Field(1.0, gt=0, description="ideal detector: attention logit per bit of motif score")
+    surrogate_tokens: SurrogateTokens | None = Field(
+        None, description="tokenization for the ceiling when the model is unavailable (default: the claim's "
+        "declared tokenization, else single nucleotides)")
+
+
+def evaluate(claim, context) -> Evidence:
+    att.require_named_head(claim, NAMED)
+    try:
+        inputs = gather_inputs(claim)
+    except Unavailable as missing:
+        raise Unavailable(offline_ceiling(claim, context, missing)) from None
+    params, dataset, model = claim.params, inputs.dataset, inputs.model
+    motif = att.claim_motif(claim, dataset)
+    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+                                   key_score=params.key_score)
+    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
+    named = att.named_head(claim, heads, model.n_heads)
+    scores = att.window_scores(dataset.sequences, motif)
+    motif_score = att.motif_tracks(scores, table.offsets, motif.length, params.alignment)
+    tracks = att.paired_tracks(head_scores(table, heads, params.scale, params), motif_score, centre=params.centre)
+    ideal = ideal_tracks(scores, table.offsets, motif, motif_score, params)
+    lengths = np.array([len(s) for s in dataset.sequences])
+    analysis = Analysis(claim, context, tracks, ideal, lengths, dataset.split, heads, named)
+    statistics = analysis.statistics()
+    statistics["n_sequences"] = count(analysis.n_sequences)
+    statistics["n_tokens"] = count(tracks.n_tokens, analysis.n_sequences)
+    table_rows = per_head_table(analysis, table, heads, motif_score)
+    for name in ("r", "max_r"):
+        if not statistics[name].is_missing:
+            statistics[name].detail["per_head"] = table_rows
+    evidence = Evidence(statistics=statistics, figures=[r_heatmap(claim, analysis, model, heads)],
+                        cards=[*inputs.cards, motif_card(motif, params, table)])
+    evidence.versions.update(inputs.versions)
+    return evidence
+
+
+def head_scores(table: att.KeyScoreTable, heads: list[tuple[int, int]], scale: str, params) -> np.ndarray:
+    """(K, n_seq, n_tok) key scores of the tested heads."""
+    values = att.key_score_values(table, scale, qk_biases=params.qk_biases)
+    layers, indices = np.array(heads).T
+    return values[layers, indices]
+
+
+def ideal_tracks(scores, offsets, motif, motif_score, params) -> att.PairedTracks:
+    logits = att.ideal_logits(scores, offsets, motif.length, params.alignment)
+    key = att.ideal_key_scores(logits, params.scale, params.key_score, params.ideal_beta)
+    return att.paired_tracks(key[None], motif_score, centre=params.centre)
+
+
+class Analysis:
+    """r of every head and of the ideal detector, with intervals, permutation p-values and selection."""
+
+    def __init__(self, claim, context, tracks, ideal, lengths, split, heads, named):
+        self.claim, self.context, self.tracks, self.ideal = claim, context, tracks, ideal
+        self.lengths, self.heads, self.named = lengths, heads, named
+        self.moments = att.sequence_moments(tracks)
+        self.ideal_moments = att.sequence_moments(ideal)
+        self.used = tracks.mask.any(axis=1)
+        self.n_sequences = int(self.used.sum())
+        self.train = np.flatnonzero(self.used & (split == "train"))
+        self.test = np.flatnonzero(self.used & (split == "test"))
+        self.correction = claim.correction or "holm"
+        counts = att.split_counts(len(lengths), claim.resamples, context.seed_for("bootstrap"))
+        self.r, self.low, self.high = self.interval(self.moments, counts)
+        self.ideal_r = self.interval(self.ideal_moments, counts)
+        self.p_raw = self.pvalues(np.arange(len(lengths)), "permutation")
+        self.p = correct_pvalues(self.p_raw, self.correction)
+
+    def interval(self, moments, counts):
+        """Point estimate and percentile interval, (K,) each, over the given bootstrap counts."""
+        point = att.pearson_from_sums(att.weighted_sums(moments, None))[0]
+        low, high = percentile_interval(att.pearson_from_sums(att.weighted_sums(moments, counts)),
+                                        self.claim.ci_level)
+        return point, np.atleast_1d(low), np.atleast_1d(high)
+
+    def pvalues(self, rows, purpose: str) -> np.ndarray:
+        """(K,) one-sided permutation p-values of the heads on the sequences `rows`."""
+        tracks = self.tracks.take(rows)
+        observed = att.pearson_from_sums(att.sequence_moments(tracks).sum(axis=0))
+        perms = att.sequence_permutations(self.lengths[rows], self.claim.params.permutations,
+                                          self.context.seed_for(purpose))
+        return np.atleast_1d(permutation_pvalue(observed, att.permuted_pearson(tracks, perms), "greater"))
+
+    def statistics(self) -> dict[str, Estimate]:
+        out = dict(self.named_statistics())
+        out.update(self.selected_statistics())
+        out["ideal_r"] = self.estimate(self.ideal_r[0][0], self.ideal_r[1][0], self.ideal_r[2][0], self.n_sequences,
+                                       detail={"alignment": self.claim.params.alignment})
+        return out
+
+    def estimate(self, value, low, high, n, **kwargs) -> Estimate:
+        if n == 0 or not np.isfinite(value):
+            return Estimate.missing("no sequence with scored tokens" if n == 0 else "r undefined (no variance)", n=n)
+        return Estimate(float(value), float(low), float(high), n, min_n=MIN_SEQUENCES, **kwargs)
+
+    def named_statistics(self) -> dict[str, Estimate]:
+        if self.named is None:
+            missing = Estimate.missing("the claim names no head (params.layer, params.head)")
+            return {"r": missing, "r_p": missing}
+        k = self.named
+        ceiling = Ceiling(*(float(v[0]) for v in self.ideal_r))
+        r = self.estimate(self.r[k], self.low[k], self.high[k], self.n_sequences, p=float(self.p[k]), ceiling=ceiling,
+                          detail={"layer": self.heads[k][0], "head": self.heads[k][1], "p_uncorrected": float(self.p_raw[k]),
+                                  "correction": self.correction, "n_heads_tested": len(self.heads)})
+        return {"r": r, "r_p": Estimate.pvalue(float(self.p[k]), self.n_sequences, min_n=MIN_SEQUENCES)}
+
+    def selected_statistics(self) -> dict[str, Estimate]:
+        if len(self.train) == 0 or len(self.test) == 0:
+            missing = Estimate.missing("selection needs sequences in both the train and the test split",
+                                       n=len(self.test))
+            return {"max_r": missing, "max_r_p": missing, "max_r_selects_named": missing}
+        level, resamples = self.claim.ci_level, self.claim.resamples
+        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
+        chosen = att.select_on_train_score_on_test(self.moments, att.pearson_from_sums, self.train, self.test,
+                                                   n_resamples=resamples, seeds=seeds, level=level)
+        if chosen.index < 0:
+            missing = Estimate.missing("no head has a defined r on the train split", n=len(self.test))
+            return {"max_r": missing, "max_r_p": missing, "max_r_selects_named": missing}
+        test_counts = att.split_counts(len(self.test), resamples, seeds[1])
+        ideal = self.interval(self.ideal_moments[self.test], test_counts)
+        p_test = correct_pvalues(self.pvalues(self.test, "permutation-test"), self.correction)
+        n_test = len(self.test)
+        layer, head = self.heads[chosen.index]
+        detail = {"layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences)",
+                  "scored_on": f"test ({n_test} sequences)", "correction": self.correction,
+                  "selection_frequency": {att.head_label(h): round(float(f), 4)
+                                          for h, f in zip(self.heads, chosen.frequency) if f > 0}}
+        out = {"max_r": self.estimate(chosen.estimate, chosen.low, chosen.high, n_test,
+                                      p=float(p_test[chosen.index]), ceiling=Ceiling(*(float(v[0]) for v in ideal)),
+                                      detail=detail),
+               "max_r_p": Estimate.pvalue(float(p_test[chosen.index]), n_test, min_n=MIN_SEQUENCES,
+                                          detail={"layer": layer, "head": head})}
+        if self.named is None:
+            out["max_r_selects_named"] = Estimate.missing("the claim names no head (params.layer, params.head)")
+        else:
+            share = float(chosen.frequency[self.named])
+            low, high = att.wilson_interval(share, resamples, level)
+            out["max_r_selects_named"] = Estimate(share, low, high, len(self.train), min_n=MIN_SEQUENCES,
+                                                  detail={"resamples": resamples})
+        return out
+
+
+def count(value: int, n: int | None = None) -> Estimate:
+    return Estimate(float(value), float(value), float(value), int(value if n is None else n), kind="count")
+
+
+def per_head_table(analysis: Analysis, table, heads, motif_score) -> list[dict]:
+    """One row per head: r under the claim's settings with interval and p-values, and r of the raw mean
+    probability (uncentred) and of the centred log mean probability, for comparison."""
+    params = analysis.claim.params
+    compare = {}
+    for name, scale, centre in (("r_probability_raw", "probability", False),
+                                ("r_log_probability_centred", "log_probability", True)):
+        tracks = att.paired_tracks(head_scores(table, heads, scale, params), motif_score, centre=centre)
+        compare[name] = att.pearson_from_sums(att.sequence_moments(tracks).sum(axis=0))
+    return [{"layer": layer, "head": head, "r": _rounded(analysis.r[k]), "ci_low": _rounded(analysis.low[k]),
+             "ci_high": _rounded(analysis.high[k]), "p_uncorrected": _rounded(analysis.p_raw[k]),
+             "p": _rounded(analysis.p[k]), **{name: _rounded(values[k]) for name, values in compare.items()}}
+            for k, (layer, head) in enumerate(heads)]
+
+
+def _rounded(value) -> float | None:
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+def r_heatmap(claim, analysis: Analysis, model, heads):
+    grid = np.full((model.n_layers, model.n_heads), np.nan)
+    passing = np.zeros_like(grid, dtype=bool)
+    passes = att.criterion_passes(claim, ("r", "max_r"), analysis.low, analysis.high)
+    p_threshold = att.criterion_threshold(claim, ("r_p", "max_r_p"))
+    if p_threshold is not None:
+        passes &= analysis.p < p_threshold
+    for k, (layer, head) in enumerate(heads):
+        grid[layer, head], passing[layer, head] = analysis.r[k], passes[k]
+    threshold = att.criterion_threshold(claim, ("r", "max_r"))
+    caption = (f"Pearson r per head on all {analysis.n_sequences} sequences ({claim.params.key_score}, "
+               f"{claim.params.scale}{', centred' if claim.params.centre else ''}, alignment "
+               f"{claim.params.alignment}); ideal detector r = {analysis.ideal_r[0][0]:.3f}. Outlined: heads whose "
+               f"interval passes the claim's r criterion" + (" with corrected p below its threshold" if p_threshold
+                                                              else "") + "; the bar marks the threshold.")
+    return att.head_heatmap(grid, title=f"{claim.id}: r per head", label="r", threshold=threshold,
+                            passing=passing, caption=caption)
+
+
+def motif_card(motif, params, table) -> Card:
+    return Card("qk_motif settings", {
+        "motif": f"{motif.matrix_id} {motif.name} ({motif.length} bp, {motif.release}, pseudocount {motif.pseudocount})",
+        "key_score": params.key_score + ("" if params.key_score != "qk_weights" or params.qk_biases else " (no biases)"),
+        "scale": params.scale, "centred": params.centre, "alignment": params.alignment,
+        "permutations": params.permutations, "ideal_beta": params.ideal_beta,
+        "activations": table.source})
+
+
+# ---------------------------------------------------------------------------------------------
+# The ceiling when the model is not here
+
+
+def offline_ceiling(claim, context, missing: Unavailable) -> str:
+    """The skip reason, with ideal_r computed on the claim's data with a tokenization made without the
+    model (the claim's declared `model.tokenization`, else `surrogate_tokens`, else single nucleotides)."""
+    from seqclaims.data import build
+
+    params = claim.params
+    try:
+        dataset = build(claim.data.model_dump(exclude_none=True), seed=claim.seed, base_dir=claim.path.parent)
+        motif = att.claim_motif(claim, dataset)
+    except SeqclaimsError:
+        return missing.message
+    surrogate, described = surrogate_scheme(claim)
+    offsets = att.surrogate_offsets(dataset.sequences, surrogate.kind, k=surrogate.k, min_length=surrogate.min_length,
+                                    max_length=surrogate.max_length, rng=context.rng("surrogate-tokens"))
+    scores = att.window_scores(dataset.sequences, motif)
+    motif_score = att.motif_tracks(scores, offsets, motif.length, params.alignment)
+    ideal = ideal_tracks(scores, offsets, motif, motif_score, params)
+    moments = att.sequence_moments(ideal)
+    counts = att.split_counts(len(dataset.sequences), claim.resamples, context.seed_for("bootstrap"))
+    value = att.pearson_from_sums(att.weighted_sums(moments, None))[0, 0]
+    low, high = percentile_interval(att.pearson_from_sums(att.weighted_sums(moments, counts))[:, 0], claim.ci_level)
+    verdicts = [reachability(c, low, high) for c in claim.criteria if c.statistic in ("r", "max_r")]
+    return (f"{missing.message}; ceiling computed without the model: ideal_r = {value:.3f} [{low:.3f}, {high:.3f}] on "
+            f"{int(ideal.mask.any(axis=1).sum())} sequences of {dataset.name} ({described}, {motif.matrix_id}, "
+            f"alignment {params.alignment}, {params.scale}{' centred' if params.centre else ''})"
+            + "".join(f"; {v}" for v in verdicts))
+
+
+def surrogate_scheme(claim) -> tuple[SurrogateTokens, str]:
+    declared = getattr(claim.model, "tokenization", None) if not isinstance(claim.model, str) else None
+    if declared is not None:
+        scheme = SurrogateTokens(kind=declared.kind, k=declared.k)
+    else:
+        scheme = claim.params.surrogate_tokens or SurrogateTokens()
+    if scheme.kind == "random_lengths":
+        if scheme.min_length > scheme.max_length:
+            raise InputError(f"{claim.path}: params.surrogate_tokens: min_length exceeds max_length")
+        return scheme, f"tokens of {scheme.min_length}-{scheme.max_length} nt at random"
+    return scheme, scheme.kind if scheme.kind == "single" else f"{scheme.kind} k={scheme.k}"
+
+
+def reachability(criterion, low: float, high: float) -> str:
+    from seqclaims.verdicts import FAIL, interval_verdict
+
+    where = f"{criterion.statistic} {criterion.op} {criterion.threshold:g}"
+    if interval_verdict(low, high, criterion.op, criterion.threshold) == FAIL:
+        return f"{where} is unreachable: even an ideal detector fails it"
+    return f"{where} is reachable by an ideal detector"
+
+
+FAMILY = Family(
+    name="qk_motif",
+    summary="per-head Pearson r between a per-token key score and the per-token motif score, "
+            "with sequence-level intervals, permutation p-values and the ideal detector's ceiling",
+    params=QkMotifParams,
+    statistics={
+        "r": Statistic("Pearson r of the named head (layer, head) pooled over tokens of all sequences; "
+                       "bootstrap interval over sequences; ceiling ideal_r"),
+        "r_p": Statistic("permutation p-value of the named head's r (motif tracks permuted between sequences), "
+                         "corrected over all heads tested", kind="pvalue"),
+        "max_r": Statistic("r of the head selected on the train split, scored on the test split; selection "
+                           "redone in every resample; the head is in the detail"),
+        "max_r_p": Statistic("test-split permutation p-value of the selected head, corrected over all heads tested",
+                             kind="pvalue", selection=True),
+        "max_r_selects_named": Statistic("share of resamples whose selection is the named head"),
+        "ideal_r": Statistic("r of an ideal detector (logit = PSSM score of the motif window anchored in the "
+                             "key) under the claim's tokenization, alignment, key score and scale"),
+        "n_sequences": Statistic("sequences with pooled tokens", kind="count"),
+        "n_tokens": Statistic("tokens pooled over all sequences", kind="count"),
+    },
+    evaluate=evaluate,
+    min_n=MIN_SEQUENCES,
+    example={"model": "planted",
+             "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 400},
+             "params": {"layer": 0, "head": 2, "key_score": "attention_received", "scale": "log_probability",
+                        "alignment": "anchored"},
+             "criteria": [{"statistic": "r", "op": ">=", "threshold": 0.5},
+                          {"statistic": "r_p", "op": "<", "threshold": 0.05}]},
+)
