@@ -1,0 +1,109 @@
+"""neuron: does a single MLP channel detect a per-token annotation (DNAtlas)?
+
+Evidence: the per-token MLP activations after the nonlinearity (`layer.{l}.mlp.post`, from the shared
+activation cache) of the claim's layers; every channel is a candidate. Each channel's activation is
+scored against the annotation (`seqclaims.features`), exactly as `sae_feature` scores SAE latents:
+
+- auprc: test-split AUPRC of the claim's channel: `channel` when the claim names one, else the channel
+  with the highest train-split AUPRC among every channel of the claim's layers. Interval: percentile
+  bootstrap over test sequences.
+- best_auprc: test-split AUPRC of the channel with the highest train-split AUPRC (always selected).
+- chance: the annotation's prevalence among the scored test tokens (DNAtlas's "random chance rate").
+- auprc_over_chance: auprc / chance, inside every resample; ceiling 1 / chance.
+- motif_cosine: centred cosine across test sequences of the channel's mean activation with the share of
+  annotated tokens (MINTS's ranking, for comparison); channel named or chosen on train.
+
+A channel detects an annotation when it is *high* on annotated tokens. The resampling unit is the
+sequence; n is the number of test sequences; min n 20.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from seqclaims.errors import InputError
+from seqclaims.evidence import Evidence, gather_inputs
+from seqclaims.families import Family, Statistic
+from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards
+from seqclaims.schema import StrictModel
+
+MIN_N = 20
+
+
+class NeuronParams(StrictModel):
+    layer: int | list[int] | Literal["all"] = Field(description="MLP layer (or list of layers, or all) whose "
+                                                    "channels are the candidates")
+    annotation: Annotation = Field(description="which tokens a channel should detect: a dataset track "
+                                   "(start_codon, stop_codon, donor, acceptor, tss), {codon_phase: 0|1|2}, "
+                                   "{motif: <JASPAR ID>} or {pattern: ACGT...}")
+    channel: int | None = Field(None, ge=0, description="score this channel of `layer` (a single layer) instead "
+                                "of the best on the train split")
+    top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
+
+    @model_validator(mode="after")
+    def _channel_needs_one_layer(self) -> "NeuronParams":
+        if self.channel is not None and not isinstance(self.layer, int):
+            raise ValueError("`channel` names a channel of one layer; give `layer` as a single number")
+        return self
+
+
+def evaluate(claim, context) -> Evidence:
+    params: NeuronParams = claim.params
+    inputs = gather_inputs(claim)
+    layers = _layers(claim, inputs.model, params)
+    hooks = [f"layer.{layer}.mlp.post" for layer in layers]
+    activations = inputs.activations(hooks)
+    dataset = inputs.dataset
+    tokens = label_tokens(claim, dataset, activations, params.annotation, context.seed_for("permuted-annotation"))
+    units = np.hstack([tokens.table.gather(np.asarray(activations[hook])) for hook in hooks])
+    d_mlp = inputs.model.d_mlp
+    if params.channel is not None and params.channel >= d_mlp:
+        raise InputError(f"{claim.path}: params.channel: {params.channel} is not a channel of layer {params.layer} "
+                         f"(d_mlp {d_mlp}); use 0..{d_mlp - 1}")
+    names = [f"L{layer}.{channel}" for layer in layers for channel in range(d_mlp)]
+    scored = score_units(units, tokens.table, names, named=params.channel, level=claim.ci_level,
+                         resamples=claim.resamples, seed=context.seed_for("bootstrap"), min_n=MIN_N)
+    evidence = Evidence(statistics=scored.statistics,
+                        figures=unit_dashboards(units, scored, tokens, dataset, names, "MLP channel",
+                                                params.annotation, params.top_windows),
+                        cards=inputs.cards, notes=scored.notes)
+    evidence.versions.update(inputs.versions)
+    return evidence
+
+
+def _layers(claim, model, params: NeuronParams) -> list[int]:
+    n_layers = model.n_layers
+    layers = list(range(n_layers)) if params.layer == "all" else \
+        [params.layer] if isinstance(params.layer, int) else list(dict.fromkeys(params.layer))
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad or not layers:
+        raise InputError(f"{claim.path}: params.layer: {bad[0] if bad else 'an empty list'} is not a layer of "
+                         f"model {model.ref.describe()} ({n_layers} layers); use 0..{n_layers - 1} or all")
+    return layers
+
+
+FAMILY = Family(
+    name="neuron",
+    summary="AUPRC of a single MLP channel against a per-token annotation, chosen on train and scored on test",
+    params=NeuronParams,
+    statistics={
+        "auprc": Statistic("test AUPRC of the named channel, else of the channel with the best train AUPRC; "
+                           "bootstrap over test sequences"),
+        "best_auprc": Statistic("test AUPRC of the channel with the best train AUPRC", selection=True),
+        "chance": Statistic("prevalence of the annotation among scored test tokens"),
+        "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
+        "motif_cosine": Statistic("centred cosine across test sequences of the channel's mean activation with the "
+                                  "share of annotated tokens (MINTS's ranking); channel named or chosen on train"),
+    },
+    evaluate=evaluate,
+    min_n=MIN_N,
+    example={
+        "model": "planted",
+        "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 600, "window": [50, 49]},
+        "params": {"layer": 1, "channel": 9, "annotation": {"pattern": "ATG", "base": 0, "align": "anchored"}},
+        "criteria": [{"statistic": "auprc", "op": ">=", "threshold": 0.9}],
+    },
+)

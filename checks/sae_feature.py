@@ -1,0 +1,145 @@
+"""sae_feature: does a sparse-autoencoder latent detect a per-token annotation (MINTS, PLM_interpretability,
+Plant-DnaGemma)?
+
+Evidence: the claim's per-token activations at `hook` (from the shared activation cache), and a top-k
+sparse autoencoder trained on the train split's content tokens of that hook (`seqclaims.sae`; cached by
+its inputs, so every claim asking for the same SAE on the same activations reuses it, whatever its
+annotation). Each latent's code is scored against the annotation (`seqclaims.features`):
+
+- auprc: test-split AUPRC of the claim's latent: `feature` when the claim names one, else the latent
+  with the highest train-split AUPRC. Interval: percentile bootstrap over test sequences.
+- best_auprc: test-split AUPRC of the latent with the highest train-split AUPRC (always selected).
+- chance: the annotation's prevalence among the scored test tokens (the AUPRC of a random score).
+- auprc_over_chance: auprc / chance, computed inside every resample; its ceiling is 1 / chance (a perfect
+  detector), so a threshold above it is an unreachable criterion.
+- motif_cosine: MINTS's feature ranking, for comparison: the cosine across test sequences between the
+  latent's per-sequence mean activation and the sequence's share of annotated tokens, both centred; the
+  latent is `feature` or the one with the highest train cosine.
+- fvu, mean_l0, dead_fraction: how the SAE fits held-out (test-split) tokens; dead_fraction is the share
+  of latents that never fire on the SAE's training tokens.
+
+The resampling unit is the sequence (windows cut from one sequence move together); n is the number of
+test sequences; min n 20. Selection on the train split and scoring on the test split keeps the
+best-of-d_sae maximum honest (no winner's curse in the reported AUPRC).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from seqclaims.errors import InputError
+from seqclaims.evidence import Card, Evidence, gather_inputs
+from seqclaims.families import Family, Statistic
+from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards
+from seqclaims.sae import SaeSpec, fit_estimates, load_or_train, sample_tokens
+from seqclaims.schema import StrictModel
+
+MIN_N = 20
+
+
+class SaeFeatureParams(StrictModel):
+    hook: str = Field(description="per-token hook the SAE reads, e.g. layer.0.resid_post or layer.2.mlp.post")
+    annotation: Annotation = Field(description="which tokens a latent should detect: a dataset track "
+                                   "(start_codon, stop_codon, donor, acceptor, tss), {codon_phase: 0|1|2}, "
+                                   "{motif: <JASPAR ID>} or {pattern: ACGT...}")
+    sae: SaeSpec = Field(default_factory=SaeSpec, description="the SAE: d_sae, k, lr, tokens, epochs, "
+                         "batch_size, aux_k, seed")
+    feature: int | None = Field(None, ge=0, description="score this latent instead of the best on the train "
+                                "split (a latent of the SAE these settings train)")
+    top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
+
+
+def evaluate(claim, context) -> Evidence:
+    params: SaeFeatureParams = claim.params
+    inputs = gather_inputs(claim)
+    hook = _checked_hook(claim, inputs.model, params)
+    activations = inputs.activations([hook])
+    dataset = inputs.dataset
+    tokens = label_tokens(claim, dataset, activations, params.annotation, context.seed_for("permuted-annotation"))
+    per_token = np.asarray(activations[hook])
+    per_token = per_token.reshape(*per_token.shape[:2], -1)  # head_out: (n_seq, n_tok, heads * d_head)
+    train_content = _split_content(dataset, activations, "train")
+    sample = sample_tokens(int(train_content.sum()), params.sae)
+    trained = load_or_train(activations.key, hook, params.sae, lambda: per_token[train_content][sample])
+    if params.feature is not None and params.feature >= params.sae.d_sae:
+        raise InputError(f"{claim.path}: params.feature: {params.feature} is not a latent of an SAE with "
+                         f"d_sae {params.sae.d_sae}; use 0..{params.sae.d_sae - 1} or leave it out")
+    codes = trained.codes(tokens.table.gather(per_token))
+    names = [f"f{j}" for j in range(params.sae.d_sae)]
+    seed = context.seed_for("bootstrap")
+    scored = score_units(codes, tokens.table, names, named=params.feature, level=claim.ci_level,
+                         resamples=claim.resamples, seed=seed, min_n=MIN_N)
+    test_content = _split_content(dataset, activations, "test")
+    units = np.asarray(dataset.source)[np.nonzero(test_content)[0]]
+    fit = fit_estimates(trained, per_token[test_content], units, level=claim.ci_level, resamples=claim.resamples,
+                        seed=seed + 2, min_n=MIN_N)
+    evidence = Evidence(statistics={**scored.statistics, **fit},
+                        figures=unit_dashboards(codes, scored, tokens, dataset, names, "SAE latent", params.annotation,
+                                                params.top_windows),
+                        cards=[*inputs.cards, _sae_card(trained, hook, fit)],
+                        notes=[_fit_note(trained, fit), *scored.notes])
+    evidence.versions.update(inputs.versions)
+    evidence.versions["sae_key"] = trained.key
+    return evidence
+
+
+def _checked_hook(claim, model, params: SaeFeatureParams) -> str:
+    from seqclaims.models import parse_hook
+
+    point = parse_hook(model, params.hook)
+    if point.site in ("attn.pattern", "logits"):
+        raise InputError(f"{claim.path}: params.hook: {params.hook} is not a per-token activation; use "
+                         "layer.{l}.resid_post, layer.{l}.mlp.post, layer.{l}.attn.head_out or embed")
+    return params.hook
+
+
+def _split_content(dataset, activations, split: str) -> np.ndarray:
+    """(n_seq, n_tok) bool: content tokens (neither special nor padding) of the split's sequences."""
+    in_split = np.asarray(dataset.split) == split
+    return ~np.asarray(activations["tokens.special_mask"], dtype=bool) & in_split[:, None]
+
+
+def _fit_note(trained, fit) -> str:
+    return (f"SAE ({trained.source}): fraction of variance unexplained {fit['fvu'].estimate:.3f} on test tokens, "
+            f"mean L0 {fit['mean_l0'].estimate:.2f}, dead fraction {fit['dead_fraction'].estimate:.3f}")
+
+
+def _sae_card(trained, hook: str, fit) -> Card:
+    report = {key: value for key, value in trained.report.items() if key != "curve"}
+    return Card("sparse autoencoder", {
+        "hook": hook, **trained.spec.model_dump(), "cache_key": trained.key[:16], "source": trained.source,
+        "fvu_test": round(fit["fvu"].estimate, 4), "mean_l0_test": round(fit["mean_l0"].estimate, 3),
+        "dead_fraction": round(fit["dead_fraction"].estimate, 4), "training": report,
+        "curve": trained.report.get("curve", []),
+    })
+
+
+FAMILY = Family(
+    name="sae_feature",
+    summary="AUPRC of a top-k SAE latent against a per-token annotation, chosen on train and scored on test",
+    params=SaeFeatureParams,
+    statistics={
+        "auprc": Statistic("test AUPRC of the named latent, else of the latent with the best train AUPRC; "
+                           "bootstrap over test sequences"),
+        "best_auprc": Statistic("test AUPRC of the latent with the best train AUPRC", selection=True),
+        "chance": Statistic("prevalence of the annotation among scored test tokens"),
+        "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
+        "motif_cosine": Statistic("centred cosine across test sequences of the latent's mean activation with the "
+                                  "share of annotated tokens (MINTS's ranking); latent chosen on train"),
+        "fvu": Statistic("fraction of variance unexplained on test tokens"),
+        "mean_l0": Statistic("mean active latents per test token"),
+        "dead_fraction": Statistic("share of latents that never fire on the SAE's training tokens"),
+    },
+    evaluate=evaluate,
+    min_n=MIN_N,
+    example={
+        "model": "planted",
+        "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 600, "window": [50, 49]},
+        "params": {"hook": "layer.0.resid_post",
+                   "annotation": {"motif": "MA0108.3", "pvalue": 0.001, "align": "anchored"},
+                   "sae": {"d_sae": 256, "k": 8, "lr": 0.002, "tokens": 200000, "epochs": 5, "batch_size": 1024,
+                           "seed": 0}},
+        "criteria": [{"statistic": "auprc_over_chance", "op": ">=", "threshold": 10}],
+    },
+)

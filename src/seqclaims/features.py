@@ -1,0 +1,594 @@
+"""Per-token units (MLP channels, SAE latents) scored against per-token annotations by AUPRC.
+
+Shared by the `neuron` and `sae_feature` check families. A *unit* is one column of a per-token
+activation matrix: an MLP channel of a `layer.{l}.mlp.post` hook, or a latent of a sparse
+autoencoder. An *annotation* marks tokens: a dataset track (start or stop codon, splice donor or
+acceptor, TSS), a codon phase, JASPAR motif support, or a sequence pattern (`Annotation`).
+
+Protocol (DESIGN sections 3 and 6): every unit's AUPRC is computed on the train split, the unit with
+the highest train AUPRC is chosen, and its AUPRC is reported on the test split, with a percentile
+bootstrap over test sequences (the resampling unit; windows cut from one sequence resample
+together). Chance is the annotation's prevalence among the scored test tokens; the ratio
+AUPRC / prevalence is computed inside every resample, so its interval comes from the same draws.
+
+Definitions:
+- AUPRC is average precision as `sklearn.metrics.average_precision_score` defines it (tied scores
+  form one threshold), with the unit's activation as the score: a unit detects an annotation when it
+  is *high* on annotated tokens.
+- motif cosine (MINTS's feature ranking, for comparison): the cosine, across sequences, between a
+  unit's per-sequence mean activation over scored tokens and the sequence's share of annotated
+  tokens, both centred over sequences (uncentred, any two non-negative vectors have a large cosine).
+  The unit is chosen by its train cosine and scored on the test split.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field, model_validator
+
+from seqclaims.errors import InputError
+from seqclaims.evidence import Ceiling, Estimate, Figure, token_annotation
+from seqclaims.schema import StrictModel
+from seqclaims.stats import auprc_weighted, bootstrap, expand_to_items, pearson_weighted, permute_between_units
+
+TRACKS = ("start_codon", "stop_codon", "donor", "acceptor", "tss")
+MIN_TEST_POSITIVES = 5
+_COLUMN_CHUNK = 64  # dense columns sorted at once (bounds the memory of one argsort)
+
+Units = np.ndarray | sp.spmatrix  # (n_tokens, K) dense activations, or sparse non-negative codes
+
+
+# ---------------------------------------------------------------------------------------------
+# What a claim annotates
+
+
+class Annotation(StrictModel):
+    """Which tokens a unit should detect. Exactly one of `track`, `codon_phase`, `motif`, `pattern`.
+
+    A plain string is short for `{track: <string>}`.
+    """
+
+    track: Literal["start_codon", "stop_codon", "donor", "acceptor", "tss"] | None = Field(
+        None, description="a per-nucleotide annotation track of the dataset (start/stop codon: its 3 nt; "
+        "donor/acceptor: the intron's GT/AG; tss: the first transcribed base)")
+    codon_phase: int | None = Field(None, ge=0, le=2, description="bases at this codon position (0, 1, 2) of a CDS")
+    motif: str | None = Field(None, description="JASPAR matrix ID: tokens whose motif score (best of both "
+                              "strands) reaches the threshold")
+    release: str = Field("JASPAR2024", description="JASPAR release of `motif`")
+    threshold_fraction: float | None = Field(None, ge=0, le=1, description="motif hit: score >= min + f (max - min) "
+                                             "(default 0.8, unless `pvalue` is given)")
+    pvalue: float | None = Field(None, gt=0, lt=1, description="motif hit: score with this p-value per window")
+    pattern: str | None = Field(None, pattern=r"^[ACGT]+$", description="a sequence pattern (ACGT), e.g. ATG: "
+                                "every occurrence on the sequence as read")
+    base: int | None = Field(None, ge=0, description="keep only this base (0 = first) of each annotated element "
+                             "(codon, site, pattern occurrence); null: every base of it")
+    align: Literal["any", "anchored", "centred"] = Field(
+        "any", description="per-nucleotide to per-token: any (the token covers an annotated base; motif: max over "
+        "windows overlapping the token), anchored (the token's first base; motif: the window starting there), "
+        "centred (motif only: the window centred on the token)")
+    permuted: bool = Field(False, description="null control: each sequence gets the annotation of another "
+                           "sequence of the same split and length (seeded by the claim's seed)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"track": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Annotation":
+        given = [key for key in ("track", "codon_phase", "motif", "pattern") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `track`, `codon_phase`, `motif`, `pattern`")
+        if self.threshold_fraction is not None and self.pvalue is not None:
+            raise ValueError("give `threshold_fraction` or `pvalue`, not both")
+        if self.motif is None and (self.threshold_fraction is not None or self.pvalue is not None):
+            raise ValueError("`threshold_fraction` and `pvalue` apply to `motif` annotations only")
+        if self.motif is not None and self.base is not None:
+            raise ValueError("`base` does not apply to `motif` (use `align` to place the motif window)")
+        if self.align == "centred" and self.motif is None:
+            raise ValueError("`align: centred` applies to `motif` annotations only; use any or anchored")
+        return self
+
+    def describe(self) -> str:
+        if self.motif is not None:
+            what = f"motif {self.motif} ({self.release}) support"
+        elif self.pattern is not None:
+            what = f"pattern {self.pattern}"
+        elif self.codon_phase is not None:
+            what = f"codon phase {self.codon_phase}"
+        else:
+            what = self.track
+        base = "" if self.base is None else f", base {self.base}"
+        return f"{what}{base}, {self.align}-aligned" + (" (permuted between sequences)" if self.permuted else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-nucleotide and per-token annotation
+
+
+def element_bases(starts: np.ndarray, length: int, width: np.ndarray | int, base: int | None) -> np.ndarray:
+    """(length,) bool marking elements [starts[i], starts[i] + width[i]), or only base `base` of each."""
+    starts = np.asarray(starts, dtype=np.int64)
+    widths = np.broadcast_to(np.asarray(width, dtype=np.int64), starts.shape)
+    marks = np.zeros(length, dtype=bool)
+    if base is not None:
+        keep = widths > base
+        marks[starts[keep] + base] = True
+        return marks
+    for offset in range(int(widths.max()) if widths.size else 0):
+        at = starts[widths > offset] + offset
+        marks[at[at < length]] = True
+    return marks
+
+
+def runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of every run of True in (n,) bool flags. Returns two (n_runs,) int arrays."""
+    padded = np.concatenate(([False], np.asarray(flags, dtype=bool), [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[::2], edges[1::2] - edges[::2]
+
+
+def pattern_starts(sequence: str, pattern: str) -> np.ndarray:
+    """Start of every (overlapping) occurrence of `pattern` in `sequence`. (n_hits,) int."""
+    return np.array([m.start() for m in re.finditer(f"(?={re.escape(pattern)})", sequence)], dtype=np.int64)
+
+
+def nucleotide_annotation(dataset: Any, spec: Annotation, claim_name: str = "annotation") -> list[np.ndarray]:
+    """Per-nucleotide annotation of each sequence (not motifs, which are per token). n arrays (n_nt,) bool."""
+    if spec.pattern is not None:
+        return [element_bases(pattern_starts(s, spec.pattern), len(s), len(spec.pattern), spec.base)
+                for s in dataset.sequences]
+    name = "codon_phase" if spec.codon_phase is not None else spec.track
+    if name not in dataset.tracks:
+        raise InputError(f"{claim_name}: dataset {dataset.name} has no {name!r} track (it has "
+                         f"{', '.join(sorted(dataset.tracks)) or 'none'}); use an annotated genome dataset "
+                         "(coding, promoters, splice_donors, ...) or a `motif`/`pattern` annotation")
+    tracks = dataset.tracks[name]
+    flags = [np.asarray(t) == spec.codon_phase for t in tracks] if spec.codon_phase is not None else \
+        [np.asarray(t, dtype=bool) for t in tracks]
+    if spec.base is None:
+        return flags
+    return [_one_base_per_run(f, spec.base) for f in flags]
+
+
+def _one_base_per_run(flags: np.ndarray, base: int) -> np.ndarray:
+    """(n,) bool: base `base` of every run of True in `flags` (runs shorter than base + 1 give none)."""
+    starts, widths = runs(flags)
+    return element_bases(starts, len(flags), widths, base)
+
+
+def token_labels(dataset: Any, offsets: np.ndarray, spec: Annotation, claim_name: str = "annotation") -> np.ndarray:
+    """Per-token annotation. offsets: (n_seq, n_tok, 2) character spans ((0, 0) for special tokens and
+    padding). Returns (n_seq, n_tok) float: 1 annotated, 0 not, NaN for special tokens, padding and
+    tokens that cannot be scored (a motif window off the sequence or over an ambiguous base)."""
+    offsets = np.asarray(offsets)
+    if spec.motif is None:
+        how = "any" if spec.align == "any" else "anchored"
+        return token_annotation(nucleotide_annotation(dataset, spec, claim_name), offsets, how=how)
+    from seqclaims import motifs
+
+    motif = motifs.load_motif(spec.motif, release=spec.release)
+    fraction = spec.threshold_fraction if spec.pvalue is not None or spec.threshold_fraction is not None \
+        else motifs.DEFAULT_THRESHOLD_FRACTION
+    threshold = motifs.score_threshold(motif, fraction=fraction, pvalue=spec.pvalue)
+    alignment = {"any": "overlap_max", "anchored": "anchored", "centred": "centred"}[spec.align]
+    labels = np.full(offsets.shape[:2], np.nan)
+    for row, sequence in enumerate(dataset.sequences):
+        scores = motifs.motif_track(sequence, motif, offsets[row], alignment=alignment)
+        scored = ~np.isnan(scores)
+        labels[row, scored] = scores[scored] >= threshold
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# The scored tokens of a dataset
+
+
+@dataclass
+class TokenTable:
+    """The scored tokens (content tokens with a defined annotation), flattened in (row, token) order.
+
+    row, position: (n,) dataset row and token index of each token; label: (n,) bool; test: (n,) bool
+    (the row is in the test split); unit: (n,) int resampling unit (the sequence a row was cut from).
+    """
+
+    row: np.ndarray
+    position: np.ndarray
+    label: np.ndarray
+    test: np.ndarray
+    unit: np.ndarray
+    n_rows: int
+
+    @classmethod
+    def build(cls, dataset: Any, labels: np.ndarray, special_mask: np.ndarray) -> "TokenTable":
+        """labels: (n_seq, n_tok) from `token_labels`; special_mask: (n_seq, n_tok) bool."""
+        scored = ~np.asarray(special_mask, dtype=bool) & ~np.isnan(labels)
+        row, position = np.nonzero(scored)
+        source = np.asarray(dataset.source if dataset.source is not None else np.arange(len(dataset)))
+        return cls(row=row, position=position, label=labels[row, position] > 0.5,
+                   test=np.asarray(dataset.split)[row] == "test", unit=source[row], n_rows=len(dataset))
+
+    def gather(self, padded: np.ndarray) -> np.ndarray:
+        """(n_seq, n_tok, ...) padded per-token values -> (n, ...) at the scored tokens."""
+        return padded[self.row, self.position]
+
+
+def permute_labels(labels: np.ndarray, dataset: Any, rng_seed: int) -> np.ndarray:
+    """Null control: row i gets the per-token labels of another row of the same split and length."""
+    lengths = np.array([len(s) for s in dataset.sequences])
+    strata = np.unique(np.stack([lengths.astype(str), np.asarray(dataset.split, dtype=str)], axis=1),
+                       axis=0, return_inverse=True)[1].ravel()
+    perm = permute_between_units(list(labels), n_permutations=1, seed=rng_seed, strata=strata)[0]
+    return labels[perm]
+
+
+# ---------------------------------------------------------------------------------------------
+# AUPRC of many units at once
+
+
+def column_auprc(units: Units, labels: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Average precision of every column of `units` (n, K) as a score for bool `labels`. Returns (K,).
+
+    rows: (m,) the rows scored (default all), with `labels` (m,) theirs; dense blocks are gathered a
+    few columns at a time, so a subset costs no copy of the whole matrix. Sparse columns list only
+    their stored entries; every absent entry is a zero, and stored entries must be positive (top-k codes
+    after their ReLU). NaN where `labels` has no positive or no negative. Equals sklearn's
+    average_precision_score per column.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    if rows is not None and sp.issparse(units):
+        units, rows = sp.csr_matrix(units)[rows], None
+    n, n_columns = (units.shape[0] if rows is None else len(rows)), units.shape[1]
+    n_pos = int(labels.sum())
+    out = np.full(n_columns, np.nan)
+    if n_pos == 0 or n_pos == n:
+        return out
+    if sp.issparse(units):
+        codes = sp.csc_matrix(units)
+        codes.eliminate_zeros()
+        for j in range(n_columns):
+            entries = slice(codes.indptr[j], codes.indptr[j + 1])
+            values, positive = codes.data[entries], labels[codes.indices[entries]]
+            absent_positives = np.zeros(n_pos - int(positive.sum()), dtype=values.dtype)
+            out[j] = _average_precision(np.sort(values), np.concatenate([values[positive], absent_positives]),
+                                        n_absent=n - values.size)
+        return out
+    for lo in range(0, n_columns, _COLUMN_CHUNK):
+        block = units[:, lo: lo + _COLUMN_CHUNK] if rows is None else units[rows, lo: lo + _COLUMN_CHUNK]
+        block = np.ascontiguousarray(np.asarray(block).T)  # (c, n)
+        ordered = np.sort(block, axis=1)
+        for j in range(block.shape[0]):
+            out[lo + j] = _average_precision(ordered[j], block[j, labels], n_absent=0)
+    return out
+
+
+def _average_precision(sorted_values: np.ndarray, positive_values: np.ndarray, n_absent: int) -> float:
+    """AP = mean over positives of the precision at the positive's score (ties included).
+
+    sorted_values: (m,) ascending scores of the listed items (positives included); positive_values:
+    (P,) scores of every positive; n_absent: items not listed, which score 0, below every listed item."""
+    thresholds = np.sort(positive_values)
+    at_or_above = sorted_values.size - np.searchsorted(sorted_values, thresholds, side="left")
+    at_or_above = at_or_above + n_absent * (thresholds <= 0)
+    positives_at_or_above = thresholds.size - np.searchsorted(thresholds, thresholds, side="left")
+    return float(np.mean(positives_at_or_above / at_or_above))
+
+
+def column_of(units: Units, j: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """(n,) float64 values of unit j (at `rows`, default all)."""
+    if sp.issparse(units):
+        values = np.asarray(sp.csc_matrix(units[:, [j]]).todense(), dtype=np.float64).ravel()
+    else:
+        values = np.asarray(units[:, j], dtype=np.float64)
+    return values if rows is None else values[rows]
+
+
+def sequence_means(units: Units, rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean of every unit over the given tokens. units: (n, K); rows: (n,) row of each token.
+
+    Returns ((n_rows, K) means, (n_rows,) token counts); rows without tokens have mean 0."""
+    indicator = sp.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n_rows, len(rows)))
+    sums = indicator @ units
+    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums, dtype=np.float64)
+    counts = np.bincount(rows, minlength=n_rows).astype(np.float64)
+    return sums / np.maximum(counts, 1)[:, None], counts
+
+
+def centred_cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cosine of each centred column of x (n, K) with centred y (n,). Returns (K,), NaN for constant columns."""
+    xc = x - x.mean(axis=0)
+    yc = y - y.mean()
+    norms = np.linalg.norm(xc, axis=0) * np.linalg.norm(yc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, (yc @ xc) / np.where(norms > 0, norms, 1.0), np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol: choose on train, score on test
+
+
+@dataclass
+class Scored:
+    """What `score_units` found: per-statistic estimates and the units the claim used."""
+
+    statistics: dict[str, Estimate]
+    used: dict[str, int]  # role ("best", "named", "cosine") -> unit index
+    train_auprc: np.ndarray  # (K,)
+    notes: list[str] = field(default_factory=list)
+
+
+def score_units(units: Units, table: TokenTable, names: list[str], *, named: int | None, level: float,
+                resamples: int, seed: int, min_n: int) -> Scored:
+    """Choose the unit with the best train AUPRC, score it (and the named unit) on the test split.
+
+    units: (n, K) activations at the tokens of `table`; names: (K,) labels of the units (for details).
+    """
+    train, test = ~table.test, table.test
+    n_test_units = np.unique(table.unit[test]).size
+    problem = _thin_evidence(table)
+    if problem:
+        missing = Estimate.missing(problem, n=n_test_units)
+        return Scored({name: missing for name in _STATISTIC_NAMES}, {}, np.full(units.shape[1], np.nan))
+    train_auprc = column_auprc(units, table.label[train], rows=np.flatnonzero(train))
+    best = int(np.nanargmax(train_auprc))
+    reported = best if named is None else named
+    auprc_stats = _test_auprc(units, table, best, reported, level=level, resamples=resamples, seed=seed, min_n=min_n)
+    cosine, cosine_unit = _motif_cosine(units, table, named, level=level, resamples=resamples, seed=seed, min_n=min_n)
+    top = np.argsort(-np.nan_to_num(train_auprc, nan=-1))[:5]
+    detail = {"best_unit": names[best], "train_auprc_best": float(train_auprc[best]),
+              "train_top5": {names[i]: round(float(train_auprc[i]), 4) for i in top},
+              "n_units": int(units.shape[1])}
+    statistics = {key: _with_detail(value, detail) for key, value in {**auprc_stats, "motif_cosine": cosine}.items()}
+    used = {"best": best, "cosine": cosine_unit}
+    if named is not None:
+        used["named"] = named
+    return Scored(statistics, used, train_auprc)
+
+
+_STATISTIC_NAMES = ("auprc", "best_auprc", "chance", "auprc_over_chance", "motif_cosine")
+
+
+def _thin_evidence(table: TokenTable) -> str | None:
+    for split, rows in (("train", ~table.test), ("test", table.test)):
+        if not rows.any():
+            return f"no scored token in the {split} split"
+        positives = int(table.label[rows].sum())
+        if split == "train" and positives == 0:
+            return "no annotated token in the train split"
+        if split == "test" and positives < MIN_TEST_POSITIVES:
+            return f"{positives} annotated tokens in the test split (fewer than {MIN_TEST_POSITIVES})"
+        if positives == int(rows.sum()):
+            return f"every scored token of the {split} split is annotated"
+    return None
+
+
+def _test_auprc(units: Units, table: TokenTable, best: int, reported: int, *, level: float, resamples: int,
+                seed: int, min_n: int) -> dict[str, Estimate]:
+    test = table.test
+    labels = table.label[test]
+    unit_ids, unit_of_token = np.unique(table.unit[test], return_inverse=True)
+    rows = np.flatnonzero(test)
+    best_scores, reported_scores = column_of(units, best, rows), column_of(units, reported, rows)
+
+    def statistic(counts: np.ndarray | None) -> np.ndarray:
+        weights = None if counts is None else expand_to_items(counts, unit_of_token)
+        w = np.ones((1, labels.size)) if weights is None else weights
+        chance = (w @ labels.astype(np.float64)) / w.sum(axis=1)
+        best_ap = auprc_weighted(best_scores, labels, weights)
+        reported_ap = best_ap if reported == best else auprc_weighted(reported_scores, labels, weights)
+        return np.stack([reported_ap, best_ap, chance, reported_ap / chance, 1.0 / chance], axis=1)
+
+    interval = bootstrap(statistic, unit_ids.size, n_resamples=resamples, seed=seed, level=level, chunk_size=32)
+    n = int(unit_ids.size)
+    est = [Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n)
+           for i in range(5)]
+    top = Ceiling(float(interval.estimate[4]), float(interval.low[4]), float(interval.high[4]))
+    ratio = Estimate(est[3].estimate, est[3].ci_low, est[3].ci_high, n, min_n=min_n, ceiling=top,
+                     effect_size=est[3].estimate)
+    counts = {"n_test_tokens": int(labels.size), "n_test_annotated": int(labels.sum())}
+    return {"auprc": _with_detail(est[0], counts), "best_auprc": _with_detail(est[1], counts),
+            "chance": _with_detail(est[2], counts), "auprc_over_chance": _with_detail(ratio, counts)}
+
+
+def _motif_cosine(units: Units, table: TokenTable, named: int | None, *, level: float, resamples: int, seed: int,
+                  min_n: int) -> tuple[Estimate, int]:
+    """Per-sequence centred cosine (MINTS's ranking): chosen on train (or the named unit), scored on test."""
+    means, counts = sequence_means(units, table.row, table.n_rows)
+    share = np.bincount(table.row, weights=table.label, minlength=table.n_rows) / np.maximum(counts, 1)
+    test_rows = np.zeros(table.n_rows, dtype=bool)
+    test_rows[table.row[table.test]] = True
+    train_rows = (counts > 0) & ~test_rows
+    train_cos = centred_cosine(means[train_rows], share[train_rows])
+    if named is None and np.isnan(train_cos).all():
+        return Estimate.missing("every unit is constant over the train sequences"), -1
+    chosen = named if named is not None else int(np.nanargmax(train_cos))
+    rows = np.flatnonzero(test_rows & (counts > 0))
+    source = table.unit[np.searchsorted(table.row, rows)]  # the unit of a row: that of its first token
+    unit_ids, unit_of_row = np.unique(source, return_inverse=True)
+    x, y = means[rows, chosen], share[rows]
+
+    def statistic(unit_counts: np.ndarray | None) -> np.ndarray:
+        weights = None if unit_counts is None else expand_to_items(unit_counts, unit_of_row)
+        return pearson_weighted(x, y, weights)
+
+    interval = bootstrap(statistic, unit_ids.size, n_resamples=resamples, seed=seed + 1, level=level)
+    detail = {"cosine_unit": int(chosen), "train_cosine": None if named is not None else float(train_cos[chosen]),
+              "n_test_rows": int(rows.size)}
+    if interval.nan_fraction and interval.nan_fraction > 0:
+        detail["undefined_resamples"] = float(interval.nan_fraction)
+    return Estimate(float(interval.estimate), float(interval.low), float(interval.high), int(unit_ids.size),
+                    min_n=min_n, detail=detail), chosen
+
+
+def _with_detail(estimate: Estimate, extra: dict[str, Any]) -> Estimate:
+    from dataclasses import replace
+
+    return replace(estimate, detail={**extra, **estimate.detail})
+
+
+# ---------------------------------------------------------------------------------------------
+# The feature dashboard
+
+
+def base_values(token_values: np.ndarray, offsets: np.ndarray, length: int) -> np.ndarray:
+    """Per-base values from per-token values: each base gets the value of the latest-starting token that
+    covers it (for overlapping k-mers, the token anchored at the base). token_values: (n_tok,);
+    offsets: (n_tok, 2). Returns (length,) float, NaN where no token covers the base."""
+    out = np.full(length, np.nan)
+    order = np.argsort(offsets[:, 0], kind="stable")
+    for t in order:
+        start, end = int(offsets[t, 0]), int(offsets[t, 1])
+        if end > start:
+            out[start:end] = token_values[t]
+    return out
+
+
+@dataclass
+class DashboardInputs:
+    """What a dashboard shows for one unit: test-split activations and labels, and the windows to draw."""
+
+    title: str
+    activation: np.ndarray  # (n_test,) at the scored test tokens
+    label: np.ndarray  # (n_test,) bool
+    auprc: float
+    windows: list[tuple[str, np.ndarray, np.ndarray, int]] = field(default_factory=list)  # (text, values, marks, centre)
+
+
+def top_windows(units_column: np.ndarray, table: TokenTable, sequences: list[str], offsets: np.ndarray,
+                marks: list[np.ndarray] | None, *, count: int = 8, flank: int = 20) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+    """The `count` test sequences with the highest activation (their top token), each as a window of
+    2 * flank + 1 bases around that token: (text, per-base activation, per-base annotation marks, centre).
+
+    units_column: (n,) activation of the unit at every scored token of `table`."""
+    test = np.flatnonzero(table.test)
+    order = test[np.argsort(-units_column[test], kind="stable")]
+    _, first = np.unique(table.row[order], return_index=True)
+    picks = order[np.sort(first)][:count]
+    windows = []
+    for token in picks:
+        row = int(table.row[token])
+        sequence = sequences[row]
+        in_row = table.row == row
+        values = np.full(offsets.shape[1], np.nan)
+        values[table.position[in_row]] = units_column[in_row]
+        per_base = base_values(values, offsets[row], len(sequence))
+        if marks is not None:
+            row_marks = np.asarray(marks[row], dtype=bool)
+        else:
+            labels = np.zeros(offsets.shape[1])
+            labels[table.position[in_row]] = table.label[in_row]
+            row_marks = base_values(labels, offsets[row], len(sequence)) > 0.5
+        centre = int(offsets[row, table.position[token], 0])
+        lo, hi = max(0, centre - flank), min(len(sequence), centre + flank + 1)
+        windows.append((sequence[lo:hi], per_base[lo:hi], row_marks[lo:hi], centre - lo))
+    return windows
+
+
+def dashboard_figure(inputs: DashboardInputs) -> Figure:
+    """Top-activating windows (bases shaded by activation, annotated bases underlined), the activation
+    histogram on annotated vs other test tokens, and the precision-recall curve against chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    fig = plt.figure(figsize=(11, 6.2))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.25, 1], hspace=0.45, wspace=0.25)
+    _draw_windows(fig.add_subplot(grid[0, :]), inputs.windows)
+    hist = fig.add_subplot(grid[1, 0])
+    values, labels = inputs.activation, inputs.label
+    bins = np.histogram_bin_edges(values, bins=40)
+    hist.hist(values[~labels], bins=bins, density=True, alpha=0.6, label=f"other ({int((~labels).sum())})")
+    hist.hist(values[labels], bins=bins, density=True, alpha=0.6, label=f"annotated ({int(labels.sum())})")
+    hist.set_yscale("log")
+    hist.set_xlabel("activation (test tokens)")
+    hist.set_ylabel("density")
+    hist.legend(fontsize=8)
+    pr = fig.add_subplot(grid[1, 1])
+    precision, recall, _ = precision_recall_curve(labels, values)
+    pr.plot(recall, precision, label=f"unit (AUPRC {inputs.auprc:.3f})")
+    pr.axhline(labels.mean(), color="grey", linestyle="--", label=f"chance ({labels.mean():.4f})")
+    pr.set_xlabel("recall")
+    pr.set_ylabel("precision")
+    pr.set_ylim(0, 1.02)
+    pr.legend(fontsize=8)
+    fig.suptitle(inputs.title, fontsize=11)
+    caption = ("top: the test sequences where the unit is most active, around its peak (bases shaded by "
+               "activation, annotated bases underlined); bottom: activation histogram on annotated vs other test "
+               "tokens, and the precision-recall curve against chance (the prevalence)")
+    return Figure.from_matplotlib(fig, inputs.title, caption)
+
+
+def _draw_windows(ax: Any, windows: list[tuple[str, np.ndarray, np.ndarray, int]]) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_axis_off()
+    if not windows:
+        ax.text(0.5, 0.5, "no test tokens", ha="center")
+        return
+    peak = max(float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 0.0 for _, v, _, _ in windows) or 1.0
+    colours = plt.get_cmap("Reds")
+    width = max(len(text) for text, _, _, _ in windows)
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(len(windows) - 0.5, -0.5)
+    for y, (text, values, marks, centre) in enumerate(windows):
+        for x, char in enumerate(text):
+            value = 0.0 if np.isnan(values[x]) else max(values[x], 0.0) / peak
+            ax.add_patch(plt.Rectangle((x - 0.5, y - 0.4), 1, 0.8, color=colours(value), linewidth=0))
+            ax.text(x, y, char, ha="center", va="center", fontsize=7, family="monospace",
+                    fontweight="bold" if x == centre else "normal")
+            if marks[x]:
+                ax.plot([x - 0.45, x + 0.45], [y + 0.42, y + 0.42], color="tab:blue", linewidth=1.5)
+    ax.set_title("top-activating test windows (peak token in bold; annotated bases underlined)", fontsize=9)
+
+
+# ---------------------------------------------------------------------------------------------
+# What both families do around the scoring
+
+
+@dataclass
+class LabelledTokens:
+    """The claim's scored tokens, their character spans, and per-base marks for the dashboards."""
+
+    table: TokenTable
+    offsets: np.ndarray  # (n_seq, n_tok, 2)
+    marks: list[np.ndarray] | None  # per-nucleotide annotation, None where it is per token (motifs, permuted)
+
+
+def label_tokens(claim: Any, dataset: Any, activations: Any, annotation: Annotation, seed: int) -> LabelledTokens:
+    """Annotate the tokens of a cached activation entry; seed: the permutation of a `permuted` control."""
+    offsets = np.asarray(activations["tokens.offsets"])
+    labels = token_labels(dataset, offsets, annotation, f"{claim.path}: params.annotation")
+    marks = None
+    if annotation.permuted:
+        labels = permute_labels(labels, dataset, seed)
+    elif annotation.motif is None:
+        marks = nucleotide_annotation(dataset, annotation)
+    return LabelledTokens(TokenTable.build(dataset, labels, activations["tokens.special_mask"]), offsets, marks)
+
+
+def unit_dashboards(units: Units, scored: Scored, tokens: LabelledTokens, dataset: Any, names: list[str],
+                    kind: str, annotation: Annotation, count: int) -> list[Figure]:
+    """One dashboard per unit the claim used (best on train, named, best motif cosine)."""
+    if count == 0 or not scored.used:
+        return []
+    roles: dict[int, list[str]] = {}
+    for role, unit in scored.used.items():
+        if unit >= 0:
+            roles.setdefault(unit, []).append(role)
+    test = tokens.table.test
+    labels = tokens.table.label[test]
+    figures = []
+    for unit, why in roles.items():
+        values = column_of(units, unit)
+        windows = top_windows(values, tokens.table, dataset.sequences, tokens.offsets, tokens.marks, count=count)
+        title = f"{kind} {names[unit]} ({', '.join(why)}) vs {annotation.describe()}"
+        auprc = float(auprc_weighted(values[test], labels)[0])
+        figures.append(dashboard_figure(DashboardInputs(title, values[test], labels, auprc, windows)))
+    return figures
