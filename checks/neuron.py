@@ -10,6 +10,11 @@ scored against the annotation (`seqclaims.features`), exactly as `sae_feature` s
 - best_auprc: test-split AUPRC of the channel with the highest train-split AUPRC (always selected).
 - chance: the annotation's prevalence among the scored test tokens (DNAtlas's "random chance rate").
 - auprc_over_chance: auprc / chance, inside every resample; ceiling 1 / chance.
+- pattern_auprc: test-split AUPRC of the k-mer baseline, a detector that fires on every occurrence of the
+  annotated element's consensus (start codon ATG; stop codon TAA, TAG, TGA; donor GT; acceptor AG) at
+  the same base and alignment: what knowing the k-mer alone achieves. Missing for other annotations.
+- auprc_over_pattern: auprc / pattern_auprc, inside every resample; above 1 the channel tells annotated
+  elements from other occurrences of their k-mer.
 - motif_cosine: centred cosine across test sequences of the channel's mean activation with the share of
   annotated tokens (MINTS's ranking, for comparison); channel named or chosen on train.
 
@@ -54,21 +59,27 @@ def evaluate(claim, context) -> Evidence:
     params: NeuronParams = claim.params
     inputs = gather_inputs(claim)
     layers = _layers(claim, inputs.model, params)
-    hooks = [f"layer.{layer}.mlp.post" for layer in layers]
-    activations = inputs.activations(hooks)
-    dataset = inputs.dataset
-    tokens = label_tokens(claim, dataset, activations, params.annotation, context.seed_for("permuted-annotation"))
-    units = np.hstack([tokens.table.gather(np.asarray(activations[hook])) for hook in hooks])
     d_mlp = inputs.model.d_mlp
     if params.channel is not None and params.channel >= d_mlp:
         raise InputError(f"{claim.path}: params.channel: {params.channel} is not a channel of layer {params.layer} "
                          f"(d_mlp {d_mlp}); use 0..{d_mlp - 1}")
+    dataset = inputs.dataset
+    first = inputs.activations([f"layer.{layers[0]}.mlp.post"])
+    tokens = label_tokens(claim, dataset, first, params.annotation, context.seed_for("permuted-annotation"))
+    del first
+
+    def blocks():
+        """One layer's channels at a time: each layer is its own cache entry, so memory holds one layer."""
+        for layer in layers:
+            hook = f"layer.{layer}.mlp.post"
+            yield tokens.table.gather(np.asarray(inputs.activations([hook])[hook]))
+
     names = [f"L{layer}.{channel}" for layer in layers for channel in range(d_mlp)]
-    scored = score_units(units, tokens.table, names, named=params.channel, level=claim.ci_level,
+    scored = score_units(blocks(), tokens.table, names, named=params.channel, level=claim.ci_level,
                          resamples=claim.resamples, seed=context.seed_for("bootstrap"), min_n=MIN_N)
     evidence = Evidence(statistics=scored.statistics,
-                        figures=unit_dashboards(units, scored, tokens, dataset, names, "MLP channel",
-                                                params.annotation, params.top_windows),
+                        figures=unit_dashboards(scored, tokens, dataset, names, "MLP channel", params.annotation,
+                                                params.top_windows),
                         cards=inputs.cards, notes=scored.notes)
     evidence.versions.update(inputs.versions)
     return evidence
@@ -95,6 +106,10 @@ FAMILY = Family(
         "best_auprc": Statistic("test AUPRC of the channel with the best train AUPRC", selection=True),
         "chance": Statistic("prevalence of the annotation among scored test tokens"),
         "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
+        "pattern_auprc": Statistic("test AUPRC of the k-mer baseline: a detector of the annotation's consensus "
+                                   "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
+        "auprc_over_pattern": Statistic("auprc / pattern_auprc, inside every resample: above 1, the channel knows "
+                                        "more than the k-mer"),
         "motif_cosine": Statistic("centred cosine across test sequences of the channel's mean activation with the "
                                   "share of annotated tokens (MINTS's ranking); channel named or chosen on train"),
     },

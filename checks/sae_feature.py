@@ -12,6 +12,11 @@ annotation). Each latent's code is scored against the annotation (`seqclaims.fea
 - chance: the annotation's prevalence among the scored test tokens (the AUPRC of a random score).
 - auprc_over_chance: auprc / chance, computed inside every resample; its ceiling is 1 / chance (a perfect
   detector), so a threshold above it is an unreachable criterion.
+- pattern_auprc: test-split AUPRC of the k-mer baseline, a detector that fires on every occurrence of the
+  annotated element's consensus (start codon ATG; stop codon TAA, TAG, TGA; donor GT; acceptor AG) at
+  the same base and alignment: what knowing the k-mer alone achieves. Missing for other annotations.
+- auprc_over_pattern: auprc / pattern_auprc, inside every resample; above 1 the latent tells annotated
+  elements from other occurrences of their k-mer.
 - motif_cosine: MINTS's feature ranking, for comparison: the cosine across test sequences between the
   latent's per-sequence mean activation and the sequence's share of annotated tokens, both centred; the
   latent is `feature` or the one with the highest train cosine.
@@ -68,14 +73,14 @@ def evaluate(claim, context) -> Evidence:
     codes = trained.codes(tokens.table.gather(per_token))
     names = [f"f{j}" for j in range(params.sae.d_sae)]
     seed = context.seed_for("bootstrap")
-    scored = score_units(codes, tokens.table, names, named=params.feature, level=claim.ci_level,
+    scored = score_units([codes], tokens.table, names, named=params.feature, level=claim.ci_level,
                          resamples=claim.resamples, seed=seed, min_n=MIN_N)
     test_content = _split_content(dataset, activations, "test")
     units = np.asarray(dataset.source)[np.nonzero(test_content)[0]]
     fit = fit_estimates(trained, per_token[test_content], units, level=claim.ci_level, resamples=claim.resamples,
                         seed=seed + 2, min_n=MIN_N)
     evidence = Evidence(statistics={**scored.statistics, **fit},
-                        figures=unit_dashboards(codes, scored, tokens, dataset, names, "SAE latent", params.annotation,
+                        figures=unit_dashboards(scored, tokens, dataset, names, "SAE latent", params.annotation,
                                                 params.top_windows),
                         cards=[*inputs.cards, _sae_card(trained, hook, fit)],
                         notes=[_fit_note(trained, fit), *scored.notes])
@@ -125,6 +130,10 @@ FAMILY = Family(
         "best_auprc": Statistic("test AUPRC of the latent with the best train AUPRC", selection=True),
         "chance": Statistic("prevalence of the annotation among scored test tokens"),
         "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
+        "pattern_auprc": Statistic("test AUPRC of the k-mer baseline: a detector of the annotation's consensus "
+                                   "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
+        "auprc_over_pattern": Statistic("auprc / pattern_auprc, inside every resample: above 1, the latent knows "
+                                        "more than the k-mer"),
         "motif_cosine": Statistic("centred cosine across test sequences of the latent's mean activation with the "
                                   "share of annotated tokens (MINTS's ranking); latent chosen on train"),
         "fvu": Statistic("fraction of variance unexplained on test tokens"),

@@ -24,8 +24,8 @@ Definitions:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +37,8 @@ from seqclaims.schema import StrictModel
 from seqclaims.stats import auprc_weighted, bootstrap, expand_to_items, pearson_weighted, permute_between_units
 
 TRACKS = ("start_codon", "stop_codon", "donor", "acceptor", "tss")
+# The sequence every annotated element of a track has (the builders verify it), for the k-mer baseline.
+CONSENSUS = {"start_codon": ("ATG",), "stop_codon": ("TAA", "TAG", "TGA"), "donor": ("GT",), "acceptor": ("AG",)}
 MIN_TEST_POSITIVES = 5
 _COLUMN_CHUNK = 64  # dense columns sorted at once (bounds the memory of one argsort)
 
@@ -72,7 +74,8 @@ class Annotation(StrictModel):
         "windows overlapping the token), anchored (the token's first base; motif: the window starting there), "
         "centred (motif only: the window centred on the token)")
     permuted: bool = Field(False, description="null control: each sequence gets the annotation of another "
-                           "sequence of the same split and length (seeded by the claim's seed)")
+                           "sequence of the same split and length, circularly shifted by a random offset "
+                           "(seeded by the claim's seed)")
 
     @model_validator(mode="before")
     @classmethod
@@ -138,11 +141,16 @@ def pattern_starts(sequence: str, pattern: str) -> np.ndarray:
     return np.array([m.start() for m in re.finditer(f"(?={re.escape(pattern)})", sequence)], dtype=np.int64)
 
 
+def pattern_annotation(sequences: list[str], patterns: tuple[str, ...], base: int | None) -> list[np.ndarray]:
+    """Per-nucleotide marks of every occurrence of any of `patterns` (or of its base `base`). n arrays (n_nt,) bool."""
+    return [np.logical_or.reduce([element_bases(pattern_starts(s, p), len(s), len(p), base) for p in patterns])
+            for s in sequences]
+
+
 def nucleotide_annotation(dataset: Any, spec: Annotation, claim_name: str = "annotation") -> list[np.ndarray]:
     """Per-nucleotide annotation of each sequence (not motifs, which are per token). n arrays (n_nt,) bool."""
     if spec.pattern is not None:
-        return [element_bases(pattern_starts(s, spec.pattern), len(s), len(spec.pattern), spec.base)
-                for s in dataset.sequences]
+        return pattern_annotation(dataset.sequences, (spec.pattern,), spec.base)
     name = "codon_phase" if spec.codon_phase is not None else spec.track
     if name not in dataset.tracks:
         raise InputError(f"{claim_name}: dataset {dataset.name} has no {name!r} track (it has "
@@ -185,6 +193,16 @@ def token_labels(dataset: Any, offsets: np.ndarray, spec: Annotation, claim_name
     return labels
 
 
+def consensus_scores(dataset: Any, offsets: np.ndarray, spec: Annotation) -> np.ndarray | None:
+    """The k-mer baseline: per-token 1 where the token holds (the same base of) the consensus of the
+    annotated element, aligned as the annotation is; e.g. every ATG for start codons. (n_seq, n_tok)
+    float, or None when the annotation has no consensus (motif, pattern, codon phase, TSS)."""
+    if spec.track not in CONSENSUS:
+        return None
+    how = "any" if spec.align == "any" else "anchored"
+    return token_annotation(pattern_annotation(dataset.sequences, CONSENSUS[spec.track], spec.base), offsets, how=how)
+
+
 # ---------------------------------------------------------------------------------------------
 # The scored tokens of a dataset
 
@@ -194,7 +212,8 @@ class TokenTable:
     """The scored tokens (content tokens with a defined annotation), flattened in (row, token) order.
 
     row, position: (n,) dataset row and token index of each token; label: (n,) bool; test: (n,) bool
-    (the row is in the test split); unit: (n,) int resampling unit (the sequence a row was cut from).
+    (the row is in the test split); unit: (n,) int resampling unit (the sequence a row was cut from);
+    baseline: (n,) score of the k-mer baseline (`consensus_scores`), or None.
     """
 
     row: np.ndarray
@@ -203,28 +222,43 @@ class TokenTable:
     test: np.ndarray
     unit: np.ndarray
     n_rows: int
+    baseline: np.ndarray | None = None
 
     @classmethod
-    def build(cls, dataset: Any, labels: np.ndarray, special_mask: np.ndarray) -> "TokenTable":
-        """labels: (n_seq, n_tok) from `token_labels`; special_mask: (n_seq, n_tok) bool."""
+    def build(cls, dataset: Any, labels: np.ndarray, special_mask: np.ndarray,
+              baseline: np.ndarray | None = None) -> "TokenTable":
+        """labels, baseline: (n_seq, n_tok) from `token_labels`, `consensus_scores`; special_mask: (n_seq, n_tok) bool."""
         scored = ~np.asarray(special_mask, dtype=bool) & ~np.isnan(labels)
         row, position = np.nonzero(scored)
         source = np.asarray(dataset.source if dataset.source is not None else np.arange(len(dataset)))
         return cls(row=row, position=position, label=labels[row, position] > 0.5,
-                   test=np.asarray(dataset.split)[row] == "test", unit=source[row], n_rows=len(dataset))
+                   test=np.asarray(dataset.split)[row] == "test", unit=source[row], n_rows=len(dataset),
+                   baseline=None if baseline is None else np.nan_to_num(baseline[row, position]))
 
     def gather(self, padded: np.ndarray) -> np.ndarray:
         """(n_seq, n_tok, ...) padded per-token values -> (n, ...) at the scored tokens."""
         return padded[self.row, self.position]
 
 
-def permute_labels(labels: np.ndarray, dataset: Any, rng_seed: int) -> np.ndarray:
-    """Null control: row i gets the per-token labels of another row of the same split and length."""
+def permute_labels(labels: np.ndarray, special_mask: np.ndarray, dataset: Any, rng_seed: int) -> np.ndarray:
+    """Null control: row i gets the content-token labels of another row of the same split and length,
+    circularly shifted by a random offset, so that neither the sequence nor the position in the window
+    (windows centred on a site put the annotation at the same place) links the labels to the tokens.
+
+    labels, special_mask: (n_seq, n_tok). Returns (n_seq, n_tok) float, NaN at special tokens."""
     lengths = np.array([len(s) for s in dataset.sequences])
     strata = np.unique(np.stack([lengths.astype(str), np.asarray(dataset.split, dtype=str)], axis=1),
                        axis=0, return_inverse=True)[1].ravel()
     perm = permute_between_units(list(labels), n_permutations=1, seed=rng_seed, strata=strata)[0]
-    return labels[perm]
+    content = ~np.asarray(special_mask, dtype=bool)
+    shifts = np.random.default_rng([rng_seed, 1]).integers(0, np.iinfo(np.int32).max, size=len(perm))
+    out = np.full(labels.shape, np.nan)
+    for row, (source, shift) in enumerate(zip(perm, shifts)):
+        donor, target = labels[source][content[source]], np.flatnonzero(content[row])
+        size = min(donor.size, target.size)
+        if size:
+            out[row, target[:size]] = np.roll(donor, int(shift % donor.size))[:size]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,13 +313,11 @@ def _average_precision(sorted_values: np.ndarray, positive_values: np.ndarray, n
     return float(np.mean(positives_at_or_above / at_or_above))
 
 
-def column_of(units: Units, j: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """(n,) float64 values of unit j (at `rows`, default all)."""
+def column_of(units: Units, j: int) -> np.ndarray:
+    """(n,) float64 values of unit j."""
     if sp.issparse(units):
-        values = np.asarray(sp.csc_matrix(units[:, [j]]).todense(), dtype=np.float64).ravel()
-    else:
-        values = np.asarray(units[:, j], dtype=np.float64)
-    return values if rows is None else values[rows]
+        return np.asarray(sp.csc_matrix(units[:, [j]]).todense(), dtype=np.float64).ravel()
+    return np.asarray(units[:, j], dtype=np.float64)
 
 
 def sequence_means(units: Units, rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -313,44 +345,99 @@ def centred_cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Survey:
+    """What the train split says about every unit, and the columns of the units a claim may use."""
+
+    train_auprc: np.ndarray  # (K,)
+    train_cosine: np.ndarray  # (K,) centred cosine of per-sequence means with the share of annotated tokens
+    columns: dict[int, np.ndarray]  # unit -> (n,) float64 values at every scored token
+
+
+def survey_units(blocks: Iterable[Units], table: TokenTable, named: int | None = None) -> Survey:
+    """Train-split AUPRC and motif cosine of every unit, reading the (n, K) unit matrix as consecutive
+    column blocks (e.g. one layer at a time), so that only one block and a few columns are in memory.
+
+    Keeps the columns of the best unit by train AUPRC, the best by train cosine, and the named unit."""
+    train = np.flatnonzero(~table.test)
+    share, counts = _annotated_share(table)
+    train_rows = (counts > 0) & ~_test_rows(table)
+    aucs, cosines, columns, offset = [], [], {}, 0
+    for block in blocks:
+        width = block.shape[1]
+        aucs.append(column_auprc(block, table.label[train], rows=train))
+        means, _ = sequence_means(block, table.row, table.n_rows)
+        cosines.append(centred_cosine(means[train_rows], share[train_rows]))
+        candidates = {offset + _nan_argmax(aucs[-1]), offset + _nan_argmax(cosines[-1])}
+        if named is not None and offset <= named < offset + width:
+            candidates.add(named)
+        columns.update({unit: column_of(block, unit - offset) for unit in candidates if unit >= offset})
+        keep = {_nan_argmax(np.concatenate(aucs)), _nan_argmax(np.concatenate(cosines)), named}
+        columns = {unit: values for unit, values in columns.items() if unit in keep}
+        offset += width
+    return Survey(np.concatenate(aucs) if aucs else np.zeros(0), np.concatenate(cosines) if cosines else np.zeros(0),
+                  columns)
+
+
+def _nan_argmax(values: np.ndarray) -> int:
+    """Index of the largest non-NaN value (the first on ties), -1 if every value is NaN."""
+    return -1 if values.size == 0 or np.isnan(values).all() else int(np.nanargmax(values))
+
+
+def _annotated_share(table: TokenTable) -> tuple[np.ndarray, np.ndarray]:
+    """(n_rows,) share of annotated scored tokens per row and (n_rows,) scored tokens per row."""
+    counts = np.bincount(table.row, minlength=table.n_rows).astype(np.float64)
+    return np.bincount(table.row, weights=table.label, minlength=table.n_rows) / np.maximum(counts, 1), counts
+
+
+def _test_rows(table: TokenTable) -> np.ndarray:
+    rows = np.zeros(table.n_rows, dtype=bool)
+    rows[table.row[table.test]] = True
+    return rows
+
+
+@dataclass
 class Scored:
     """What `score_units` found: per-statistic estimates and the units the claim used."""
 
     statistics: dict[str, Estimate]
     used: dict[str, int]  # role ("best", "named", "cosine") -> unit index
-    train_auprc: np.ndarray  # (K,)
+    columns: dict[int, np.ndarray]  # unit -> (n,) values at every scored token
     notes: list[str] = field(default_factory=list)
 
 
-def score_units(units: Units, table: TokenTable, names: list[str], *, named: int | None, level: float,
+def score_units(blocks: Iterable[Units], table: TokenTable, names: list[str], *, named: int | None, level: float,
                 resamples: int, seed: int, min_n: int) -> Scored:
     """Choose the unit with the best train AUPRC, score it (and the named unit) on the test split.
 
-    units: (n, K) activations at the tokens of `table`; names: (K,) labels of the units (for details).
-    """
-    train, test = ~table.test, table.test
-    n_test_units = np.unique(table.unit[test]).size
+    blocks: the (n, K) unit activations at the tokens of `table`, as consecutive column blocks (read
+    only when the evidence is not too thin); names: (K,) labels of the units (for details)."""
     problem = _thin_evidence(table)
     if problem:
-        missing = Estimate.missing(problem, n=n_test_units)
-        return Scored({name: missing for name in _STATISTIC_NAMES}, {}, np.full(units.shape[1], np.nan))
-    train_auprc = column_auprc(units, table.label[train], rows=np.flatnonzero(train))
-    best = int(np.nanargmax(train_auprc))
+        missing = Estimate.missing(problem, n=np.unique(table.unit[table.test]).size)
+        return Scored({name: missing for name in _STATISTIC_NAMES}, {}, {})
+    survey = survey_units(blocks, table, named)
+    best = _nan_argmax(survey.train_auprc)
+    if best < 0:
+        missing = Estimate.missing("every unit's train AUPRC is undefined", n=np.unique(table.unit[table.test]).size)
+        return Scored({name: missing for name in _STATISTIC_NAMES}, {}, {})
     reported = best if named is None else named
-    auprc_stats = _test_auprc(units, table, best, reported, level=level, resamples=resamples, seed=seed, min_n=min_n)
-    cosine, cosine_unit = _motif_cosine(units, table, named, level=level, resamples=resamples, seed=seed, min_n=min_n)
-    top = np.argsort(-np.nan_to_num(train_auprc, nan=-1))[:5]
-    detail = {"best_unit": names[best], "train_auprc_best": float(train_auprc[best]),
-              "train_top5": {names[i]: round(float(train_auprc[i]), 4) for i in top},
-              "n_units": int(units.shape[1])}
+    auprc_stats = _test_auprc(survey.columns, table, best, reported, level=level, resamples=resamples, seed=seed,
+                              min_n=min_n)
+    cosine_unit = named if named is not None else _nan_argmax(survey.train_cosine)
+    cosine = _motif_cosine(survey, table, cosine_unit, named is None, level=level, resamples=resamples,
+                           seed=seed + 1, min_n=min_n)
+    top = np.argsort(-np.nan_to_num(survey.train_auprc, nan=-1), kind="stable")[:5]
+    detail = {"best_unit": names[best], "train_auprc_best": float(survey.train_auprc[best]),
+              "train_top5": {names[i]: round(float(survey.train_auprc[i]), 4) for i in top},
+              "n_units": int(survey.train_auprc.size)}
     statistics = {key: _with_detail(value, detail) for key, value in {**auprc_stats, "motif_cosine": cosine}.items()}
-    used = {"best": best, "cosine": cosine_unit}
-    if named is not None:
-        used["named"] = named
-    return Scored(statistics, used, train_auprc)
+    used = {"best": best, **({"cosine": cosine_unit} if cosine_unit >= 0 else {}),
+            **({"named": named} if named is not None else {})}
+    return Scored(statistics, used, survey.columns)
 
 
-_STATISTIC_NAMES = ("auprc", "best_auprc", "chance", "auprc_over_chance", "motif_cosine")
+_STATISTIC_NAMES = ("auprc", "best_auprc", "chance", "auprc_over_chance", "pattern_auprc", "auprc_over_pattern",
+                    "motif_cosine")
 
 
 def _thin_evidence(table: TokenTable) -> str | None:
@@ -367,13 +454,14 @@ def _thin_evidence(table: TokenTable) -> str | None:
     return None
 
 
-def _test_auprc(units: Units, table: TokenTable, best: int, reported: int, *, level: float, resamples: int,
-                seed: int, min_n: int) -> dict[str, Estimate]:
+def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, best: int, reported: int, *, level: float,
+                resamples: int, seed: int, min_n: int) -> dict[str, Estimate]:
+    """Test-split AUPRC statistics, every one computed on the same bootstrap resamples of test sequences."""
     test = table.test
     labels = table.label[test]
     unit_ids, unit_of_token = np.unique(table.unit[test], return_inverse=True)
-    rows = np.flatnonzero(test)
-    best_scores, reported_scores = column_of(units, best, rows), column_of(units, reported, rows)
+    best_scores, reported_scores = columns[best][test], columns[reported][test]
+    baseline = None if table.baseline is None else table.baseline[test]
 
     def statistic(counts: np.ndarray | None) -> np.ndarray:
         weights = None if counts is None else expand_to_items(counts, unit_of_token)
@@ -381,53 +469,51 @@ def _test_auprc(units: Units, table: TokenTable, best: int, reported: int, *, le
         chance = (w @ labels.astype(np.float64)) / w.sum(axis=1)
         best_ap = auprc_weighted(best_scores, labels, weights)
         reported_ap = best_ap if reported == best else auprc_weighted(reported_scores, labels, weights)
-        return np.stack([reported_ap, best_ap, chance, reported_ap / chance, 1.0 / chance], axis=1)
+        pattern_ap = np.full_like(chance, np.nan) if baseline is None else auprc_weighted(baseline, labels, weights)
+        return np.stack([reported_ap, best_ap, chance, reported_ap / chance, 1.0 / chance, pattern_ap,
+                         reported_ap / pattern_ap], axis=1)
 
     interval = bootstrap(statistic, unit_ids.size, n_resamples=resamples, seed=seed, level=level, chunk_size=32)
     n = int(unit_ids.size)
-    est = [Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n)
-           for i in range(5)]
-    top = Ceiling(float(interval.estimate[4]), float(interval.low[4]), float(interval.high[4]))
-    ratio = Estimate(est[3].estimate, est[3].ci_low, est[3].ci_high, n, min_n=min_n, ceiling=top,
-                     effect_size=est[3].estimate)
     counts = {"n_test_tokens": int(labels.size), "n_test_annotated": int(labels.sum())}
-    return {"auprc": _with_detail(est[0], counts), "best_auprc": _with_detail(est[1], counts),
-            "chance": _with_detail(est[2], counts), "auprc_over_chance": _with_detail(ratio, counts)}
+    est = [Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n,
+                    detail=counts) for i in range(7)]
+    top = Ceiling(est[4].estimate, est[4].ci_low, est[4].ci_high)
+    stats = {"auprc": est[0], "best_auprc": est[1], "chance": est[2],
+             "auprc_over_chance": replace(est[3], ceiling=top, effect_size=est[3].estimate),
+             "pattern_auprc": est[5], "auprc_over_pattern": replace(est[6], effect_size=est[6].estimate)}
+    if baseline is None:
+        reason = "no k-mer baseline: only start_codon, stop_codon, donor and acceptor annotations have a consensus"
+        stats.update(pattern_auprc=Estimate.missing(reason, n), auprc_over_pattern=Estimate.missing(reason, n))
+    return stats
 
 
-def _motif_cosine(units: Units, table: TokenTable, named: int | None, *, level: float, resamples: int, seed: int,
-                  min_n: int) -> tuple[Estimate, int]:
-    """Per-sequence centred cosine (MINTS's ranking): chosen on train (or the named unit), scored on test."""
-    means, counts = sequence_means(units, table.row, table.n_rows)
-    share = np.bincount(table.row, weights=table.label, minlength=table.n_rows) / np.maximum(counts, 1)
-    test_rows = np.zeros(table.n_rows, dtype=bool)
-    test_rows[table.row[table.test]] = True
-    train_rows = (counts > 0) & ~test_rows
-    train_cos = centred_cosine(means[train_rows], share[train_rows])
-    if named is None and np.isnan(train_cos).all():
-        return Estimate.missing("every unit is constant over the train sequences"), -1
-    chosen = named if named is not None else int(np.nanargmax(train_cos))
-    rows = np.flatnonzero(test_rows & (counts > 0))
+def _motif_cosine(survey: Survey, table: TokenTable, unit: int, selected: bool, *, level: float, resamples: int,
+                  seed: int, min_n: int) -> Estimate:
+    """Per-sequence centred cosine (MINTS's ranking) of `unit` on the test split, bootstrap over sequences."""
+    if unit < 0:
+        return Estimate.missing("every unit is constant over the train sequences")
+    share, counts = _annotated_share(table)
+    means = np.bincount(table.row, weights=survey.columns[unit], minlength=table.n_rows) / np.maximum(counts, 1)
+    rows = np.flatnonzero(_test_rows(table) & (counts > 0))
     source = table.unit[np.searchsorted(table.row, rows)]  # the unit of a row: that of its first token
     unit_ids, unit_of_row = np.unique(source, return_inverse=True)
-    x, y = means[rows, chosen], share[rows]
+    x, y = means[rows], share[rows]
 
     def statistic(unit_counts: np.ndarray | None) -> np.ndarray:
         weights = None if unit_counts is None else expand_to_items(unit_counts, unit_of_row)
         return pearson_weighted(x, y, weights)
 
-    interval = bootstrap(statistic, unit_ids.size, n_resamples=resamples, seed=seed + 1, level=level)
-    detail = {"cosine_unit": int(chosen), "train_cosine": None if named is not None else float(train_cos[chosen]),
-              "n_test_rows": int(rows.size)}
-    if interval.nan_fraction and interval.nan_fraction > 0:
+    interval = bootstrap(statistic, unit_ids.size, n_resamples=resamples, seed=seed, level=level)
+    detail = {"cosine_unit": int(unit), "n_test_rows": int(rows.size),
+              "train_cosine": float(survey.train_cosine[unit]) if selected else None}
+    if interval.nan_fraction:
         detail["undefined_resamples"] = float(interval.nan_fraction)
     return Estimate(float(interval.estimate), float(interval.low), float(interval.high), int(unit_ids.size),
-                    min_n=min_n, detail=detail), chosen
+                    min_n=min_n, detail=detail)
 
 
 def _with_detail(estimate: Estimate, extra: dict[str, Any]) -> Estimate:
-    from dataclasses import replace
-
     return replace(estimate, detail={**extra, **estimate.detail})
 
 
@@ -564,17 +650,19 @@ class LabelledTokens:
 def label_tokens(claim: Any, dataset: Any, activations: Any, annotation: Annotation, seed: int) -> LabelledTokens:
     """Annotate the tokens of a cached activation entry; seed: the permutation of a `permuted` control."""
     offsets = np.asarray(activations["tokens.offsets"])
+    special_mask = activations["tokens.special_mask"]
     labels = token_labels(dataset, offsets, annotation, f"{claim.path}: params.annotation")
     marks = None
     if annotation.permuted:
-        labels = permute_labels(labels, dataset, seed)
+        labels = permute_labels(labels, special_mask, dataset, seed)
     elif annotation.motif is None:
         marks = nucleotide_annotation(dataset, annotation)
-    return LabelledTokens(TokenTable.build(dataset, labels, activations["tokens.special_mask"]), offsets, marks)
+    baseline = consensus_scores(dataset, offsets, annotation)
+    return LabelledTokens(TokenTable.build(dataset, labels, special_mask, baseline), offsets, marks)
 
 
-def unit_dashboards(units: Units, scored: Scored, tokens: LabelledTokens, dataset: Any, names: list[str],
-                    kind: str, annotation: Annotation, count: int) -> list[Figure]:
+def unit_dashboards(scored: Scored, tokens: LabelledTokens, dataset: Any, names: list[str], kind: str,
+                    annotation: Annotation, count: int) -> list[Figure]:
     """One dashboard per unit the claim used (best on train, named, best motif cosine)."""
     if count == 0 or not scored.used:
         return []
@@ -586,7 +674,7 @@ def unit_dashboards(units: Units, scored: Scored, tokens: LabelledTokens, datase
     labels = tokens.table.label[test]
     figures = []
     for unit, why in roles.items():
-        values = column_of(units, unit)
+        values = scored.columns[unit]
         windows = top_windows(values, tokens.table, dataset.sequences, tokens.offsets, tokens.marks, count=count)
         title = f"{kind} {names[unit]} ({', '.join(why)}) vs {annotation.describe()}"
         auprc = float(auprc_weighted(values[test], labels)[0])
