@@ -22,7 +22,8 @@ Definitions (per head, K heads tested):
 - intervals: percentile bootstrap over sequences (`resamples`, `ci_level`).
 - p-values: one-sided (r > 0), permuting motif tracks between sequences of equal length
   (`permutations`), +1-corrected, then corrected over all heads tested with `correction` (Holm when
-  the claim declares none).
+  the claim declares none). The smallest attainable corrected p, K / (permutations + 1), is the
+  p-value's ceiling: a p threshold below it is an unreachable criterion, not a failure.
 - r / r_p: the head named by `layer`, `head`, on all sequences.
 - max_r: the head with the largest r on the train split, scored on the test split; the selection is
   redone in every resample (train and test sequences resampled within their split). max_r_p: that
@@ -83,7 +84,8 @@ class QkMotifParams(StrictModel):
     alignment: Literal["overlap_max", "anchored", "centred"] = Field(
         "anchored", description="motif window credited to a token: anchored at its first base, centred on it, "
         "or the max over windows overlapping it (MINTS)")
-    permutations: int = Field(1000, ge=99, le=100000, description="motif-track permutations for p-values")
+    permutations: int | None = Field(None, ge=99, le=100000, description="motif-track permutations for p-values "
+                                     "(default: max(999, 20 x heads tested), so that a corrected p can go below 0.05)")
     ideal_beta: float = Field(1.0, gt=0, description="ideal detector: attention logit per bit of motif score")
     surrogate_tokens: SurrogateTokens | None = Field(
         None, description="tokenization for the ceiling when the model is unavailable (default: the claim's "
@@ -147,6 +149,8 @@ class Analysis:
         self.train = np.flatnonzero(self.used & (split == "train"))
         self.test = np.flatnonzero(self.used & (split == "test"))
         self.correction = claim.correction or "holm"
+        self.n_permutations = claim.params.permutations or max(999, 20 * len(heads))
+        self.smallest_p = min(1.0, len(heads) / (self.n_permutations + 1))
         counts = att.split_counts(len(lengths), claim.resamples, context.seed_for("bootstrap"))
         self.r, self.low, self.high = self.interval(self.moments, counts)
         self.ideal_r = self.interval(self.ideal_moments, counts)
@@ -164,8 +168,7 @@ class Analysis:
         """(K,) one-sided permutation p-values of the heads on the sequences `rows`."""
         tracks = self.tracks.take(rows)
         observed = att.pearson_from_sums(att.sequence_moments(tracks).sum(axis=0))
-        perms = att.sequence_permutations(self.lengths[rows], self.claim.params.permutations,
-                                          self.context.seed_for(purpose))
+        perms = att.sequence_permutations(self.lengths[rows], self.n_permutations, self.context.seed_for(purpose))
         return np.atleast_1d(permutation_pvalue(observed, att.permuted_pearson(tracks, perms), "greater"))
 
     def statistics(self) -> dict[str, Estimate]:
@@ -189,7 +192,14 @@ class Analysis:
         r = self.estimate(self.r[k], self.low[k], self.high[k], self.n_sequences, p=float(self.p[k]), ceiling=ceiling,
                           detail={"layer": self.heads[k][0], "head": self.heads[k][1], "p_uncorrected": float(self.p_raw[k]),
                                   "correction": self.correction, "n_heads_tested": len(self.heads)})
-        return {"r": r, "r_p": Estimate.pvalue(float(self.p[k]), self.n_sequences, min_n=MIN_SEQUENCES)}
+        return {"r": r, "r_p": self.pvalue(self.p[k], self.n_sequences, self.heads[k])}
+
+    def pvalue(self, p: float, n: int, head: tuple[int, int]) -> Estimate:
+        """A corrected p-value whose ceiling is the smallest corrected p the permutations can give."""
+        floor = Ceiling(self.smallest_p, self.smallest_p, self.smallest_p)
+        return Estimate.pvalue(float(p), n, min_n=MIN_SEQUENCES, ceiling=floor,
+                               detail={"layer": head[0], "head": head[1], "permutations": self.n_permutations,
+                                       "correction": self.correction, "smallest_attainable_p": self.smallest_p})
 
     def selected_statistics(self) -> dict[str, Estimate]:
         if len(self.train) == 0 or len(self.test) == 0:
@@ -215,8 +225,7 @@ class Analysis:
         out = {"max_r": self.estimate(chosen.estimate, chosen.low, chosen.high, n_test,
                                       p=float(p_test[chosen.index]), ceiling=Ceiling(*(float(v[0]) for v in ideal)),
                                       detail=detail),
-               "max_r_p": Estimate.pvalue(float(p_test[chosen.index]), n_test, min_n=MIN_SEQUENCES,
-                                          detail={"layer": layer, "head": head})}
+               "max_r_p": self.pvalue(p_test[chosen.index], n_test, (layer, head))}
         if self.named is None:
             out["max_r_selects_named"] = Estimate.missing("the claim names no head (params.layer, params.head)")
         else:
@@ -274,7 +283,7 @@ def motif_card(motif, params, table) -> Card:
         "motif": f"{motif.matrix_id} {motif.name} ({motif.length} bp, {motif.release}, pseudocount {motif.pseudocount})",
         "key_score": params.key_score + ("" if params.key_score != "qk_weights" or params.qk_biases else " (no biases)"),
         "scale": params.scale, "centred": params.centre, "alignment": params.alignment,
-        "permutations": params.permutations, "ideal_beta": params.ideal_beta,
+        "ideal_beta": params.ideal_beta,
         "activations": table.source})
 
 
