@@ -540,13 +540,7 @@ class MatchedTokens:
 
 def token_support(covered: list[np.ndarray], offsets: np.ndarray) -> np.ndarray:
     """(n_seq, n_tok) bool: tokens whose character span holds at least one covered base."""
-    out = np.zeros(offsets.shape[:2], dtype=bool)
-    for i, bases in enumerate(covered):
-        start, end = offsets[i, :, 0].astype(np.int64), offsets[i, :, 1].astype(np.int64)
-        content = end > start
-        prefix = np.concatenate(([0], np.cumsum(bases, dtype=np.int64)))
-        out[i, content] = prefix[end[content]] > prefix[start[content]]
-    return out
+    return distance_to_support(covered, offsets) == 0
 
 
 def distance_to_support(covered: list[np.ndarray], offsets: np.ndarray) -> np.ndarray:
@@ -556,8 +550,12 @@ def distance_to_support(covered: list[np.ndarray], offsets: np.ndarray) -> np.nd
     for i, bases in enumerate(covered):
         start, end = offsets[i, :, 0].astype(np.int64), offsets[i, :, 1].astype(np.int64)
         content = end > start
-        nearest = _distance_to_flag(np.asarray(bases, dtype=bool))
-        out[i, content] = np.minimum(nearest[start[content]], nearest[end[content] - 1])
+        bases = np.asarray(bases, dtype=bool)
+        nearest = _distance_to_flag(bases)
+        # the nearest covered base of a span lies inside it, or is nearest to one of its ends
+        prefix = np.concatenate(([0], np.cumsum(bases, dtype=np.int64)))
+        inside = prefix[end[content]] > prefix[start[content]]
+        out[i, content] = np.where(inside, 0.0, np.minimum(nearest[start[content]], nearest[end[content] - 1]))
     return out
 
 
