@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import re
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -629,17 +630,21 @@ def run_with_interventions(
     hooks: Sequence[str] = (),
     *,
     metric: Metric | None = None,
+    metric_input: str = "logits",
+    logits: bool = True,
     batch_size: int = 32,
 ) -> dict[str, torch.Tensor]:
     """Run with interventions; returns `logits` (or `metric` when given) and the named hooks as patched.
 
-    metric(logits (n_rows, n_tok, d_vocab), rows (n_rows,) sequence indices) -> (n_rows, ...) reduces the
-    logits batch by batch, so that the full logits never need to be held.
+    metric(value, rows (n_rows,) sequence indices) -> (n_rows, ...) reduces, batch by batch, the output
+    named by `metric_input`, so that the full outputs never need to be held: ``logits`` (n_rows, n_tok,
+    d_vocab); ``hidden``, the final hidden states the masked-LM head reads (n_rows, n_tok, d_model; see
+    `masked_lm_logits`); or a hook name (its tensor as documented above). logits=False leaves the logits
+    out when no metric is given. The masked-LM output layer runs only when logits are asked for, and the
+    forward pass stops after the deepest hook needed when neither logits nor ``hidden`` are.
     """
-    outputs = ["metric"] if metric else ["logits"]
-    return _collect(
-        iter_run(model, batch, [*outputs, *hooks], interventions, batch_size=batch_size, metric=metric)
-    )
+    return _collect(iter_run(model, batch, [*_outputs(metric, logits), *hooks], interventions,
+                             batch_size=batch_size, metric=metric, metric_input=metric_input))
 
 
 def patch_every_head(
@@ -651,22 +656,29 @@ def patch_every_head(
     hooks: Sequence[str] = (),
     *,
     metric: Metric | None = None,
+    metric_input: str = "logits",
+    logits: bool = True,
     batch_size: int = 32,
 ) -> dict[str, torch.Tensor]:
     """Patch each head of `layer` in turn, all in one pass per batch (the batch is expanded n_heads times).
 
     values: (n_seq, n_tok, n_heads, d_head) replacement head outputs, e.g. head_out of the clean run
     (zeros give zero-ablation). Returns `logits` (or `metric`) and the named hooks with a leading head
-    axis: out[name][h] (n_seq, ...) is the run with head h patched.
+    axis: out[name][h] (n_seq, ...) is the run with head h patched. metric, metric_input and logits as
+    in `run_with_interventions`.
     """
     parse_hook(model, f"layer.{layer}.attn.head_out")
     edit = _EveryHeadPatch(f"layer.{layer}.attn.head_out", torch.as_tensor(values), _as_positions(positions))
-    outputs = ["metric"] if metric else ["logits"]
     rows_per_pass = max(1, batch_size // model.n_heads)
     return _collect(
-        iter_run(model, batch, [*outputs, *hooks], [edit], batch_size=rows_per_pass, metric=metric, copies=model.n_heads),
+        iter_run(model, batch, [*_outputs(metric, logits), *hooks], [edit], batch_size=rows_per_pass, metric=metric,
+                 metric_input=metric_input, copies=model.n_heads),
         seq_axis=1,
     )
+
+
+def _outputs(metric: Metric | None, logits: bool) -> list[str]:
+    return ["metric"] if metric else (["logits"] if logits else [])
 
 
 def iter_run(
@@ -677,6 +689,7 @@ def iter_run(
     *,
     batch_size: int = 32,
     metric: Metric | None = None,
+    metric_input: str = "logits",
     copies: int = 1,
 ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Yield (seq_index (b,), outputs) per sub-batch; outputs padded to the batch's n_tok.
@@ -684,6 +697,7 @@ def iter_run(
     With copies > 1 the sub-batch is repeated copy-major and outputs have shape (copies, b, ...).
     """
     points = [parse_hook(model, name) for name in dict.fromkeys(hooks) if name != "metric"]
+    reads = _metric_source(model, metric, metric_input)
     for intervention in interventions:
         _check_intervention(model, intervention)
     for start in range(0, len(batch), batch_size):
@@ -691,12 +705,93 @@ def iter_run(
         seq_index = torch.arange(start, stop)
         rows = batch.select(slice(start, stop))
         rows = rows.repeated(copies) if copies > 1 else rows
-        outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric)
+        outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric, reads)
         token_mask = rows.attention_mask.bool()
         yield seq_index, {
             name: _unstack(_to_batch_layout(value, name, token_mask, batch.n_tok), copies)
             for name, value in outputs.items()
         }
+
+
+_HIDDEN = "hidden"  # the final hidden states: the input of the masked-LM head
+
+
+def _metric_source(model: LoadedModel, metric: Metric | None, metric_input: str) -> HookPoint | None:
+    """What the metric reads: logits, the final hidden states, or a hook (validated); None without a metric."""
+    if metric is None:
+        return None
+    if metric_input == _HIDDEN:
+        return HookPoint(_HIDDEN, _HIDDEN)
+    return parse_hook(model, metric_input)
+
+
+class _EnoughComputed(Exception):
+    """Raised by a forward hook once every requested output is recorded, to skip the rest of the model."""
+
+
+def masked_lm_logits(model: LoadedModel, hidden: torch.Tensor, token_ids=None) -> torch.Tensor:
+    """The masked-LM head on final hidden states: (..., d_model) -> (..., d_vocab), or (..., n_ids) for the
+    vocabulary entries `token_ids` (n_ids,) only.
+
+    hidden: what ``metric_input="hidden"`` hands a metric (the base model's output, e.g. after ESM's final
+    LayerNorm). With token_ids the head runs up to its output projection, which then computes only the
+    requested rows; the output bias is derived once per model from one full evaluation of the head, so
+    any head whose last step is ``logits = projection(x) + bias`` is served without model-specific code.
+    """
+    head = _lm_head(model)
+    with torch.inference_mode():
+        if token_ids is None:
+            return head(hidden)
+        ids = torch.as_tensor(token_ids, dtype=torch.long)
+        decoder = model.model.get_output_embeddings()
+        return _decoder_input(head, decoder, hidden) @ decoder.weight[ids].T + _output_bias(model)[ids]
+
+
+class _DecoderInput(Exception):
+    """Carries the input of the masked-LM head's output projection out of the head, which stops there."""
+
+    def __init__(self, value: torch.Tensor):
+        self.value = value
+
+
+def _decoder_input(head: torch.nn.Module, decoder: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    def hook(module, args):
+        raise _DecoderInput(args[0])
+
+    handle = decoder.register_forward_pre_hook(hook)
+    try:
+        head(hidden)
+    except _DecoderInput as captured:
+        return captured.value
+    finally:
+        handle.remove()
+    raise InputError(f"the masked-LM head {type(head).__name__} never calls its output projection; it is not "
+                     "a head this tool can slice")
+
+
+def _lm_head(model: LoadedModel) -> torch.nn.Module:
+    """The masked-LM head: the top-level child of the model that holds the output projection."""
+    decoder = model.model.get_output_embeddings()
+    base = model.model.base_model
+    for _, child in model.model.named_children():
+        if child is not base and any(module is decoder for module in child.modules()):
+            return child
+    raise InputError(f"model {model.ref.describe()} ({model.architecture}) has no masked-LM head holding its output "
+                     "embeddings; use a masked-LM model")
+
+
+_OUTPUT_BIAS: "weakref.WeakKeyDictionary[LoadedModel, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
+def _output_bias(model: LoadedModel) -> torch.Tensor:
+    """(d_vocab,) what the head adds after its output projection: full logits minus the projection alone."""
+    if model not in _OUTPUT_BIAS:
+        head, decoder = _lm_head(model), model.model.get_output_embeddings()
+        probe = torch.zeros(1, model.d_model)
+        with torch.inference_mode():
+            x = _decoder_input(head, decoder, probe)
+            _OUTPUT_BIAS[model] = (head(probe) - torch.nn.functional.linear(x, decoder.weight))[0]
+    return _OUTPUT_BIAS[model]
 
 
 def _check_intervention(model: LoadedModel, intervention) -> None:
@@ -722,25 +817,61 @@ def _forward(
     interventions: Sequence,
     row_index: torch.Tensor,
     metric: Metric | None,
+    reads: HookPoint | None = None,
 ) -> dict[str, torch.Tensor]:
     store: dict[str, torch.Tensor] = {}
     token_mask = rows.attention_mask.bool()
-    wants_logits = metric is not None or any(p.site == "logits" for p in points)
-    handles = _install_hooks(model, points, interventions, token_mask, row_index, store)
+    reads_hook = reads is not None and reads.site not in ("logits", _HIDDEN)
+    captured = [*points, *([reads] if reads_hook else [])]
+    wanted = {p.site for p in captured} | ({reads.site} if reads is not None else set())
+    wants_logits = "logits" in wanted
+    handles = _install_hooks(model, captured, interventions, token_mask, row_index, store)
+    if not wanted & {"logits", _HIDDEN}:
+        handles.append(_stop_after(model, captured))
+    output = None
     try:
-        with torch.inference_mode(), _attention_for(model, points):
+        with torch.inference_mode(), _attention_for(model, captured):
             network = model.model if wants_logits else model.model.base_model
             output = network(**rows.model_inputs())
+    except _EnoughComputed:
+        pass
     finally:
         for handle in handles:
             handle.remove()
     if wants_logits:
-        logits = output.logits if hasattr(output, "logits") else output[0]
-        if metric is not None:
-            store["metric"] = metric(logits, row_index)
-        if any(p.site == "logits" for p in points):
-            store["logits"] = logits
+        store["logits"] = output.logits if hasattr(output, "logits") else output[0]
+    if reads is not None:
+        if reads.site == _HIDDEN:
+            value = _padded(output[0], token_mask)
+        else:
+            value = store["logits"] if reads.site == "logits" else store[reads.name]
+        store["metric"] = metric(value, row_index)
+        if reads_hook and reads.name not in {p.name for p in points}:
+            del store[reads.name]
+        if reads.site == "logits" and not any(p.site == "logits" for p in points):
+            del store["logits"]
     return store
+
+
+def _stop_after(model: LoadedModel, points: list[HookPoint]):
+    """A forward hook on the module that computes the deepest requested point, raising once it has run."""
+    layers = [p.layer for p in points if p.layer is not None]
+    if layers:
+        module = model.module(f"{model.module_map.layers}.{max(layers)}")
+    elif model.module_map.embed:
+        module = model.module(model.module_map.embed)
+    else:
+        return _NoHandle()
+
+    def hook(module, args, output):
+        raise _EnoughComputed
+
+    return module.register_forward_hook(hook)
+
+
+class _NoHandle:
+    def remove(self) -> None:
+        pass
 
 
 def _install_hooks(model, points, interventions, token_mask, row_index, store) -> list:
