@@ -125,7 +125,9 @@ def _compute_key_scores(model, sequences: Sequence[str], key_score: str, batch_s
     out = {name: np.zeros((n_seq, n_layers, model.n_heads, n_tok), dtype=np.float32) for name in names}
     captured: dict[int, torch.Tensor] = {}
     handles = [] if key_score == "attention_received" else _capture_projection_inputs(model, captured)
-    hooks = [f"layer.{l}.attn.pattern" for l in range(n_layers)] if key_score == "attention_received" else []
+    # the qk pass asks for the last layer's head outputs only so that the forward runs through every layer
+    hooks = ([f"layer.{l}.attn.pattern" for l in range(n_layers)] if key_score == "attention_received"
+             else [f"layer.{n_layers - 1}.attn.head_out"])
     try:
         for seq_index, outputs in iter_run(model, batch, hooks, batch_size=rows):
             lo, hi = int(seq_index[0]), int(seq_index[-1]) + 1
