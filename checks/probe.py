@@ -24,7 +24,7 @@ Statistics (AUROC is the Mann-Whitney area, ties one half; n = test sequences un
 - ``auroc_minus_gc``, ``auroc_minus_kmer``: auroc minus the baseline's AUROC on the same test sequences.
 - ``auroc_minus_gc_matched``: auroc minus gc_only_auroc on the GC-matched test subset: each test positive,
   in random order, takes the unused test negative nearest in GC fraction if within ``gc_caliper``. The
-  interval resamples matched pairs. Inconclusive (missing) when the matched subset is the whole test split
+  interval resamples matched pairs (n = matched sequences). Inconclusive (missing) when the matched subset is the whole test split
   (the classes were already GC-matched; the contrast would repeat auroc_minus_gc), when the matched classes'
   GC distributions still differ (two-sample KS p < 0.05), or with fewer than 20 pairs.
 - ``gc_shift_auroc``: with the train split's median GC as the cut, a probe fitted (inner CV) on low-GC train
@@ -264,7 +264,7 @@ class Resampled:
         return resample_counts(self.n_units, claim.resamples, seed)
 
 
-def probe_evidence(data: ProbeData, suite: probing.ProbeSuite, claim, context) -> Evidence:
+def probe_evidence(data: ProbeData, suite: probing.ProbeSuite, claim, context, *, figures: bool = True) -> Evidence:
     """Every statistic computable from the fitted suite, the per-layer figure and the matching figure."""
     inputs = data.suite_inputs
     test, train = inputs.test, inputs.train
@@ -307,8 +307,8 @@ def probe_evidence(data: ProbeData, suite: probing.ProbeSuite, claim, context) -
     layer_samples = _per_layer_test_aurocs(suite, y, units, claim, seed)
     stats.update(_best_layer_estimates(suite, inputs.labels[train], data.unit_of_item[train], layer_samples,
                                        stats["auroc"], claim, context))
-    figures = [_layer_curve_figure(suite, y, layer_samples, stats, claim),
-               _gc_matching_figure(data.gc[test], y, matching, claim)]
+    drawn = [_layer_curve_figure(suite, y, layer_samples, stats, claim),
+             _gc_matching_figure(data.gc[test], y, matching, claim)] if figures else []
     card = Card("probe", {
         "evaluated layer": suite.selected_hook, "selection": "named" if data.layer_hook else
         "highest held-out-fold AUROC on the train split", "pooling": claim.params.pooling,
@@ -318,7 +318,7 @@ def probe_evidence(data: ProbeData, suite: probing.ProbeSuite, claim, context) -
         "train windows": int(len(train)), "test windows": int(len(test)), "test sequences": n,
         "GC median (train)": round(suite.gc_median, 4), "GC matching": matching["summary"],
     })
-    return Evidence(stats, figures=figures, cards=[card], notes=matching["notes"])
+    return Evidence(stats, figures=drawn, cards=[card], notes=matching["notes"])
 
 
 def _estimate(interval, n: int, detail: dict[str, Any] | None = None, reason: str | None = None) -> Estimate:
@@ -369,10 +369,10 @@ def _gc_matched_estimate(data: ProbeData, suite, chosen: np.ndarray, claim, cont
         reason = ("the GC-matched subset is the whole test split (the classes were already GC-matched); "
                   "auroc_minus_gc is the contrast on these data")
         matching["notes"].append(f"auroc_minus_gc_matched: {reason}")
-        return Estimate.missing(reason, len(pairs)), matching
+        return Estimate.missing(reason, len(items)), matching
     if balance["ks_p"] < GC_BALANCE_ALPHA:
         reason = f"GC distributions of the matched classes still differ (KS p = {balance['ks_p']:.3g})"
-        return Estimate.missing(reason, len(pairs)), matching
+        return Estimate.missing(reason, len(items)), matching
     truth = y[items].astype(bool)
     probe, gc_only = chosen[items], suite.baselines["gc_only"][items]
     pair_units = Resampled(np.repeat(np.arange(len(pairs)), 2), len(pairs))
@@ -383,7 +383,7 @@ def _gc_matched_estimate(data: ProbeData, suite, chosen: np.ndarray, claim, cont
     detail = {"pairs": int(len(pairs)), "auroc_matched": round(float(auroc_weighted(probe, truth)[0]), 4),
               "gc_only_auroc_matched": round(float(auroc_weighted(gc_only, truth)[0]), 4), **balance}
     interval = pair_units.interval(contrast, claim, context.seed_for("bootstrap_matched"))
-    return _estimate(interval, len(pairs), detail), matching
+    return _estimate(interval, len(items), detail), matching
 
 
 def _per_layer_test_aurocs(suite, y, units: Resampled, claim, seed: int) -> np.ndarray:
@@ -526,6 +526,47 @@ def _gc_matching_figure(gc: np.ndarray, y: np.ndarray, matching: dict, claim) ->
     axes[0].legend(fontsize=7)
     return Figure.from_matplotlib(fig, "GC distribution of each class before and after matching",
                                   f"Test split; caliper {claim.params.gc_caliper}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration on label-permuted data
+
+
+def null_verdicts(data: ProbeData, params: ProbeParams, criteria: list[tuple[str, str, float]],
+                  replicates: range, *, ci_level: float = 0.95, resamples: int = 1000) -> np.ndarray:
+    """Criterion verdicts on label-permuted copies of `data`: (len(replicates), len(criteria)) str.
+
+    Replicate r permutes the labels within each split (seed r) and evaluates with claim seed r, so every
+    criterion (statistic, op, threshold) is judged on data where the label carries no signal."""
+    from types import SimpleNamespace
+
+    from seqclaims.families import Context
+    from seqclaims.paths import cache_dir
+    from seqclaims.verdicts import criterion_verdict
+
+    inputs = data.suite_inputs
+    out = np.empty((len(replicates), len(criteria)), dtype=object)
+    for row, replicate in enumerate(replicates):
+        claim = SimpleNamespace(id=f"null-{replicate}", seed=replicate, params=params, ci_level=ci_level,
+                                resamples=resamples)
+        context = Context(claim=claim, cache_dir=cache_dir())
+        labels = _permuted_within_splits(inputs.labels, inputs.split, np.random.default_rng(replicate))
+        permuted = ProbeData(probing.SuiteInputs(inputs.features, labels, inputs.split, inputs.sequences,
+                                                 inputs.coords, inputs.activation_key),
+                             data.layer_hook, data.unit_of_item, data.gc, data.dataset)
+        suite = probing.fit_suite(permuted.suite_inputs, suite_settings(params, context, data.layer_hook), use_cache=False)
+        statistics = probe_evidence(permuted, suite, claim, context, figures=False).statistics
+        for column, (name, op, threshold) in enumerate(criteria):
+            out[row, column] = criterion_verdict(statistics[name], op, threshold).verdict
+    return out
+
+
+def _permuted_within_splits(labels: np.ndarray, split: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    permuted = np.array(labels, copy=True)
+    for part in np.unique(split):
+        rows = np.flatnonzero(split == part)
+        permuted[rows] = rng.permutation(permuted[rows])
+    return permuted
 
 
 FAMILY = Family(

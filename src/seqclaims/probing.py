@@ -68,9 +68,15 @@ class LinearProbe:
     oof_decision_: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False)
     coef_: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False)
     intercept_: float = field(default=float("nan"), init=False)
+    pattern_: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False)
 
     def fit(self, X: np.ndarray, y: np.ndarray, folds: np.ndarray | None = None) -> "LinearProbe":
-        X, y = _as_features(X), _as_binary(y)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):  # small problems: extra BLAS threads only contend
+            return self._fit(_as_features(X), _as_binary(y), folds)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, folds: np.ndarray | None) -> "LinearProbe":
         if self.C is not None:
             self.C_ = float(self.C)
         else:
@@ -79,6 +85,7 @@ class LinearProbe:
             best = int(np.nanargmax(np.where(np.isnan(self.cv_auroc_), -np.inf, self.cv_auroc_)))
             self.C_, self.oof_decision_ = float(self.c_grid[best]), oof[best]
         self.coef_, self.intercept_ = _fit_original_coordinates(X, y, self.C_)
+        self.pattern_ = activation_pattern(X, self.coef_)
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -106,6 +113,17 @@ class LinearProbe:
         return self.coef_ / norm if norm > 0 else self.coef_
 
 
+def activation_pattern(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """(d,) activation pattern of a linear decoder (Haufe et al. 2014): Cov(X) coef / Var(X coef).
+
+    The direction along which the decoded signal varies in the activations, as opposed to the filter
+    `coef`, which also cancels noise and gives large weights to low-variance dimensions. X: (n, d)."""
+    centred = X - X.mean(axis=0)
+    projected = centred @ coef
+    variance = projected.var()
+    return centred.T @ projected / len(X) / variance if variance > 0 else np.zeros_like(coef)
+
+
 def fit_probe(X: np.ndarray, y: np.ndarray, *, folds: np.ndarray | None = None, seed: int = 0,
               c_grid: Sequence[float] = DEFAULT_C_GRID, n_folds: int = DEFAULT_FOLDS,
               C: float | None = None) -> LinearProbe:
@@ -123,7 +141,10 @@ def train_split_probe(inputs: Any, hook: str, *, pooling: str = "mean", position
     the residual space, ``decision_function`` takes pooled activations (n, d_model).
     """
     dataset = inputs.dataset
-    pooled, _ = pooled_activations(inputs.model, dataset.sequences, dataset.content_hash, [hook], pooling, position)
+    hooks = probe_hooks(inputs.model)  # every site, so that the extraction is the one the family caches
+    if hook not in hooks:
+        raise InputError(f"{hook!r} is not a probe site of this model; probe sites: {', '.join(hooks)}")
+    pooled, _ = pooled_activations(inputs.model, dataset.sequences, dataset.content_hash, hooks, pooling, position)
     train = dataset.indices("train")
     labels = np.asarray(dataset.labels)[train]
     folds = genomic_block_folds(labels, _take_coords(dataset.coords, train), n_folds, seed)
@@ -321,8 +342,9 @@ def pooled_activations(model: Any, sequences: Sequence[str], dataset_hash: str, 
     """Pooled activations of `hooks`: name -> (n_seq, d_model), and a key naming their content.
 
     mean: over content tokens (neither special nor padding); cls: the first token; both come from the
-    shared activation cache. position: the token whose character span covers 0-based `position`
-    (computed by one forward pass; the cache stores whole-sequence pools only)."""
+    shared activation cache. position: the token whose character span covers 0-based `position` (of
+    several, the one starting last: with overlapping k-mers, the k-mer starting there); computed by one
+    forward pass, as the cache stores whole-sequence pools only."""
     if pooling in ("mean", "cls"):
         from seqclaims.cache import extract
 
@@ -354,7 +376,8 @@ def _position_pooled(model: Any, sequences: Sequence[str], hooks: Sequence[str],
     covers = (offsets[..., 0] <= position) & (position < offsets[..., 1])  # (n_seq, n_tok)
     if not covers.any(axis=1).all():
         raise InputError(f"position {position} is not covered by a token in every sequence; choose another `position:`")
-    token = covers.argmax(axis=1)
+    # the covering token that starts last: for overlapping k-mers the one starting at `position`
+    token = covers.shape[1] - 1 - covers[:, ::-1].argmax(axis=1)
     out = {name: np.empty((len(sequences), model.d_model), dtype=np.float32) for name in hooks}
     for rows, outputs in iter_run(model, batch, list(hooks)):
         rows = rows.numpy()
@@ -396,7 +419,9 @@ def gc_balance(gc_positive: np.ndarray, gc_negative: np.ndarray) -> dict[str, fl
 
     pooled_sd = float(np.sqrt((np.var(gc_positive) + np.var(gc_negative)) / 2))
     difference = float(np.mean(gc_positive) - np.mean(gc_negative))
-    test = ks_2samp(gc_positive, gc_negative)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ties: the exact p-value falls back to the asymptotic one
+        test = ks_2samp(gc_positive, gc_negative)
     return {"ks_statistic": float(test.statistic), "ks_p": float(test.pvalue),
             "smd": difference / pooled_sd if pooled_sd > 0 else 0.0}
 
