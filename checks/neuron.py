@@ -1,7 +1,8 @@
 """neuron: does a single MLP channel detect a per-token annotation (DNAtlas)?
 
-Evidence: the per-token MLP activations after the nonlinearity (`layer.{l}.mlp.post`, from the shared
-activation cache) of the claim's layers; every channel is a candidate. Each channel's activation is
+Evidence: the per-token MLP activations after the nonlinearity (`layer.{l}.mlp.post`) of the claim's
+layers, from the shared activation cache in float16 (ranking needs no more precision, and every layer's
+channels of a few hundred windows fit in memory); every channel is a candidate. Each channel's activation is
 scored against the annotation (`seqclaims.features`), exactly as `sae_feature` scores SAE latents:
 
 - auprc: test-split AUPRC of the claim's channel: `channel` when the claim names one, else the channel
@@ -29,6 +30,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from seqclaims.cache import extract
 from seqclaims.errors import InputError
 from seqclaims.evidence import Evidence, gather_inputs
 from seqclaims.families import Family, Statistic
@@ -64,18 +66,12 @@ def evaluate(claim, context) -> Evidence:
         raise InputError(f"{claim.path}: params.channel: {params.channel} is not a channel of layer {params.layer} "
                          f"(d_mlp {d_mlp}); use 0..{d_mlp - 1}")
     dataset = inputs.dataset
-    first = inputs.activations([f"layer.{layers[0]}.mlp.post"])
-    tokens = label_tokens(claim, dataset, first, params.annotation, context.seed_for("permuted-annotation"))
-    del first
-
-    def blocks():
-        """One layer's channels at a time: each layer is its own cache entry, so memory holds one layer."""
-        for layer in layers:
-            hook = f"layer.{layer}.mlp.post"
-            yield tokens.table.gather(np.asarray(inputs.activations([hook])[hook]))
-
+    hooks = [f"layer.{layer}.mlp.post" for layer in layers]
+    activations = extract(inputs.model, dataset.sequences, hooks, dataset_hash=dataset.content_hash, dtype="float16")
+    tokens = label_tokens(claim, dataset, activations, params.annotation, context.seed_for("permuted-annotation"))
+    blocks = (tokens.table.gather(activations[hook]) for hook in hooks)  # one layer's channels at a time
     names = [f"L{layer}.{channel}" for layer in layers for channel in range(d_mlp)]
-    scored = score_units(blocks(), tokens.table, names, named=params.channel, level=claim.ci_level,
+    scored = score_units(blocks, tokens.table, names, named=params.channel, level=claim.ci_level,
                          resamples=claim.resamples, seed=context.seed_for("bootstrap"), min_n=MIN_N)
     evidence = Evidence(statistics=scored.statistics,
                         figures=unit_dashboards(scored, tokens, dataset, names, "MLP channel", params.annotation,

@@ -8,10 +8,12 @@ of multiplying the mostly-zero code by the whole decoder.
 
 Training: Adam on MSE(x, x_hat) + AUX_COEF * AuxK, batches drawn by a seeded permutation each
 epoch; decoder rows (one per latent) are kept at unit norm: the gradient component parallel to each
-row is removed before the step and the rows are renormalised after it. A latent is dead when it has
-not fired in the last `dead_window(n)` training tokens; AuxK asks the top `aux_k` dead latents to
-reconstruct the main reconstruction's residual, which revives them. After training, latents that
-never fire on the training tokens are counted as dead.
+row is removed before the step and the rows are renormalised after it. Dead latents are revived twice
+over: a latent that has not fired in the last `dead_window(n)` training tokens is asked by AuxK (with the
+top `aux_k` such latents) to reconstruct the main reconstruction's residual, and at the end of every
+epoch but the last, a latent that did not fire during the epoch is re-initialised towards badly
+reconstructed tokens (`_resample`; AuxK cannot move a latent whose pre-activation is negative on every
+token). After training, latents that never fire on the training tokens are counted as dead.
 
 Determinism: the initialisation and batches come from a `torch.Generator` seeded with the spec's
 seed, and training runs under `torch.use_deterministic_algorithms`; the same inputs and spec give
@@ -46,6 +48,8 @@ from seqclaims.schema import StrictModel
 SAE_CODE_VERSION = source_hash("seqclaims.sae")[:16]
 AUX_COEF = 1.0 / 32.0
 DEAD_WINDOW_TOKENS = 50_000
+RESAMPLE_PROBE_TOKENS = 8192
+RESAMPLE_ENCODER_SCALE = 0.2
 ENCODE_BATCH = 8192
 
 log = logging.getLogger(__name__)
@@ -78,14 +82,15 @@ class SaeSpec(StrictModel):
 class TopKSAE(torch.nn.Module):
     """Top-k sparse autoencoder on normalised inputs of width d_in.
 
-    W_enc (d_in, d_sae), b_enc (d_sae,), W_dec (d_sae, d_in) with unit-norm rows, b_dec (d_in,)."""
+    W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in) with unit-norm rows, b_dec (d_in,): one row
+    of each matrix per latent."""
 
     def __init__(self, d_in: int, d_sae: int, k: int, generator: torch.Generator | None = None):
         super().__init__()
         decoder = torch.randn(d_sae, d_in, generator=generator)
         decoder /= decoder.norm(dim=1, keepdim=True)
         self.W_dec = torch.nn.Parameter(decoder)
-        self.W_enc = torch.nn.Parameter(decoder.T.clone().contiguous())  # tied initialisation
+        self.W_enc = torch.nn.Parameter(decoder.clone())  # tied initialisation
         self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
         self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
         self.k = k
@@ -95,8 +100,9 @@ class TopKSAE(torch.nn.Module):
         return self.W_dec.shape[0]
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, d_in) -> (n, d_sae)."""
-        return (x - self.b_dec) @ self.W_enc + self.b_enc
+        """(n, d_in) -> (n, d_sae). b_dec is a constant here (it learns from the reconstruction only), which
+        spares the backward pass a second (n, d_sae) x (d_sae, d_in) product for the input's gradient."""
+        return (x - self.b_dec.detach()) @ self.W_enc.T + self.b_enc
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, d_in) -> values (n, k) >= 0 and latent indices (n, k)."""
@@ -206,11 +212,11 @@ def deterministic() -> Iterator[None]:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
-def train_sae(activations: np.ndarray, spec: SaeSpec, *, decode_dense: bool = False) -> TrainedSae:
+def train_sae(activations: np.ndarray, spec: SaeSpec, *, dense: bool = False) -> TrainedSae:
     """Train a top-k SAE on (n, d_in) activations (all of them; sample tokens before calling).
 
-    decode_dense: reconstruct with the dense code times the whole decoder (the textbook form, kept as
-    the benchmark's baseline); the default sums the k active rows."""
+    dense: reconstruct with the textbook dense product (see `_step`), the benchmark's baseline; the
+    default sums the k active decoder rows."""
     started = time.perf_counter()
     activations = np.asarray(activations, dtype=np.float32)
     n, d_in = activations.shape
@@ -228,34 +234,73 @@ def train_sae(activations: np.ndarray, spec: SaeSpec, *, decode_dense: bool = Fa
         for epoch in range(spec.epochs):
             order = torch.randperm(n, generator=generator)
             totals = np.zeros(3)
+            fired_in_epoch = torch.zeros(spec.d_sae, dtype=torch.bool)
             for lo in range(0, n, spec.batch_size):
                 x = x_all[order[lo: lo + spec.batch_size]]
-                mse, aux, fired = _step(model, optimiser, x, since_fired >= window, aux_k, decode_dense)
+                mse, aux, fired = _step(model, optimiser, x, since_fired >= window, aux_k, dense)
                 since_fired += x.shape[0]
                 since_fired[fired] = 0
+                fired_in_epoch[fired] = True
                 totals += (mse * x.shape[0], aux * x.shape[0], x.shape[0])
+            last = epoch == spec.epochs - 1
+            resampled = 0 if last else _resample(model, optimiser, x_all, ~fired_in_epoch, generator)
+            if resampled:
+                since_fired[~fired_in_epoch] = 0  # re-initialised latents start a new life
             curve.append({"epoch": epoch + 1, "fvu": round(totals[0] / totals[2], 6),
-                          "aux": round(totals[1] / totals[2], 6),
-                          "dead_for_auxk": int((since_fired >= window).sum())})
+                          "aux": round(totals[1] / totals[2], 6), "silent": int((~fired_in_epoch).sum()),
+                          "resampled": resampled})
     trained = TrainedSae(model.eval(), mean, scale, spec)
     never = trained.firing_counts(activations) == 0
     error, l0 = trained.fit_per_token(activations)
     trained.report = {"n_tokens": n, "d_in": d_in, "steps": spec.epochs * -(-n // spec.batch_size),
                       "seconds": round(time.perf_counter() - started, 3), "fvu_train": float(error.mean()),
                       "mean_l0_train": float(l0.mean()), "dead_fraction_train": float(never.mean()),
-                      "aux_k": aux_k, "dead_window_tokens": window, "curve": curve}
+                      "aux_k": aux_k, "dead_window_tokens": window,
+                      "resampled": sum(epoch["resampled"] for epoch in curve), "curve": curve}
     return trained
 
 
+@torch.no_grad()
+def _resample(model: TopKSAE, optimiser: torch.optim.Optimizer, x_all: torch.Tensor, silent: torch.Tensor,
+              generator: torch.Generator) -> int:
+    """Re-initialise latents that did not fire in an epoch towards badly reconstructed tokens.
+
+    Tokens of a random probe are drawn with probability proportional to their squared error; each
+    silent latent's decoder row becomes the unit residual of one of them, its encoder row that direction
+    times RESAMPLE_ENCODER_SCALE of the live rows' mean norm, its bias 0, and its Adam moments 0.
+    Returns the number of latents re-initialised."""
+    ids = torch.nonzero(silent).ravel()
+    if ids.numel() == 0 or ids.numel() == silent.numel():
+        return 0
+    probe = x_all[torch.randperm(x_all.shape[0], generator=generator)[:RESAMPLE_PROBE_TOKENS]]
+    residual = probe - model(probe)[0]
+    weight = (residual ** 2).sum(dim=1)
+    if float(weight.sum()) <= 0:
+        return 0
+    picks = torch.multinomial(weight, ids.numel(), replacement=ids.numel() > probe.shape[0], generator=generator)
+    directions = residual[picks] / residual[picks].norm(dim=1, keepdim=True).clamp(min=1e-12)
+    encoder_norm = model.W_enc[~silent].norm(dim=1).mean()
+    model.W_dec[ids] = directions
+    model.W_enc[ids] = directions * encoder_norm * RESAMPLE_ENCODER_SCALE
+    model.b_enc[ids] = 0.0
+    for parameter in (model.W_dec, model.W_enc, model.b_enc):
+        for moment in optimiser.state.get(parameter, {}).values():
+            if torch.is_tensor(moment) and moment.dim() > 0:
+                moment[ids] = 0.0
+    return int(ids.numel())
+
+
 def _step(model: TopKSAE, optimiser: torch.optim.Optimizer, x: torch.Tensor, dead: torch.Tensor, aux_k: int,
-          decode_dense: bool) -> tuple[float, float, torch.Tensor]:
-    """One Adam step; returns (mse, aux loss, indices of latents that fired)."""
+          dense: bool) -> tuple[float, float, torch.Tensor]:
+    """One Adam step; returns (mse, aux loss, indices of latents that fired).
+
+    dense: reconstruct with the textbook product of the code, scattered into a (batch, d_sae) matrix, and
+    the whole decoder (the benchmark's baseline) instead of summing the k active decoder rows."""
     pre = model.pre_activations(x)
     values, indices = torch.topk(pre, model.k, dim=1)
     values = F.relu(values)
-    if decode_dense:
-        dense = torch.zeros_like(pre).scatter(1, indices, values)
-        recon = dense @ model.W_dec + model.b_dec
+    if dense:
+        recon = torch.zeros_like(pre).scatter(1, indices, values) @ model.W_dec + model.b_dec
     else:
         recon = model.decode(values, indices)
     mse = ((recon - x) ** 2).sum(dim=1).mean()
@@ -269,7 +314,7 @@ def _step(model: TopKSAE, optimiser: torch.optim.Optimizer, x: torch.Tensor, dea
     model.remove_parallel_gradient()
     optimiser.step()
     model.normalise_decoder()
-    fired = torch.unique(indices[values > 0])
+    fired = torch.unique(indices[values.detach() > 0])
     return float(mse.detach()), float(aux.detach()), fired
 
 
