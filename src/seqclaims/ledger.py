@@ -5,14 +5,13 @@ does), a recovery (the reverse) or a change (neither)."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .fsutil import atomic_write_text
 
 REGRESSION, RECOVERY, CHANGE, MISSING = "regression", "recovery", "change", "missing"
 
@@ -107,12 +106,9 @@ def accept(results_path: Path, ledger_path: Path, git_commit: str) -> dict[str, 
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(json_safe(data), handle, indent=2, sort_keys=False, allow_nan=False, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
+    """JSON with NaN as null and numpy values as plain numbers, written atomically."""
+    text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False, default=str)
+    atomic_write_text(path, text + "\n")
 
 
 def json_safe(value: Any) -> Any:
