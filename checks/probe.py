@@ -45,6 +45,7 @@ with a reason that says where to put it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -171,7 +172,7 @@ def require_local_inputs(claim) -> None:
         for given in (data.path, data.fasta):
             path = Path(given).expanduser() if given else None
             if path is not None and not path.is_absolute():
-                path = claim.path.parent / path
+                path = Path(os.path.normpath(claim.path.parent / path))
             if path is not None and not path.is_file():
                 reasons.append(f"data file {path} is not present; export the data set of '{claim.title}' to {path} "
                                "(CSV with columns sequence,label and optional split,chrom,start,end,strand)")
