@@ -23,7 +23,8 @@ from seqclaims.judge import ERROR, EVALUATED, SKIPPED, judge
 from seqclaims.models import load_model
 from seqclaims.motifs import load_motif
 from seqclaims.paths import cache_dir
-from seqclaims.stats import correct_pvalues, expand_to_items, mc_standard_error, pearson_weighted, resample_counts
+from seqclaims.stats import (correct_pvalues, expand_to_items, mc_standard_error, pearson_weighted,
+                             permutation_pvalue, resample_counts)
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = load_families(checks_dirs(REPO))
@@ -267,17 +268,18 @@ def null_inputs():
     return table, scores, motif, np.array([len(s) for s in dataset.sequences])
 
 
-def null_pvalues(x, motif_score, lengths, rng, n_permutations=199, centre=True, two_sided_tokens=False):
-    """Per-head permutation p-values and pooled-token Pearson p-values after permuting the motif tracks
-    between sequences (so that no head is associated with the motif)."""
+def null_pvalues(x, motif_score, lengths, rng, n_permutations=199, centre=True, token_level=None):
+    """Per-head permutation p-values after permuting the motif tracks between sequences (so that no head
+    is associated with the motif), and with token_level ("greater" or "two-sided") the pooled-token
+    Pearson p-values of the same null data."""
     shuffled = motif_score[rng.permutation(len(motif_score))]
     tracks = att.paired_tracks(x, shuffled, centre=centre)
     observed = att.pearson_from_sums(att.sequence_moments(tracks).sum(axis=0))
     perms = att.sequence_permutations(lengths, n_permutations, int(rng.integers(2**62)))
-    null = att.permuted_pearson(tracks, perms)
-    p_perm = (1 + (null >= observed - 1e-12).sum(axis=0)) / (n_permutations + 1)
-    alternative = "two-sided" if two_sided_tokens else "greater"
-    token_p = np.array([scipy_stats.pearsonr(x[h][tracks.mask], shuffled[tracks.mask], alternative=alternative).pvalue
+    p_perm = np.atleast_1d(permutation_pvalue(observed, att.permuted_pearson(tracks, perms), "greater"))
+    if token_level is None:
+        return p_perm, None
+    token_p = np.array([scipy_stats.pearsonr(x[h][tracks.mask], shuffled[tracks.mask], alternative=token_level).pvalue
                         for h in range(len(x))])
     return p_perm, token_p
 
@@ -310,7 +312,7 @@ def test_token_level_p_values_are_wildly_overconfident_on_the_same_null_data(nul
     motif_score = att.motif_tracks(scores, table.offsets, motif.length, "overlap_max")
     rng = np.random.default_rng(1)
     repetitions = 60
-    results = [null_pvalues(x, motif_score, lengths, rng, centre=False, two_sided_tokens=True)
+    results = [null_pvalues(x, motif_score, lengths, rng, centre=False, token_level="two-sided")
                for _ in range(repetitions)]
     permutation_rate = np.mean([p[0] < 0.05 for p, _ in results])
     token_rate = np.mean([t[0] < 0.05 for _, t in results])

@@ -411,14 +411,22 @@ def permuted_pearson(tracks: PairedTracks, perms: np.ndarray) -> np.ndarray:
     Sums under a pairing are sums of diagonals-after-permutation of Gram matrices between tracks, so
     each permutation costs n_seq look-ups per moment. When every sequence pools the same token
     positions, only the cross moment changes."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # small products: threads only contend
+        return _permuted_pearson(tracks, perms)
+
+
+def _permuted_pearson(tracks: PairedTracks, perms: np.ndarray) -> np.ndarray:
     x, y = tracks.x, tracks.y
     m = tracks.mask.astype(np.float64)
-    rows = np.arange(y.shape[0])[None, :]
+    n_seq = y.shape[0]
+    flat_index = np.arange(n_seq)[None, :] * n_seq + perms  # (M, n_seq) entries [i, perms[m, i]]
     k = x.shape[0]
     uniform = bool(np.all(tracks.mask == tracks.mask[:1]))
 
     def paired_sum(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        return (left @ right.T)[rows, perms].sum(axis=1)  # (M,)
+        return np.take((left @ right.T).ravel(), flat_index).sum(axis=1)  # (M,)
 
     if uniform:
         fixed = sequence_moments(tracks).sum(axis=0)  # (K, 6); every moment but sxy is permutation-invariant
@@ -649,7 +657,9 @@ def head_heatmap(values: np.ndarray, *, title: str, label: str, threshold: float
         ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.5))
     for layer, head in np.ndindex(values.shape):
         if np.isfinite(values[layer, head]):
-            ax.text(head, layer, f"{values[layer, head]:.2f}", ha="center", va="center", fontsize=7)
+            dark = abs(shown[layer, head]) > 0.6 * bound
+            ax.text(head, layer, f"{values[layer, head]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
     ax.set_xticks(range(n_heads))
     ax.set_yticks(range(n_layers))
     ax.set_xlabel("head")
