@@ -9,7 +9,11 @@ scored against the annotation (`seqclaims.features`), exactly as `sae_feature` s
   with the highest train-split AUPRC among every channel of the claim's layers. Interval: percentile
   bootstrap over test sequences.
 - best_auprc: test-split AUPRC of the channel with the highest train-split AUPRC (always selected).
-- chance: the annotation's prevalence among the scored test tokens (DNAtlas's "random chance rate").
+- chance: the expected AUPRC of a random ranking of the scored test tokens, (P - 1) / (N - 1) +
+  H_N (N - P) / (N (N - 1)) for P annotated of N tokens (H_N harmonic). With many positives it is the
+  prevalence (DNAtlas's "random chance rate"); with few it is larger, and a ratio to the prevalence would
+  call random units "above chance" far more often than the interval's level allows.
+- prevalence: the share of scored test tokens that are annotated.
 - auprc_over_chance: auprc / chance, inside every resample; ceiling 1 / chance.
 - pattern_auprc: test-split AUPRC of the k-mer baseline, a detector that fires on every occurrence of the
   annotated element's consensus (start codon ATG; stop codon TAA, TAG, TGA; donor GT; acceptor AG) at
@@ -100,7 +104,9 @@ FAMILY = Family(
         "auprc": Statistic("test AUPRC of the named channel, else of the channel with the best train AUPRC; "
                            "bootstrap over test sequences"),
         "best_auprc": Statistic("test AUPRC of the channel with the best train AUPRC", selection=True),
-        "chance": Statistic("prevalence of the annotation among scored test tokens"),
+        "chance": Statistic("expected AUPRC of a random ranking of the scored test tokens (the prevalence when "
+                            "positives are many)"),
+        "prevalence": Statistic("share of scored test tokens that are annotated"),
         "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
         "pattern_auprc": Statistic("test AUPRC of the k-mer baseline: a detector of the annotation's consensus "
                                    "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
