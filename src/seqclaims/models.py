@@ -35,7 +35,7 @@ import json
 import os
 import re
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -670,11 +670,95 @@ def patch_every_head(
     parse_hook(model, f"layer.{layer}.attn.head_out")
     edit = _EveryHeadPatch(f"layer.{layer}.attn.head_out", torch.as_tensor(values), _as_positions(positions))
     rows_per_pass = max(1, batch_size // model.n_heads)
+    shared = _shares_prefix(model, layer, hooks, metric, metric_input)
     return _collect(
         iter_run(model, batch, [*_outputs(metric, logits), *hooks], [edit], batch_size=rows_per_pass, metric=metric,
-                 metric_input=metric_input, copies=model.n_heads),
+                 metric_input=metric_input, copies=model.n_heads,
+                 around=(lambda plain: _replayed_prefix(model, layer, plain, model.n_heads)) if shared else None),
         seq_axis=1,
     )
+
+
+# Every copy of a sub-batch computes the same thing up to the patched layer's attention: the blocks before
+# it and the attention itself (queries, keys, probabilities, their weighted values). That part is computed
+# once, on the plain sub-batch, and replayed to the copies, which then start at the output projection.
+
+
+def _shares_prefix(model: LoadedModel, layer: int, hooks: Sequence[str], metric: Metric | None, metric_input: str) -> bool:
+    """Whether the copies can replay the shared part: nothing is read inside it, and there is one."""
+    reads = [name for name in hooks if name not in ("logits", "metric")]
+    if metric is not None and metric_input not in ("logits", _HIDDEN):
+        reads.append(metric_input)
+    for name in reads:
+        point = parse_hook(model, name)
+        if point.layer is None or point.layer < layer or (point.layer == layer and point.site == "attn.pattern"):
+            return False
+    return layer > 0 or model.module_map.attn_probs is not None
+
+
+@contextmanager
+def _replayed_prefix(model: LoadedModel, layer: int, plain: Batch, copies: int):
+    """While active, the blocks before `layer` and the attention of `layer` return, for `copies` stacked
+    copies of `plain`, what they computed on `plain` itself (forward replaced; hooks still run)."""
+    recorded = _record_prefix(model, layer, plain)
+    replaced = []
+    try:
+        for module, output in recorded:
+            replaced.append((module, module.__dict__.get("forward")))
+            module.forward = _replay(_repeat_rows(output, copies))
+        yield
+    finally:
+        for module, previous in replaced:
+            if previous is None:
+                del module.forward
+            else:
+                module.forward = previous
+
+
+def _record_prefix(model: LoadedModel, layer: int, plain: Batch) -> list[tuple[torch.nn.Module, Any]]:
+    """[(module, its output on `plain`)] for every block before `layer` (each replays the last one's
+    output) and the attention of `layer` (when the module map names it); the pass stops there."""
+    blocks = [model.module(f"{model.module_map.layers}.{l}") for l in range(layer)]
+    attention = model.block_module(layer, model.module_map.attn_probs) if model.module_map.attn_probs else None
+    last = attention if attention is not None else blocks[-1]
+    seen: dict[str, Any] = {}
+
+    def keep(name):
+        def hook(module, args, output):
+            seen[name] = output
+            if module is last:
+                raise _EnoughComputed
+
+        return hook
+
+    handles = [m.register_forward_hook(keep(name)) for name, m in
+               ((("block", blocks[-1]),) if blocks else ()) + ((("attention", attention),) if attention is not None else ())]
+    try:
+        with torch.inference_mode():
+            model.model.base_model(**plain.model_inputs())
+    except _EnoughComputed:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = [(block, seen["block"]) for block in blocks]
+    return out + ([(attention, seen["attention"])] if attention is not None else [])
+
+
+def _repeat_rows(value: Any, copies: int) -> Any:
+    """Tensors (rows first, padded or unpadded) stacked `copies` times copy-major; containers kept."""
+    if isinstance(value, torch.Tensor):
+        return value.repeat(copies, *([1] * (value.ndim - 1)))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_repeat_rows(v, copies) for v in value)
+    return value
+
+
+def _replay(output: Any):
+    def forward(*args, **kwargs):
+        return output
+
+    return forward
 
 
 def _outputs(metric: Metric | None, logits: bool) -> list[str]:
@@ -691,10 +775,12 @@ def iter_run(
     metric: Metric | None = None,
     metric_input: str = "logits",
     copies: int = 1,
+    around: Callable[[Batch], Any] | None = None,
 ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Yield (seq_index (b,), outputs) per sub-batch; outputs padded to the batch's n_tok.
 
     With copies > 1 the sub-batch is repeated copy-major and outputs have shape (copies, b, ...).
+    around(plain sub-batch) -> a context manager active while the sub-batch runs.
     """
     points = [parse_hook(model, name) for name in dict.fromkeys(hooks) if name != "metric"]
     reads = _metric_source(model, metric, metric_input)
@@ -703,9 +789,10 @@ def iter_run(
     for start in range(0, len(batch), batch_size):
         stop = min(start + batch_size, len(batch))
         seq_index = torch.arange(start, stop)
-        rows = batch.select(slice(start, stop))
-        rows = rows.repeated(copies) if copies > 1 else rows
-        outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric, reads)
+        plain = batch.select(slice(start, stop))
+        rows = plain.repeated(copies) if copies > 1 else plain
+        with around(plain) if around is not None else nullcontext():
+            outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric, reads)
         token_mask = rows.attention_mask.bool()
         yield seq_index, {
             name: _unstack(_to_batch_layout(value, name, token_mask, batch.n_tok), copies)

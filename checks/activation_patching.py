@@ -1,0 +1,331 @@
+"""activation_patching: does writing one head's clean output into a corrupted run restore the target metric?
+(MINTS's denoising patching, with composition-preserving corruptions, counted exclusions and an honest best head.)
+
+Evidence. Clean/corrupted pairs from the claim dataset's held-out (test) split only, positives (label 1)
+only (`interventions.make_pairs`): the clean sequence's site (the best window of the motif at or above
+the one-strand p-value threshold, default p <= 1e-3, in the dataset's site region; or the splice GT/AG at
+the anchor with its consensus context) is destroyed without changing GC content: its bases shuffled
+(default), or replaced by a random k-mer with the same G+C count, redrawn until no motif window
+overlapping the edit reaches the threshold (or the dinucleotide is gone). Every pair records (row,
+position, original, replacement, method) in the detail of n_pairs. Pairs whose clean and corrupted
+sequences tokenize to different lengths are excluded and counted, as are sequences without a site and
+sites without an acceptable corruption (card).
+
+Target metric f (params.metric; default ``probe``): the decision value of a probe (`probing.train_split_probe`,
+fitted on the train split of the same dataset) on mean-pooled ``layer.{probe_layer}.resid_post`` (default:
+the last layer); or ``masked_logprob``, the log-probability of the clean token at `mask_position`, masked
+in every run; or ``token_logit``, the mean over content tokens of the masked-LM logit of `token`.
+
+Patching. The clean run's ``layer.{l}.attn.head_out`` of one head (before the attention output
+projection) replaces the corrupted run's, at every token (`at: all`, the default) or at the tokens that
+overlap the edit (`at: site`); every head of every candidate layer, all heads of a layer in one batched
+pass. Per pair, PM = (f_patched - f_corrupted) / (f_clean - f_corrupted). Pairs whose denominator times
+the expected sign (`expected_sign`, default positive: the clean sequence scores higher) is below the floor
+are excluded and counted; the floor is `denominator_floor` (metric units), by default 0.1 times the median
+|f_clean - f_corrupted| over the pairs, and at least 1e-6.
+
+Statistics (intervals: percentile bootstrap over the kept pairs, each a distinct test sequence, at the
+claim's ci_level with its resamples; n = kept pairs unless said otherwise):
+
+- ``ratio_of_means_pm``: sum over pairs of (f_patched - f_corrupted) / sum of (f_clean - f_corrupted), the
+  named head; ``mean_pm``: mean of the per-pair PM (MINTS's aggregate; sensitive to small denominators);
+  ``median_pm``: median of the per-pair PM.
+- ``pm``: the named head under `aggregate` (default ratio_of_means).
+- ``best_pm``: the kept pairs are split at random (seeded) into a selection part (`selection_fraction`,
+  default half) and a scoring part; the head with the largest PM (under `aggregate`) on the selection part
+  is scored on the scoring part, and every resample redraws both parts' pairs and selects again (n = the
+  scoring part). Selecting on the pairs it is scored on would bias a best-of-K upward.
+- ``heads_mean_pm``: the mean over every candidate head of its PM (MINTS's "mean PM" column).
+- ``excluded_fraction``: pairs excluded by the denominator rule / pairs measured (Wilson interval; n = pairs
+  measured).
+- ``n_pairs``: pairs measured (count; the per-pair record is its detail).
+
+Minimum n: 20 kept pairs. Figures: layer x head heatmap of PM (all kept pairs), and the distribution of
+per-pair PM for the named head (else the best head).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from seqclaims import attention as att
+from seqclaims import interventions as iv
+from seqclaims.errors import InputError
+from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs
+from seqclaims.families import Family, Statistic
+from seqclaims.schema import StrictModel
+from seqclaims.stats import bootstrap
+
+MIN_PAIRS = 20
+NAMED = ("pm", "mean_pm", "median_pm", "ratio_of_means_pm")
+
+
+class PatchingParams(StrictModel):
+    layer: int | None = Field(None, ge=0, description="layer of the named head (statistics pm, *_pm)")
+    head: int | None = Field(None, ge=0, description="head of the named head")
+    layers: list[int] | None = Field(None, description="layers whose heads are patched (default: all)")
+    at: Literal["all", "site"] = Field(
+        "all", description="patch at every token, or only at the tokens overlapping the edit (a head that writes "
+        "the same value at every position restores PM near 1 only with `all`)")
+    aggregate: Literal["ratio_of_means", "mean", "median"] = Field(
+        "ratio_of_means", description="how per-pair restoration is aggregated for pm and best_pm")
+    expected_sign: Literal["positive", "negative"] = Field(
+        "positive", description="sign of f_clean - f_corrupted a pair must have to be kept")
+    denominator_floor: float | None = Field(
+        None, gt=0, description="keep pairs with sign * (f_clean - f_corrupted) >= this (metric units); default "
+        "relative_floor * median |f_clean - f_corrupted|")
+    relative_floor: float = Field(iv.RELATIVE_DENOMINATOR_FLOOR, ge=0, le=1,
+                                  description="the default floor as a fraction of the median |denominator|")
+    selection_fraction: float = Field(0.5, gt=0, lt=1, description="best_pm: share of kept pairs that select the head")
+    corruption: iv.CorruptionSpec = Field(default_factory=iv.CorruptionSpec, description="how pairs are made")
+    metric: iv.MetricSpec = Field(default_factory=iv.MetricSpec, description="the target metric f")
+
+
+def evaluate(claim, context) -> Evidence:
+    params = claim.params
+    att.require_named_head(claim, NAMED)
+    inputs = gather_inputs(claim)
+    model, dataset = inputs.model, inputs.dataset
+    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
+    named = att.named_head(claim, heads, model.n_heads)
+    try:
+        pairs = claim_pairs(claim, inputs, context)
+        target = iv.target_metric(params.metric, inputs, seed=claim.seed)
+        layers = sorted({layer for layer, _ in heads})
+        run = iv.patching_effects(model, target, pairs, layers, at=params.at) if len(pairs) else None
+    except InputError as error:
+        raise InputError(f"{claim.path}: {error}") from None
+    analysis = Patching(claim, context, pairs, run, heads, named)
+    evidence = Evidence(statistics=analysis.statistics(), figures=analysis.figures(model),
+                        cards=[*inputs.cards, pairs_card(pairs, params), metric_card(target, analysis)])
+    evidence.versions.update(inputs.versions)
+    return evidence
+
+
+def claim_pairs(claim, inputs, context) -> iv.Pairs:
+    """Pairs from the test split's positives under the claim's corruption settings."""
+    spec, dataset = claim.params.corruption, inputs.dataset
+    motif = claim_motif(spec, dataset) if spec.site == "motif" else None
+    rule = iv.site_rule(spec, dataset, motif)
+    rows = np.flatnonzero((dataset.split == "test") & (np.asarray(dataset.labels) == 1))
+    return iv.make_pairs(dataset, rows, rule, spec.method, context.seed_for("corruption"),
+                         max_tries=spec.max_tries, max_pairs=spec.max_pairs, model=inputs.model)
+
+
+def claim_motif(spec, dataset):
+    """The JASPAR matrix of `corruption.matrix`, else the dataset's."""
+    from seqclaims.motifs import DEFAULT_RELEASE, load_motif
+
+    recorded = dataset.card.get("motif") or {}
+    matrix = spec.matrix or recorded.get("matrix")
+    if not matrix:
+        raise InputError(f"params.corruption.matrix: name the JASPAR matrix of the site (e.g. MA0108.3); dataset "
+                         f"{dataset.name} has none")
+    return load_motif(matrix, release=spec.release or recorded.get("release") or DEFAULT_RELEASE,
+                      pseudocount=spec.pseudocount)
+
+
+class Patching:
+    """PM of every candidate head over the kept pairs, with intervals and the selected best head."""
+
+    def __init__(self, claim, context, pairs: iv.Pairs, run: iv.PatchingRun | None, heads, named):
+        self.claim, self.context, self.pairs, self.run, self.heads, self.named = claim, context, pairs, run, heads, named
+        params = claim.params
+        if run is None:
+            self.rest = None
+            return
+        f_patched = run.f_patched.reshape(-1, len(pairs))  # (n_layers * n_heads, n), layer-major like heads
+        order = [run.layers.index(layer) * run.f_patched.shape[1] + head for layer, head in heads]
+        sign = 1 if params.expected_sign == "positive" else -1
+        self.rest = iv.restoration(run.f_clean, run.f_corrupted, f_patched[order], sign=sign,
+                                   floor=params.denominator_floor, relative_floor=params.relative_floor)
+        self.values = iv.aggregate_pm(self.rest, params.aggregate)[0]  # (K,)
+
+    @property
+    def n_kept(self) -> int:
+        return 0 if self.rest is None else int(self.rest.kept.sum())
+
+    def statistics(self) -> dict[str, Estimate]:
+        n_pairs = len(self.pairs)
+        out = {"n_pairs": Estimate(float(n_pairs), float(n_pairs), float(n_pairs), n_pairs, kind="count",
+                                   detail={"pairs": self.pair_records(), "excluded_before": self.pairs.excluded})}
+        out["excluded_fraction"] = self.excluded_fraction()
+        for how in iv.AGGREGATES:
+            out[f"{how}_pm"] = self.named_pm(how)
+        out["pm"] = self.named_pm(self.claim.params.aggregate)
+        out["best_pm"] = self.best_pm()
+        out["heads_mean_pm"] = self.heads_mean_pm()
+        return out
+
+    def missing(self) -> Estimate | None:
+        if self.rest is None:
+            return Estimate.missing(f"no pairs: {self.pairs.offered} test positives offered, excluded "
+                                    f"{self.pairs.excluded}")
+        if self.n_kept == 0:
+            return Estimate.missing(f"every pair was excluded by the denominator rule ({self.rest.excluded})",
+                                    n=len(self.pairs))
+        return None
+
+    def interval(self, statistic, units: int, purpose: str):
+        return bootstrap(statistic, units, n_resamples=self.claim.resamples, seed=self.context.seed_for(purpose),
+                         level=self.claim.ci_level)
+
+    def named_pm(self, how: str) -> Estimate:
+        if self.named is None:
+            return Estimate.missing("the claim names no head (params.layer, params.head)")
+        if (gone := self.missing()) is not None:
+            return gone
+        k = self.named
+        interval = self.interval(lambda w: iv.aggregate_pm(self.rest, how, w)[:, k], self.n_kept, f"bootstrap-{how}")
+        layer, head = self.heads[k]
+        return Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n_kept,
+                        min_n=MIN_PAIRS, detail={"layer": layer, "head": head, "aggregate": how,
+                                                 "per_head": self.table(how)})
+
+    def best_pm(self) -> Estimate:
+        if (gone := self.missing()) is not None:
+            return gone
+        kept = np.arange(self.n_kept)
+        shuffled = self.context.rng("selection-split").permutation(kept)
+        cut = int(round(self.claim.params.selection_fraction * len(kept)))
+        selection, scoring = np.sort(shuffled[:cut]), np.sort(shuffled[cut:])
+        if len(selection) == 0 or len(scoring) == 0:
+            return Estimate.missing("too few kept pairs to split into a selection and a scoring part", n=len(scoring))
+        how = self.claim.params.aggregate
+
+        def statistic(units, weights):
+            full = np.zeros((1 if weights is None else len(weights), self.n_kept))
+            full[:, units] = 1.0 if weights is None else weights
+            return iv.aggregate_pm(self.rest, how, full)
+
+        seeds = (self.context.seed_for("best-selection"), self.context.seed_for("best-scoring"))
+        chosen = iv.select_and_score(statistic, selection, scoring, n_resamples=self.claim.resamples, seeds=seeds,
+                                     level=self.claim.ci_level)
+        if chosen.index < 0:
+            return Estimate.missing("no head has a defined PM on the selection part", n=len(scoring))
+        layer, head = self.heads[chosen.index]
+        detail = {"layer": layer, "head": head, "aggregate": how, "selected_on": f"{len(selection)} pairs",
+                  "scored_on": f"{len(scoring)} pairs",
+                  "selection_frequency": {att.head_label(h): round(float(f), 4)
+                                          for h, f in zip(self.heads, chosen.frequency) if f > 0},
+                  "best_on_all_pairs": att.head_label(self.heads[int(np.nanargmax(self.values))])}
+        return Estimate(chosen.estimate, chosen.low, chosen.high, len(scoring), min_n=MIN_PAIRS, detail=detail)
+
+    def heads_mean_pm(self) -> Estimate:
+        if (gone := self.missing()) is not None:
+            return gone
+        how = self.claim.params.aggregate
+        interval = self.interval(lambda w: np.nanmean(iv.aggregate_pm(self.rest, how, w), axis=1), self.n_kept,
+                                 "bootstrap-heads-mean")
+        return Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n_kept,
+                        min_n=MIN_PAIRS, detail={"heads": len(self.heads), "aggregate": how})
+
+    def excluded_fraction(self) -> Estimate:
+        if self.rest is None:
+            return Estimate.missing("no pairs were measured")
+        n = len(self.pairs)
+        share = self.rest.excluded_fraction
+        low, high = att.wilson_interval(share, n, self.claim.ci_level)
+        return Estimate(share, low, high, n, min_n=MIN_PAIRS,
+                        detail={**self.rest.excluded, "floor": self.rest.floor, "sign": self.rest.sign})
+
+    def table(self, how: str) -> list[dict]:
+        values = iv.aggregate_pm(self.rest, how)[0]
+        return [{"layer": layer, "head": head, "pm": _rounded(values[k])} for k, (layer, head) in enumerate(self.heads)]
+
+    def pair_records(self) -> list[dict]:
+        records = self.pairs.table()
+        if self.run is not None:
+            for i, record in enumerate(records):
+                record.update(f_clean=_rounded(self.run.f_clean[i]), f_corrupted=_rounded(self.run.f_corrupted[i]),
+                              kept=bool(self.rest.kept[i]))
+        return records
+
+    def figures(self, model) -> list[Figure]:
+        if self.rest is None or self.n_kept == 0:
+            return []
+        grid = np.full((model.n_layers, model.n_heads), np.nan)
+        for k, (layer, head) in enumerate(self.heads):
+            grid[layer, head] = self.values[k]
+        claim = self.claim
+        caption = (f"PM ({claim.params.aggregate}) of every patched head over {self.n_kept} kept pairs "
+                   f"({len(self.pairs)} measured). The bar marks the threshold of the claim's first PM criterion.")
+        threshold = att.criterion_threshold(claim, ("pm", "best_pm", *NAMED))
+        heatmap = att.head_heatmap(grid, title=f"{claim.id}: PM per head", label="PM", threshold=threshold,
+                                   passing=np.zeros_like(grid, dtype=bool), caption=caption)
+        shown = self.named if self.named is not None else int(np.nanargmax(self.values))
+        return [heatmap, pm_distribution(claim, self.rest.pm[shown], self.heads[shown], claim.params.aggregate,
+                                         self.values[shown])]
+
+
+def pm_distribution(claim, pm: np.ndarray, head: tuple[int, int], how: str, aggregate: float) -> Figure:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    finite = pm[np.isfinite(pm)]
+    low, high = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
+    span = max(high - low, 1e-6)
+    ax.hist(np.clip(finite, low - 0.1 * span, high + 0.1 * span), bins=40, color="#4878a8")
+    ax.axvline(aggregate, color="black", linewidth=2, label=f"{how} = {aggregate:.3f}")
+    for value, style in ((0.0, ":"), (1.0, "--")):
+        ax.axvline(value, color="grey", linestyle=style, linewidth=1)
+    ax.set_xlabel("per-pair PM (clipped to the 1st-99th percentile range)")
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=7)
+    title = f"{claim.id}: per-pair PM of {att.head_label(head)}"
+    ax.set_title(title, fontsize=9)
+    return Figure.from_matplotlib(fig, title, f"{finite.size} kept pairs; dotted: 0, dashed: 1.")
+
+
+def pairs_card(pairs: iv.Pairs, params) -> Card:
+    spec = params.corruption
+    return Card("activation_patching pairs", {
+        "site": pairs.site, "method": spec.method, "split": "test, label 1", "offered": pairs.offered,
+        "pairs": len(pairs), "excluded": pairs.excluded, "patched_at": params.at,
+        "gc_equal": "by construction (shuffle keeps the bases, swap keeps the G+C count)",
+        "first_pairs": pairs.table()[:5]})
+
+
+def metric_card(target: iv.TargetMetric, analysis: Patching) -> Card:
+    facts = {"metric": target.describe(), "aggregate": analysis.claim.params.aggregate}
+    if analysis.rest is not None:
+        facts.update(floor=round(analysis.rest.floor, 6), excluded=analysis.rest.excluded,
+                     median_f_clean_minus_f_corrupted=_rounded(np.median(analysis.run.f_clean - analysis.run.f_corrupted)))
+    return Card("activation_patching metric", facts)
+
+
+def _rounded(value) -> float | None:
+    return round(float(value), 6) if np.isfinite(value) else None
+
+
+FAMILY = Family(
+    name="activation_patching",
+    summary="restoration (PM) of a target metric when one head's clean output is patched into a run on a "
+            "composition-preserving corruption of the motif",
+    params=PatchingParams,
+    statistics={
+        "pm": Statistic("PM of the named head under `aggregate`; bootstrap interval over kept pairs"),
+        "mean_pm": Statistic("named head: mean of per-pair PM"),
+        "median_pm": Statistic("named head: median of per-pair PM"),
+        "ratio_of_means_pm": Statistic("named head: sum(f_patched - f_corrupted) / sum(f_clean - f_corrupted)"),
+        "best_pm": Statistic("PM of the head selected on a selection part of the pairs, scored on the rest; "
+                             "selection redone in every resample; the head is in the detail", selection=True),
+        "heads_mean_pm": Statistic("mean PM over every candidate head"),
+        "excluded_fraction": Statistic("share of measured pairs excluded by the denominator rule (Wilson interval)"),
+        "n_pairs": Statistic("pairs measured; the per-pair corruption record is the detail", kind="count"),
+    },
+    evaluate=evaluate,
+    min_n=MIN_PAIRS,
+    example={"model": "planted",
+             "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 1000},
+             "params": {"layer": 0, "head": 2, "at": "all",
+                        "corruption": {"method": "shuffle", "site": "motif", "pvalue": 0.001},
+                        "metric": {"kind": "token_logit", "token": "TATAAAA"}},
+             "criteria": [{"statistic": "pm", "op": ">=", "threshold": 0.8}]},
+)

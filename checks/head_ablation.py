@@ -1,0 +1,327 @@
+"""head_ablation: does removing a head's contribution hurt the target metric, and more for heads associated
+with a feature than for uninformative heads of the same layer? (the attention-heads paper's ablation test,
+with the ablation placed before the output projection rather than on a slice of the post-LayerNorm stream)
+
+Evidence. Held-out (test split) sequences of the claim's dataset (all of them, or the positives with
+`sequences: positives`). A head is ablated by replacing its output before the attention output projection
+(``layer.{l}.attn.head_out``) at every token: by zeros (`ablation: zero`) or by its mean over the content
+tokens of up to `mean_sequences` train-split sequences (`ablation: mean`, the default: a head with a large
+constant output is then not mistaken for an important one). Every head of every candidate layer is ablated
+in turn, all heads of a layer in one batched pass.
+
+Target metric f (params.metric; default ``probe``): as in activation_patching (a probe fitted on the train
+split, on mean-pooled ``layer.{probe_layer}.resid_post``; or ``masked_logprob``; or ``token_logit``).
+Per sequence and head, delta = s * (f_ablated - f), where s = +1 for label-1 sequences and -1 for label-0
+ones when `sign_by_label` (default for probe and token_logit: a negative delta moves the metric against the
+sequence's label, i.e. ablation hurts), else s = 1 (default for masked_logprob: a negative delta lowers the
+log-probability of the true token).
+
+Association (selection of heads, on the TRAIN split only): per head, from the attention each token receives
+(mean over real queries of the attention probabilities; the cached pass shared with qk_motif), against a
+per-token annotation: ``motif`` (tokens covering a base of a motif window scoring at or above the one-strand
+p-value threshold `support_pvalue`, default 1e-3, of `matrix`, default the dataset's) or a dataset track
+(e.g. ``donor``; a token is annotated when any of its bases is).
+
+- ``attention_enrichment`` (default): mean attention received by annotated content tokens / mean attention
+  received by the other content tokens, pooled over the train sequences; the association is log2 of it.
+- ``attention_r``: Pearson r, over content tokens of the train sequences, between the log of the attention
+  received and the annotation (0/1), both centred within each sequence.
+
+The associated heads are the `n_associated` candidate heads with the largest association; each is paired
+with the uninformative head of its own layer: the other head whose association is closest to none (smallest
+|association|).
+
+Statistics (percentile bootstrap over test sequences at the claim's ci_level; n = test sequences):
+
+- ``delta``: the named head's mean delta.
+- ``associated_minus_uninformative``: mean over sequences of (mean over associated heads of delta minus the
+  delta of its uninformative partner), paired within each sequence. Negative: ablating the associated heads
+  hurts more.
+- ``n_sequences``: test sequences ablated (count).
+
+Minimum n: 20 sequences. Figures: layer x head heatmaps of the mean delta and of the association.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from seqclaims import attention as att
+from seqclaims import interventions as iv
+from seqclaims.errors import InputError
+from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, token_annotation
+from seqclaims.families import Family, Statistic
+from seqclaims.schema import StrictModel
+from seqclaims.stats import bootstrap
+
+MIN_SEQUENCES = 20
+NAMED = ("delta",)
+
+
+class AblationParams(StrictModel):
+    layer: int | None = Field(None, ge=0, description="layer of the named head (statistic delta)")
+    head: int | None = Field(None, ge=0, description="head of the named head")
+    layers: list[int] | None = Field(None, description="layers whose heads are ablated (default: all)")
+    ablation: Literal["mean", "zero"] = Field(
+        "mean", description="replace the head's output before the output projection by its train-split mean "
+        "over content tokens, or by zeros")
+    mean_sequences: int = Field(256, ge=1, description="train sequences (seeded subset) the mean is taken over")
+    sequences: Literal["all", "positives"] = Field("all", description="which test sequences are ablated")
+    max_sequences: int | None = Field(None, ge=1, description="at most this many test sequences (seeded subset)")
+    sign_by_label: bool | None = Field(
+        None, description="multiply deltas by +1 (label 1) / -1 (label 0); default true for probe and token_logit, "
+        "false for masked_logprob")
+    association: Literal["attention_enrichment", "attention_r"] = Field(
+        "attention_enrichment", description="how heads are associated with the annotation (train split)")
+    annotation: str = Field("motif", description="motif (support of `matrix`), or a dataset track such as donor")
+    matrix: str | None = Field(None, description="JASPAR matrix of the motif annotation (default: the dataset's)")
+    release: str | None = Field(None, description="JASPAR release (default: the dataset's, else JASPAR2024)")
+    pseudocount: float = Field(0.8, ge=0, description="PSSM pseudocount, split by the uniform background")
+    support_pvalue: float = Field(iv.DEFAULT_SITE_PVALUE, gt=0, le=1,
+                                  description="motif support: window p-value on one strand at most this")
+    n_associated: int = Field(1, ge=1, description="how many of the most associated heads are compared")
+    metric: iv.MetricSpec = Field(default_factory=iv.MetricSpec, description="the target metric f")
+
+
+def evaluate(claim, context) -> Evidence:
+    params = claim.params
+    att.require_named_head(claim, NAMED)
+    inputs = gather_inputs(claim)
+    model, dataset = inputs.model, inputs.dataset
+    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
+    named = att.named_head(claim, heads, model.n_heads)
+    layers = sorted({layer for layer, _ in heads})
+    try:
+        target = iv.target_metric(params.metric, inputs, seed=claim.seed)
+        association = head_association(claim, inputs, heads)
+        rows = test_rows(claim, dataset, context)
+        means = reference_means(claim, inputs, layers, context) if params.ablation == "mean" else None
+        run = iv.ablation_effects(model, target, [dataset.sequences[r] for r in rows], layers, means=means)
+    except InputError as error:
+        raise InputError(f"{claim.path}: {error}") from None
+    signs = label_signs(claim, np.asarray(dataset.labels)[rows])
+    deltas = signs * (run.f_ablated.reshape(-1, len(rows)) - run.f_base)  # (K, n), layer-major like heads
+    analysis = Ablation(claim, context, deltas, association, heads, named)
+    evidence = Evidence(statistics=analysis.statistics(), figures=analysis.figures(model),
+                        cards=[*inputs.cards, settings_card(claim, target, len(rows))])
+    evidence.versions.update(inputs.versions)
+    return evidence
+
+
+def test_rows(claim, dataset, context) -> np.ndarray:
+    params = claim.params
+    keep = dataset.split == "test"
+    if params.sequences == "positives":
+        keep &= np.asarray(dataset.labels) == 1
+    rows = np.flatnonzero(keep)
+    if params.max_sequences is not None and len(rows) > params.max_sequences:
+        rows = np.sort(context.rng("test-subset").choice(rows, size=params.max_sequences, replace=False))
+    return rows
+
+
+def label_signs(claim, labels: np.ndarray) -> np.ndarray:
+    """(n,) +1 / -1 by label when deltas are signed by label, else +1."""
+    signed = claim.params.sign_by_label
+    if signed is None:
+        signed = claim.params.metric.kind != "masked_logprob"
+    return np.where(labels == 1, 1.0, -1.0) if signed else np.ones(len(labels))
+
+
+def reference_means(claim, inputs, layers: list[int], context) -> np.ndarray:
+    """(n_layers, n_heads, d_head) mean head outputs over content tokens of train sequences."""
+    train = inputs.dataset.indices("train")
+    count = min(claim.params.mean_sequences, len(train))
+    chosen = np.sort(context.rng("mean-sequences").choice(train, size=count, replace=False))
+    return iv.head_means(inputs.model, [inputs.dataset.sequences[r] for r in chosen], layers)
+
+
+def head_association(claim, inputs, heads) -> np.ndarray:
+    """(K,) association of every candidate head with the annotation, on the train split."""
+    model, dataset = inputs.model, inputs.dataset
+    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+                                   key_score="attention_received")
+    annotated = token_flags(claim, dataset, table.offsets)  # (n_seq, n_tok) bool
+    content = ~table.special
+    train = dataset.split == "train"
+    received = att.key_score_values(table, "probability")  # (n_layers, n_heads, n_seq, n_tok)
+    layers, indices = np.array(heads).T
+    values = received[layers, indices][:, train]  # (K, n_train, n_tok)
+    flags, content = annotated[train] & content[train], content[train]
+    if not flags.any():
+        raise InputError(f"params.annotation: no train-split token carries the annotation {claim.params.annotation!r}")
+    if claim.params.association == "attention_enrichment":
+        return association_enrichment(values, flags, content)
+    return association_r(values, flags, content)
+
+
+def token_flags(claim, dataset, offsets: np.ndarray) -> np.ndarray:
+    """(n_seq, n_tok) bool: tokens covering an annotated base."""
+    params = claim.params
+    if params.annotation == "motif":
+        from seqclaims.motifs import DEFAULT_RELEASE, load_motif
+
+        recorded = dataset.card.get("motif") or {}
+        matrix = params.matrix or recorded.get("matrix")
+        if not matrix:
+            raise InputError(f"params.matrix: the motif annotation needs a JASPAR matrix; dataset {dataset.name} has none")
+        motif = load_motif(matrix, release=params.release or recorded.get("release") or DEFAULT_RELEASE,
+                           pseudocount=params.pseudocount)
+        tracks = att.support_bases(dataset.sequences, motif, pvalue=params.support_pvalue)
+    elif params.annotation in dataset.tracks:
+        tracks = dataset.tracks[params.annotation]
+    else:
+        raise InputError(f"params.annotation: {params.annotation!r} is neither 'motif' nor a track of dataset "
+                         f"{dataset.name} ({', '.join(sorted(dataset.tracks))})")
+    values = token_annotation([np.asarray(t, dtype=float) for t in tracks], offsets, "any")
+    return np.nan_to_num(values, nan=0.0) > 0
+
+
+def association_enrichment(values: np.ndarray, flags: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """(K,) log2 of mean attention received by annotated tokens over that of other content tokens.
+    values (K, n, n_tok); flags, content (n, n_tok) bool."""
+    other = content & ~flags
+    filled = np.nan_to_num(values)
+    on = (filled * flags).sum(axis=(1, 2)) / flags.sum()
+    off = (filled * other).sum(axis=(1, 2)) / max(other.sum(), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log2(on / off)
+
+
+def association_r(values: np.ndarray, flags: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """(K,) Pearson r of log attention received with the annotation, both centred within each sequence."""
+    logged = np.log(np.maximum(np.nan_to_num(values), att.PROBABILITY_FLOOR))
+    weights = content.astype(float)
+    count = np.maximum(weights.sum(axis=1, keepdims=True), 1)
+
+    def centred(x):
+        return (x - (x * weights).sum(axis=-1, keepdims=True) / count) * weights
+
+    x, y = centred(logged), centred(flags.astype(float))[None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (x * y).sum(axis=(1, 2)) / np.sqrt((x * x).sum(axis=(1, 2)) * (y * y).sum())
+
+
+def uninformative_partners(association: np.ndarray, heads, chosen: np.ndarray) -> np.ndarray:
+    """(len(chosen),) for each chosen head, the other head of its layer with the smallest |association|."""
+    layers = np.array([layer for layer, _ in heads])
+    partners = []
+    for k in chosen:
+        others = np.flatnonzero((layers == layers[k]) & (np.arange(len(heads)) != k))
+        if not len(others):
+            return np.zeros(0, dtype=np.int64)
+        partners.append(others[np.argmin(np.abs(np.nan_to_num(association[others], nan=np.inf)))])
+    return np.array(partners, dtype=np.int64)
+
+
+class Ablation:
+    """Deltas (K, n) of every candidate head on the test sequences, with intervals."""
+
+    def __init__(self, claim, context, deltas, association, heads, named):
+        self.claim, self.context, self.deltas, self.association, self.heads, self.named = (
+            claim, context, deltas, association, heads, named)
+        self.n = deltas.shape[1]
+
+    def statistics(self) -> dict[str, Estimate]:
+        out = {"n_sequences": Estimate(float(self.n), float(self.n), float(self.n), self.n, kind="count")}
+        out["delta"] = self.named_delta()
+        out["associated_minus_uninformative"] = self.contrast()
+        return out
+
+    def mean_interval(self, per_sequence: np.ndarray, purpose: str):
+        def statistic(weights):
+            if weights is None:
+                return np.array([per_sequence.mean()])
+            return weights @ per_sequence / weights.sum(axis=1)
+
+        return bootstrap(statistic, self.n, n_resamples=self.claim.resamples, seed=self.context.seed_for(purpose),
+                         level=self.claim.ci_level)
+
+    def named_delta(self) -> Estimate:
+        if self.named is None:
+            return Estimate.missing("the claim names no head (params.layer, params.head)")
+        if self.n == 0:
+            return Estimate.missing("no test sequences")
+        interval = self.mean_interval(self.deltas[self.named], "bootstrap-delta")
+        layer, head = self.heads[self.named]
+        return Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n, min_n=MIN_SEQUENCES,
+                        detail={"layer": layer, "head": head, "per_head": self.table()})
+
+    def contrast(self) -> Estimate:
+        if self.n == 0:
+            return Estimate.missing("no test sequences")
+        ranked = np.argsort(-np.nan_to_num(self.association, nan=-np.inf), kind="stable")
+        chosen = ranked[: self.claim.params.n_associated]
+        partners = uninformative_partners(self.association, self.heads, chosen)
+        if len(partners) != len(chosen):
+            return Estimate.missing("an associated head is alone in its layer: no uninformative head to compare")
+        per_sequence = (self.deltas[chosen] - self.deltas[partners]).mean(axis=0)
+        interval = self.mean_interval(per_sequence, "bootstrap-contrast")
+        label = att.head_label
+        detail = {"associated": [label(self.heads[k]) for k in chosen],
+                  "uninformative": [label(self.heads[k]) for k in partners],
+                  "association": self.claim.params.association, "selected_on": "train split",
+                  "per_head": self.table()}
+        return Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n,
+                        min_n=MIN_SEQUENCES, detail=detail)
+
+    def table(self) -> list[dict]:
+        means = self.deltas.mean(axis=1) if self.n else np.full(len(self.heads), np.nan)
+        return [{"layer": layer, "head": head, "delta": _rounded(means[k]), "association": _rounded(self.association[k])}
+                for k, (layer, head) in enumerate(self.heads)]
+
+    def figures(self, model) -> list:
+        if self.n == 0:
+            return []
+        deltas, association = (np.full((model.n_layers, model.n_heads), np.nan) for _ in range(2))
+        means = self.deltas.mean(axis=1)
+        for k, (layer, head) in enumerate(self.heads):
+            deltas[layer, head], association[layer, head] = means[k], self.association[k]
+        none = np.zeros_like(deltas, dtype=bool)
+        claim = self.claim
+        return [
+            att.head_heatmap(deltas, title=f"{claim.id}: mean ablation delta per head", label="delta",
+                             threshold=att.criterion_threshold(claim, ("delta",)), passing=none,
+                             caption=f"Mean signed change of the target metric over {self.n} test sequences when the "
+                                     f"head is {claim.params.ablation}-ablated (negative: ablation hurts)."),
+            att.head_heatmap(association, title=f"{claim.id}: association per head (train split)",
+                             label=claim.params.association, threshold=None, passing=none,
+                             caption=f"{claim.params.association} with the {claim.params.annotation} annotation on "
+                                     "the train split (log2 ratio for attention_enrichment); selects the heads compared."),
+        ]
+
+
+def settings_card(claim, target: iv.TargetMetric, n: int) -> Card:
+    params = claim.params
+    return Card("head_ablation settings", {
+        "metric": target.describe(), "ablation": f"{params.ablation}, before the output projection, every token",
+        "sequences": f"test split, {params.sequences} ({n})", "association": params.association,
+        "annotation": params.annotation, "n_associated": params.n_associated,
+        "sign_by_label": bool(label_signs(claim, np.array([0]))[0] < 0)})
+
+
+def _rounded(value) -> float | None:
+    return round(float(value), 6) if np.isfinite(value) else None
+
+
+FAMILY = Family(
+    name="head_ablation",
+    summary="change of a target metric on held-out sequences when a head's output is ablated before the output "
+            "projection; heads associated with a feature against uninformative heads of the same layer",
+    params=AblationParams,
+    statistics={
+        "delta": Statistic("named head: mean signed change of the metric under ablation; bootstrap over sequences"),
+        "associated_minus_uninformative": Statistic(
+            "mean over sequences of delta(associated head) - delta(least associated head of the same layer); heads "
+            "selected on the train split; paired bootstrap over test sequences", selection=True),
+        "n_sequences": Statistic("test sequences ablated", kind="count"),
+    },
+    evaluate=evaluate,
+    min_n=MIN_SEQUENCES,
+    example={"model": "planted",
+             "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 600},
+             "params": {"layers": [0], "ablation": "mean", "metric": {"kind": "token_logit", "token": "TATAAAA"}},
+             "criteria": [{"statistic": "associated_minus_uninformative", "op": "<", "threshold": 0.0}]},
+)
