@@ -108,7 +108,7 @@ class Recipe(BaseModel):
 
 DEFAULT_RECIPES: dict[str, Recipe] = {
     "single": Recipe(),
-    "6mer": Recipe(name="organism-6mer", k=6, steps=900),
+    "6mer": Recipe(name="organism-6mer", k=6, steps=700),
 }
 
 
