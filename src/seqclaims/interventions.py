@@ -92,6 +92,8 @@ class CorruptionSpec(StrictModel):
     region: list[int] | None = Field(
         None, min_length=2, max_length=2, description="[first, last] 0-based start index of the motif windows a site "
         "may take (default: tata -40..-20 of the TSS by window centre; motif_sites the centred window; else anywhere)")
+    anchor: int | None = Field(None, ge=0, description="donor / acceptor: 0-based index of the dinucleotide's first "
+                               "base (default: the dataset's anchor)")
     max_tries: int = Field(256, ge=1, le=100000, description="corruptions drawn per pair before it is excluded")
     max_pairs: int | None = Field(None, ge=1, description="at most this many pairs (a seeded random subset)")
 
@@ -191,9 +193,10 @@ def site_rule(spec: CorruptionSpec, dataset, motif=None) -> SiteRule:
 
     anchor = dataset.card.get("anchor")
     if spec.site in DINUCLEOTIDE_SITES:
+        anchor = spec.anchor if spec.anchor is not None else anchor
         if anchor is None:
-            raise InputError(f"params.corruption.site: {spec.site} sites sit at the dataset's anchor, and dataset "
-                             f"{dataset.name} has none; use site: motif")
+            raise InputError(f"params.corruption.anchor: {spec.site} sites sit at an anchor, and dataset "
+                             f"{dataset.name} records none; give the dinucleotide's 0-based index")
         return SiteRule(spec.site, anchor=int(anchor))
     if motif is None:
         raise InputError(f"params.corruption.matrix: name the JASPAR matrix of the site (dataset {dataset.name} "
