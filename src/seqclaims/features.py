@@ -41,7 +41,6 @@ from seqclaims.evidence import Ceiling, Estimate, Figure, token_annotation
 from seqclaims.schema import StrictModel
 from seqclaims.stats import auprc_weighted, bootstrap, expand_to_items, pearson_weighted, permute_between_units
 
-TRACKS = ("start_codon", "stop_codon", "donor", "acceptor", "tss")
 # The sequence every annotated element of a track has (the builders verify it), for the k-mer baseline.
 CONSENSUS = {"start_codon": ("ATG",), "stop_codon": ("TAA", "TAG", "TGA"), "donor": ("GT",), "acceptor": ("AG",)}
 MIN_TEST_POSITIVES = 5
@@ -618,7 +617,7 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
     pr = fig.add_subplot(grid[1, 1])
     precision, recall, _ = precision_recall_curve(labels, values)
     pr.plot(recall, precision, label=f"unit (AUPRC {inputs.auprc:.3f})")
-    pr.axhline(labels.mean(), color="grey", linestyle="--", label=f"chance ({labels.mean():.4f})")
+    pr.axhline(labels.mean(), color="grey", linestyle="--", label=f"random ranking (prevalence {labels.mean():.4f})")
     pr.set_xlabel("recall")
     pr.set_ylabel("precision")
     pr.set_ylim(0, 1.02)
@@ -626,7 +625,7 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
     fig.suptitle(inputs.title, fontsize=11)
     caption = ("top: the test sequences where the unit is most active, around its peak (bases shaded by "
                "activation, annotated bases underlined); bottom: activation histogram on annotated vs other test "
-               "tokens, and the precision-recall curve against chance (the prevalence)")
+               "tokens, and the precision-recall curve against a random ranking (precision = prevalence)")
     return Figure.from_matplotlib(fig, inputs.title, caption)
 
 
