@@ -49,7 +49,9 @@ Scale = Literal["probability", "log_probability", "logit"]
 KEY_SCORES = ("attention_received", "qk_weights")
 SCALES = ("probability", "log_probability", "logit")
 PROBABILITY_FLOOR = 1e-30  # log of a probability that underflowed to 0 in float32
-PATTERN_BYTES = 256 * 2**20  # attention patterns held per sub-batch, all layers together
+PATTERN_BYTES = 32 * 2**20  # attention patterns held per sub-batch, all layers together (cache-sized)
+PASS_THREADS = 1  # torch threads of the key-score pass: on the shared 2-core machine one thread ran the
+# organism's pass 4x faster than two (threads contend with pytest -n 2 workers and other processes)
 CODE_VERSION = source_hash("seqclaims.attention")[:16]
 
 
@@ -125,6 +127,8 @@ def _compute_key_scores(model, sequences: Sequence[str], key_score: str, batch_s
     out = {name: np.zeros((n_seq, n_layers, model.n_heads, n_tok), dtype=np.float32) for name in names}
     captured: dict[int, torch.Tensor] = {}
     handles = [] if key_score == "attention_received" else _capture_projection_inputs(model, captured)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, PASS_THREADS))
     # the qk pass asks for the last layer's head outputs only so that the forward runs through every layer
     hooks = ([f"layer.{l}.attn.pattern" for l in range(n_layers)] if key_score == "attention_received"
              else [f"layer.{n_layers - 1}.attn.head_out"])
@@ -141,6 +145,7 @@ def _compute_key_scores(model, sequences: Sequence[str], key_score: str, batch_s
                 for name, value in parts.items():
                     out[name][lo:hi, layer, :, : value.shape[-1]] = value.numpy()
     finally:
+        torch.set_num_threads(threads)
         for handle in handles:
             handle.remove()
     arrays = {f"scores.{name}": value for name, value in out.items()}
