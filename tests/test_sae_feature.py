@@ -297,3 +297,14 @@ def test_k_must_be_below_d_sae(tmp_path):
     path = write_claim(tmp_path, "bad-sae", params={**sae_params(), "sae": {"d_sae": 8, "k": 8}})
     with pytest.raises(ClaimError, match="k"):
         load_claim(path, FAMILIES)
+
+
+@pytest.mark.parametrize("family", ["sae_feature", "neuron"])
+def test_claim_template_is_a_valid_claim(tmp_path, family):
+    from seqclaims.cli import claim_template
+
+    path = tmp_path / "claims" / "exploratory" / "from-template.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(claim_template(FAMILIES.get(family, path), "from-template"))
+    claim = load_claim(path, FAMILIES)
+    assert claim.check == family and claim.params.annotation is not None

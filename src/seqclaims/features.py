@@ -449,7 +449,12 @@ def score_units(blocks: Iterable[Units], table: TokenTable, names: list[str], *,
     statistics = {key: _with_detail(value, detail) for key, value in {**auprc_stats, "motif_cosine": cosine}.items()}
     used = {"best": best, **({"cosine": cosine_unit} if cosine_unit >= 0 else {}),
             **({"named": named} if named is not None else {})}
-    return Scored(statistics, used, survey.columns)
+    ratio = statistics["auprc_over_chance"]
+    note = (f"{names[reported]} ({'named' if named is not None else 'best of ' + str(survey.train_auprc.size)} on train): "
+            f"test AUPRC {statistics['auprc'].estimate:.4f}, {ratio.estimate:.1f}x chance "
+            f"[{ratio.ci_low:.1f}, {ratio.ci_high:.1f}], {ratio.detail['n_test_annotated']} annotated of "
+            f"{ratio.detail['n_test_tokens']} test tokens")
+    return Scored(statistics, used, survey.columns, [note])
 
 
 _STATISTIC_NAMES = ("auprc", "best_auprc", "chance", "prevalence", "auprc_over_chance", "pattern_auprc",
