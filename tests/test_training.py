@@ -67,6 +67,8 @@ def test_embedded_model_loads_by_name_offline(name, monkeypatch):
     out = run_with_cache(loaded, batch, ["logits", "layer.0.attn.pattern"])
     assert out["logits"].shape == (1, 512 + 2, config.vocab_size)
     assert torch.allclose(out["layer.0.attn.pattern"].sum(-1), torch.ones(1, loaded.n_heads, 514), atol=1e-4)
+    as_folder = load_model({"path": str(fixtures_dir() / "models" / name)})
+    assert torch.equal(run_with_cache(as_folder, batch, ["logits"])["logits"], out["logits"])
 
 
 @pytest.mark.parametrize("name", EMBEDDED)

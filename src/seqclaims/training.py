@@ -701,7 +701,8 @@ def fitted_baselines(recipe: Recipe) -> list[baselines.ContextModel]:
 def summarise(per_window: dict[str, PerWindow], k: int, n_resamples: int, seed: int) -> dict:
     """Accuracy and bits (per token and per nucleotide) with bootstrap intervals over windows.
 
-    Also the model's accuracy minus the best baseline's, the best re-selected in every resample.
+    Also the model's accuracy minus the best baseline's and its loss minus the lowest baseline loss, the best
+    re-selected in every resample (paired: the same windows for all predictors).
     """
     from seqclaims.stats import bootstrap
 
@@ -716,7 +717,8 @@ def summarise(per_window: dict[str, PerWindow], k: int, n_resamples: int, seed: 
         accuracy = (w @ correct.T) / n[:, None]  # (B, n_predictors)
         loss = (w @ bits.T) / n[:, None]
         margin = accuracy[:, :1] - accuracy[:, 1:].max(axis=1, keepdims=True)
-        return np.concatenate([accuracy, loss, margin], axis=1)
+        loss_margin = loss[:, :1] - loss[:, 1:].min(axis=1, keepdims=True)
+        return np.concatenate([accuracy, loss, margin, loss_margin], axis=1)
 
     interval = bootstrap(statistic, len(count), n_resamples=n_resamples, seed=seed)
     p = len(names)
@@ -733,6 +735,8 @@ def summarise(per_window: dict[str, PerWindow], k: int, n_resamples: int, seed: 
         "predictors": table,
         "best_baseline": best,
         "accuracy_minus_best_baseline": _triple(interval, 2 * p),
+        "best_baseline_by_loss": min(names[1:], key=lambda name: table[name]["bits_per_token"][0]),
+        "bits_minus_best_baseline": _triple(interval, 2 * p + 1),
         "n_windows": int(len(count)),
         "n_tokens": int(count.sum()),
         "ci_level": interval.level,
@@ -884,6 +888,11 @@ def card_markdown(card: dict) -> str:
     else:
         verdict = (f"The model and the best k-mer baseline ({best}) cannot be told apart: difference {100 * margin[0]:.2f} "
                    f"accuracy points ({level}% interval {100 * margin[1]:.2f} to {100 * margin[2]:.2f}).")
+    if "bits_minus_best_baseline" in evaluation:
+        gap = evaluation["bits_minus_best_baseline"]
+        side = "below" if gap[0] < 0 else "above"
+        verdict += (f" In loss the model is {abs(gap[0]):.4f} bits per token {side} the best baseline by loss "
+                    f"({evaluation['best_baseline_by_loss']}; {level}% interval of the difference {gap[1]:.4f} to {gap[2]:.4f}).")
     unit = "nucleotide" if k == 1 else f"{k}-mer token"
     rows = "\n".join(
         f"| {name} | {_pct(values['accuracy'])} | {_bits(values['bits_per_token'])} | {values['bits_per_nucleotide'][0]:.4f} |"
