@@ -4,7 +4,8 @@ Candidate: `seqclaims.sae.train_sae` as the families run it (the k active decode
 `embedding_bag`). Baseline, in the same run: the same training with the textbook dense decoder (the
 code scattered into a (batch, d_sae) matrix and multiplied by the whole decoder). Both train one epoch
 per timed run (median of repeats); the full default training (SaeSpec().epochs epochs) is timed once
-for the candidate and reported with its fraction of variance unexplained.
+for the candidate and reported with its fraction of variance unexplained and its CPU time (wall times
+depend on what else the machine runs; the load average is recorded).
 
 Data: synthetic activations with a known sparse structure, x = z D + noise, with 8 of 2,048 unit-norm
 dictionary directions active per token (exponential magnitudes), so that the SAE has features to find.
@@ -14,6 +15,7 @@ Run: python benchmarks/bench_sae.py  (writes benchmarks/results/sae_training.jso
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,9 +49,9 @@ def main() -> None:
     baseline_s, baseline_runs, baseline = time_median(lambda: train_sae(x, one_epoch, dense=True),
                                                       repeats=3, warmup=0)
     candidate_s, candidate_runs, candidate = time_median(lambda: train_sae(x, one_epoch), repeats=3, warmup=0)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     full = train_sae(x, spec)
-    full_seconds = time.perf_counter() - started
+    full_seconds, full_cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     difference = abs(candidate.report["fvu_train"] - baseline.report["fvu_train"])
     record = write_comparison(
         "sae_training",
@@ -59,12 +61,16 @@ def main() -> None:
         max_abs_difference=difference, tolerance=0.02,
         n_tokens=N_TOKENS, width=WIDTH, d_sae=D_SAE, k=K, batch_size=spec.batch_size, lr=spec.lr,
         threads="1 (training runs single-threaded)",
+        load_average_1_5_15_min=[round(v, 2) for v in os.getloadavg()],  # other work on the machine meanwhile
         fvu_after_one_epoch={"baseline": baseline.report["fvu_train"], "candidate": candidate.report["fvu_train"]},
-        full_training={"epochs": spec.epochs, "seconds": round(full_seconds, 2), "fvu": full.report["fvu_train"],
+        full_training={"epochs": spec.epochs, "seconds": round(full_seconds, 2),
+                       "cpu_seconds": round(full_cpu_seconds, 2),  # the process's own CPU time: robust to load
+                       "fvu": full.report["fvu_train"],
                        "mean_l0": full.report["mean_l0_train"], "dead_fraction": full.report["dead_fraction_train"]},
     )
     print(f"sae training, {N_TOKENS} x {WIDTH} -> {D_SAE} (k={K}): one epoch {candidate_s:.2f} s "
-          f"(dense decoder {baseline_s:.2f} s, {record['speedup']:.2f}x); {spec.epochs} epochs {full_seconds:.1f} s, "
+          f"(dense decoder {baseline_s:.2f} s, {record['speedup']:.2f}x); {spec.epochs} epochs {full_seconds:.1f} s "
+          f"({full_cpu_seconds:.1f} s CPU), "
           f"fvu {full.report['fvu_train']:.3f}, dead {full.report['dead_fraction_train']:.3f}")
 
 
