@@ -35,7 +35,7 @@ best-of-d_sae maximum honest (no winner's curse in the reported AUPRC).
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Evidence, gather_inputs
@@ -58,6 +58,13 @@ class SaeFeatureParams(StrictModel):
                                 "split (a latent of the SAE these settings train)")
     top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
 
+    @model_validator(mode="after")
+    def _feature_exists(self) -> "SaeFeatureParams":
+        if self.feature is not None and self.feature >= self.sae.d_sae:
+            raise ValueError(f"feature {self.feature} is not a latent of an SAE with d_sae {self.sae.d_sae}; "
+                             f"use 0..{self.sae.d_sae - 1} or leave it out")
+        return self
+
 
 def evaluate(claim, context) -> Evidence:
     params: SaeFeatureParams = claim.params
@@ -71,9 +78,6 @@ def evaluate(claim, context) -> Evidence:
     train_content = _split_content(dataset, activations, "train")
     sample = sample_tokens(int(train_content.sum()), params.sae)
     trained = load_or_train(activations.key, hook, params.sae, lambda: per_token[train_content][sample])
-    if params.feature is not None and params.feature >= params.sae.d_sae:
-        raise InputError(f"{claim.path}: params.feature: {params.feature} is not a latent of an SAE with "
-                         f"d_sae {params.sae.d_sae}; use 0..{params.sae.d_sae - 1} or leave it out")
     codes = trained.codes(tokens.table.gather(per_token))
     names = [f"f{j}" for j in range(params.sae.d_sae)]
     seed = context.seed_for("bootstrap")

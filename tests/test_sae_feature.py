@@ -259,7 +259,6 @@ def test_retrained_sae_gives_identical_statistics(planted_results, tmp_path, mon
 @pytest.mark.parametrize("params, message", [
     (sae_params(hook="layer.9.resid_post"), "not a hook"),
     (sae_params(hook="layer.0.attn.pattern"), "not a per-token activation"),
-    (sae_params(feature=500), "not a latent"),
 ])
 def test_user_errors_are_one_line_results(tmp_path, params, message):
     result = evaluate(write_claim(tmp_path, "bad-claim", params=params))
@@ -291,6 +290,13 @@ def test_bad_annotations_are_one_line_claim_errors(tmp_path, annotation, fragmen
     with pytest.raises(ClaimError) as error:
         load_claim(path, FAMILIES)
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_feature_must_be_a_latent(tmp_path):
+    path = write_claim(tmp_path, "bad-feature", params=sae_params(feature=500))
+    with pytest.raises(ClaimError, match="not a latent") as error:
+        load_claim(path, FAMILIES)
+    assert "\n" not in str(error.value)
 
 
 def test_k_must_be_below_d_sae(tmp_path):
