@@ -492,12 +492,14 @@ class PatchingRun:
 
 
 def patching_effects(model, target: TargetMetric, pairs: Pairs, layers: Sequence[int], *, at: str = "all",
-                     batched: bool = True, batch_size: int = 64) -> PatchingRun:
+                     batched: bool = True, batch_size: int = 16) -> PatchingRun:
     """Patch every head of `layers` from the clean into the corrupted run, one pair chunk at a time.
 
     at: ``all`` tokens (special ones included) or ``site``, the tokens overlapping the edit. batched: all
     heads of a layer in one pass (`models.patch_every_head`); False patches one head per pass (the
-    reference the batched path must equal)."""
+    reference the batched path must equal). batch_size: rows per forward pass, copies included; small
+    passes keep the activations in cache (on a shared two-core machine, 16 rows ran about 1.6 times faster
+    per row than 64)."""
     layers = list(layers)
     n = len(pairs)
     f_clean, f_corrupted = np.zeros(n), np.zeros(n)
@@ -527,7 +529,7 @@ class AblationRun:
 
 
 def ablation_effects(model, target: TargetMetric, sequences: Sequence[str], layers: Sequence[int], *,
-                     means: np.ndarray | None = None, batched: bool = True, batch_size: int = 64) -> AblationRun:
+                     means: np.ndarray | None = None, batched: bool = True, batch_size: int = 16) -> AblationRun:
     """Ablate every head of `layers`, one at a time, at every token: zeros, or `means` (n_layers, n_heads,
     d_head) from `head_means`."""
     layers = list(layers)
