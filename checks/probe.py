@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from seqclaims import probing
 from seqclaims.errors import InputError, Unavailable
@@ -102,6 +102,12 @@ class ProbeParams(StrictModel):
         if any(not np.isfinite(c) or c <= 0 for c in value):
             raise ValueError("every C in c_grid must be a positive number")
         return sorted(value)
+
+    @model_validator(mode="after")
+    def _position_with_position_pooling(self) -> "ProbeParams":
+        if (self.pooling == "position") != (self.position is not None):
+            raise ValueError("`position` goes with `pooling: position`, and `pooling: position` needs `position`")
+        return self
 
     @field_validator("model_b")
     @classmethod
@@ -244,7 +250,7 @@ def suite_settings(params: ProbeParams, context, layer_hook: str | None) -> prob
 
 @dataclass
 class Resampled:
-    """Resampling of one set of items by their units. weights(counts) -> (B, n_items) or None."""
+    """Bootstrap of a set of items (windows, matched pairs' members) by the units they belong to."""
 
     unit_of_item: np.ndarray  # (n_items,) in 0..n_units-1
     n_units: int

@@ -334,7 +334,6 @@ def test_a_hub_model_not_in_the_cache_skips_naming_both_missing_inputs(claims_di
 
 @pytest.mark.parametrize(("params", "data_spec", "message"), [
     ({"layer": 7}, None, "params.layer"),
-    ({"pooling": "position"}, None, "position"),
     ({"transfer": "athaliana"}, None, "own species"),
     ({}, "multiclass", "binary labels"),
 ])
@@ -355,6 +354,8 @@ def test_user_errors_are_one_line_results(params, data_spec, message, claims_dir
     ({"model_b": "organsim"}, "model_b"),
     ({"pooling": "median"}, "pooling"),
     ({"layers": "all"}, "layers"),
+    ({"pooling": "position"}, "position"),
+    ({"position": 100}, "position"),
 ])
 def test_bad_params_are_one_line_claim_errors(params, message, claims_dir, families):
     path = write_claim(claims_dir, f"bad-param-{message.replace('_', '-')}", params=params)
