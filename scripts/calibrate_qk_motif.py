@@ -9,7 +9,7 @@ logits averaged over queries, uncentred, overlap-max track); and, on the same nu
 settings, the share of heads at token-level p < alpha (two-sided scipy.stats.pearsonr over all tokens,
 what MINTS reported) before and after Bonferroni correction.
 
-    python scripts/calibrate_qk_motif.py [--model planted] [--repetitions 200]
+    python scripts/calibrate_qk_motif.py [--models planted organism] [--repetitions 200]
 
 Writes benchmarks/results/calibration_qk_motif.json and docs/figures/calibration_qk_motif.png.
 """
@@ -112,72 +112,79 @@ def calibrate(model_name: str, repetitions: int, n_permutations: int, seed: int)
     return summary, raw
 
 
-def figure(summary: dict, raw: dict, model_name: str, repetitions: int) -> None:
+def figure(summaries: dict, raws: dict, repetitions: int) -> None:
+    """One row per model: ECDF of the uncorrected null p-values, and shares of heads wrongly at p < 0.05."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ecdf, bars) = plt.subplots(1, 2, figsize=(10, 4))
-    grid = np.linspace(0, 1, 201)
-    for name, label, style in (("default", "sequence permutation, default settings", "-"),
-                               ("mints", "sequence permutation, MINTS settings", "--")):
-        p = raw[name]["p_raw"].ravel()
-        p = p[np.isfinite(p)]
-        ecdf.plot(grid, [(p <= g).mean() for g in grid], style, label=label)
-    token = raw["mints"]["token_p"].ravel()
-    token = token[np.isfinite(token)]
-    ecdf.plot(grid, [(token <= g).mean() for g in grid], ":", color="crimson", label="token-level pearsonr, MINTS settings")
-    ecdf.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
-    ecdf.set_xlabel("nominal p")
-    ecdf.set_ylabel("share of null heads with p at or below")
-    ecdf.set_title("uncorrected p-values on null data (uniform = calibrated)", fontsize=9)
-    ecdf.legend(fontsize=7)
-    labels, values, errors = [], [], []
-    for name, key, label in (("default", "permutation_holm", "default\nperm. + Holm"),
-                             ("mints", "permutation_holm", "MINTS settings\nperm. + Holm"),
-                             ("mints", "token_level_uncorrected", "MINTS settings\ntoken p"),
-                             ("mints", "token_level_bonferroni", "MINTS settings\ntoken p + Bonf.")):
-        share = summary[name][key]
-        labels.append(label)
-        values.append(share["share_of_heads"])
-        errors.append(2 * np.sqrt(max(share["share_of_heads"] * (1 - share["share_of_heads"]), 1e-12)
-                                  / (repetitions * (summary[name]["heads"] - summary[name]["heads_not_tested"]))))
-    bars.bar(range(len(values)), values, yerr=errors, color=["tab:blue", "tab:blue", "crimson", "crimson"])
-    bars.axhline(ALPHA, color="black", linewidth=1, label="alpha = 0.05")
-    bars.axhline(summary["default"]["permutation_holm"]["bound_heads"], color="black", linestyle="--", linewidth=1,
-                 label="alpha + 2 MC SE")
-    bars.set_xticks(range(len(values)), labels, fontsize=7)
-    bars.set_ylabel("share of heads wrongly at p < 0.05")
-    bars.set_title(f"{model_name}: {repetitions} null repetitions x {summary['default']['heads']} heads", fontsize=9)
-    bars.legend(fontsize=7)
+    fig, axes = plt.subplots(len(summaries), 2, figsize=(10, 4 * len(summaries)), squeeze=False)
+    for (model_name, summary), (ecdf, bars) in zip(summaries.items(), axes):
+        raw = raws[model_name]
+        grid = np.linspace(0, 1, 201)
+        for name, label, style in (("default", "sequence permutation, default settings", "-"),
+                                   ("mints", "sequence permutation, MINTS settings", "--")):
+            p = raw[name]["p_raw"].ravel()
+            p = p[np.isfinite(p)]
+            ecdf.plot(grid, [(p <= g).mean() for g in grid], style, label=label)
+        token = raw["mints"]["token_p"].ravel()
+        token = token[np.isfinite(token)]
+        ecdf.plot(grid, [(token <= g).mean() for g in grid], ":", color="crimson",
+                  label="token-level pearsonr, MINTS settings")
+        ecdf.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+        ecdf.set_xlabel("nominal p")
+        ecdf.set_ylabel("share of null heads with p at or below")
+        ecdf.set_title(f"{model_name}: uncorrected p-values on null data (diagonal = calibrated)", fontsize=9)
+        ecdf.legend(fontsize=7)
+        labels, values, errors = [], [], []
+        for name, key, label in (("default", "permutation_holm", "default\nperm. + Holm"),
+                                 ("mints", "permutation_holm", "MINTS settings\nperm. + Holm"),
+                                 ("mints", "token_level_uncorrected", "MINTS settings\ntoken p"),
+                                 ("mints", "token_level_bonferroni", "MINTS settings\ntoken p + Bonf.")):
+            share = summary[name][key]["share_of_heads"]
+            tested = repetitions * (summary[name]["heads"] - summary[name]["heads_not_tested"])
+            labels.append(label)
+            values.append(share)
+            errors.append(2 * np.sqrt(max(share * (1 - share), 1e-12) / tested))
+        bars.bar(range(len(values)), values, yerr=errors, color=["tab:blue", "tab:blue", "crimson", "crimson"])
+        bars.axhline(ALPHA, color="black", linewidth=1, label="alpha = 0.05")
+        bars.axhline(summary["default"]["permutation_holm"]["bound_heads"], color="black", linestyle="--",
+                     linewidth=1, label="alpha + 2 MC SE")
+        bars.set_xticks(range(len(values)), labels, fontsize=7)
+        bars.set_ylabel("share of heads wrongly at p < 0.05")
+        bars.set_title(f"{model_name}: {repetitions} null repetitions x {summary['default']['heads']} heads", fontsize=9)
+        bars.legend(fontsize=7)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(FIGURE, dpi=110)
+    fig.savefig(FIGURE, dpi=100)
     plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="planted", choices=sorted(DATA))
+    parser.add_argument("--models", nargs="+", default=["planted", "organism"], choices=sorted(DATA))
     parser.add_argument("--repetitions", type=int, default=200)
     parser.add_argument("--permutations", type=int, default=999)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("SEQCLAIMS_PROGRESS", "0")
-    summary, raw = calibrate(args.model, args.repetitions, args.permutations, args.seed)
+    summaries, raws = {}, {}
+    for model_name in args.models:
+        summaries[model_name], raws[model_name] = calibrate(model_name, args.repetitions, args.permutations, args.seed)
+        for name, values in summaries[model_name].items():
+            holm, token = values["permutation_holm"], values["token_level_uncorrected"]
+            print(f"{model_name} {name}: heads at Holm p < {ALPHA}: {holm['share_of_heads']:.4f} (bound "
+                  f"{holm['bound_heads']:.4f}); repetitions with any: {holm['share_of_repetitions_any_head']:.3f} "
+                  f"(bound {holm['bound_repetitions']:.3f}); token-level p < {ALPHA}: {token['share_of_heads']:.3f}; "
+                  f"{values['seconds']} s", flush=True)
     record = {"name": "calibration_qk_motif", "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "model": args.model, "data": DATA[args.model], "motif": "MA0108.3", "alpha": ALPHA,
-              "repetitions": args.repetitions, "permutations": args.permutations, "seed": args.seed,
-              "results": summary}
+              "motif": "MA0108.3", "alpha": ALPHA, "repetitions": args.repetitions,
+              "permutations": args.permutations, "seed": args.seed,
+              "models": {name: {"data": DATA[name], "results": summaries[name]} for name in args.models}}
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(record, indent=2) + "\n")
-    figure(summary, raw, args.model, args.repetitions)
-    for name, values in summary.items():
-        holm, token = values["permutation_holm"], values["token_level_uncorrected"]
-        print(f"{name}: heads at Holm p < {ALPHA}: {holm['share_of_heads']:.4f} (bound {holm['bound_heads']:.4f}); "
-              f"repetitions with any: {holm['share_of_repetitions_any_head']:.3f} (bound {holm['bound_repetitions']:.3f}); "
-              f"token-level p < {ALPHA}: {token['share_of_heads']:.3f}; {values['seconds']} s")
+    figure(summaries, raws, args.repetitions)
     print(f"wrote {RESULT.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}")
 
 
