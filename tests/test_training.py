@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +83,11 @@ def test_card_records_the_files_it_ships(name):
     readme = (folder / "README.md").read_text()
     assert evaluation["best_baseline"] in readme and "curve.png" in readme
     assert (folder / "curve.png").stat().st_size < 200_000
+
+
+@pytest.mark.parametrize(("name", "tokenization"), [("organism", "single"), ("organism-6mer", "6mer")])
+def test_default_recipes_are_the_shipped_ones(name, tokenization):
+    assert _card(name)["recipe_sha256"] == tr.recipe_for(tokenization).digest()
 
 
 def test_fixtures_stay_under_50_mb():
@@ -244,18 +248,41 @@ def test_sparse_positions_keep_their_distance():
 
 
 def test_local_heads_attend_to_their_offsets_at_initialisation():
-    recipe = tr.recipe_for("single", d_model=64, n_heads=4, n_layers=1, d_mlp=64)
+    recipe = tr.recipe_for("single", d_model=64, n_heads=4, n_layers=2, d_mlp=64,
+                           local_heads=((-2, -1, 1, 2), (-4, -3, 3, 4)))
     tokenizer = tr.build_tokenizer(recipe)
     model = tr.build_model(recipe, tokenizer)
     model.set_attn_implementation("eager")
     ids = torch.from_numpy(tr.frame(np.random.default_rng(0).integers(5, 9, size=(2, 300)), 2, 3))
     with torch.no_grad():
-        pattern = model(input_ids=ids, output_attentions=True).attentions[0]  # (2, heads, q, k)
+        patterns = model(input_ids=ids, output_attentions=True).attentions  # per layer (2, heads, q, k)
     queries = torch.arange(20, 280)
-    for head, offset in enumerate(recipe.local_heads[0]):
-        keys = pattern[:, head, queries].argmax(-1)
-        assert (keys == queries + offset).float().mean() > 0.95
-        assert pattern[:, head, queries, queries + offset].mean() > 0.5
+    for layer, offsets in enumerate(recipe.local_heads):
+        for head, offset in enumerate(offsets):
+            pattern = patterns[layer][:, head, queries]
+            assert (pattern.argmax(-1) == queries + offset).float().mean() > 0.95
+            assert pattern[:, torch.arange(len(queries)), queries + offset].mean() > 0.5
+
+
+def test_local_heads_for_missing_layers_are_an_input_error():
+    recipe = tr.recipe_for("single", n_layers=1, local_heads=((-1, 1), (-2, 2)))
+    with pytest.raises(InputError, match="local_heads"):
+        tr.build_model(recipe, tr.build_tokenizer(recipe))
+
+
+def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQCLAIMS_CACHE", str(tmp_path))
+    recipe = tr.recipe_for("single", n_layers=1, d_model=32, n_heads=4, d_mlp=64, local_heads=((-1, 1),),
+                           window_tokens=(32,), window_weights=(1.0,), tokens_per_batch=256, steps=10,
+                           warmup_steps=2, eval_every=0)
+    quiet = dict(log=lambda line: None)
+    _, _, whole = tr.train(recipe, max_steps=5, checkpoint=False, **quiet)
+    tr.train(recipe, max_steps=3, **quiet)
+    assert tr.checkpoint_path(recipe).is_file()
+    model, _, resumed = tr.train(recipe, max_steps=5, **quiet)
+    assert [p["step"] for p in resumed.curve] == [1, 2, 3, 4, 5]
+    assert [p["loss"] for p in resumed.curve] == pytest.approx([p["loss"] for p in whole.curve], abs=1e-6)
+    assert resumed.tokens_seen == whole.tokens_seen == 5 * 256
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():

@@ -24,6 +24,7 @@ with (seed, s), so a resumed run sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from seqclaims import baselines, data, genome
 from seqclaims.errors import InputError
@@ -93,13 +94,13 @@ class Recipe(BaseModel):
     eval_windows: int = 48
     checkpoint_every: int = 200
 
-    @property
-    def tokenization(self) -> str:
-        return "single" if self.k == 1 else f"{self.k}mer"
-
-    @property
-    def window_nt(self) -> tuple[int, ...]:
-        return tuple(t * self.k for t in self.window_tokens)
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        if len(self.window_weights) != len(self.window_tokens):
+            raise ValueError("window_weights needs one weight per entry of window_tokens")
+        if max(self.window_tokens) > self.context_tokens:
+            raise ValueError("window_tokens may not exceed context_tokens")
+        return self
 
     def digest(self) -> str:
         text = json.dumps({"version": TRAINING_VERSION, **self.model_dump(mode="json")}, sort_keys=True)
@@ -117,7 +118,8 @@ def recipe_for(tokenization: str, **overrides: Any) -> Recipe:
     if tokenization not in DEFAULT_RECIPES:
         raise InputError(f"tokenization {tokenization!r} has no recipe; use one of {', '.join(DEFAULT_RECIPES)}")
     base = DEFAULT_RECIPES[tokenization]
-    return base.model_copy(update={key: value for key, value in overrides.items() if value is not None})
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Recipe.model_validate({**base.model_dump(), **given})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,8 +146,10 @@ class Region:
 
     @classmethod
     def of(cls, codes: np.ndarray, start: int = 0) -> "Region":
-        codes = np.asarray(codes, dtype=np.int8)
-        return cls(codes, start, np.concatenate([[0], np.cumsum(codes < 0)]))
+        codes = np.array(codes, dtype=np.int8)
+        bad_cumsum = np.concatenate([[0], np.cumsum(codes < 0)])
+        codes.flags.writeable = bad_cumsum.flags.writeable = False  # regions are cached and shared
+        return cls(codes, start, bad_cumsum)
 
     def clean(self, offsets: np.ndarray, length: int) -> np.ndarray:
         """(n,) bool: windows `[offset, offset + length)` (offsets into the region) hold only A/C/G/T."""
@@ -153,7 +157,12 @@ class Region:
 
 
 def train_region(recipe: Recipe) -> Region:
-    return Region.of(chromosome_codes(recipe.species, recipe.chrom)[: train_end(recipe)])
+    return _region(recipe.species, recipe.chrom, 0, train_end(recipe))
+
+
+@functools.lru_cache(maxsize=4)
+def _region(species: str, chrom: str, start: int, end: int) -> Region:
+    return Region.of(chromosome_codes(species, chrom)[start:end], start)
 
 
 def sample_windows(region: Region, rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -306,6 +315,9 @@ def build_model(recipe: Recipe, tokenizer):
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
+    if len(recipe.local_heads) > recipe.n_layers:
+        raise InputError(f"the recipe sets local_heads for {len(recipe.local_heads)} layers but the model has "
+                         f"{recipe.n_layers}; shorten local_heads")
     torch.manual_seed(recipe.seed)
     model = EsmForMaskedLM(config)
     for layer, offsets in enumerate(recipe.local_heads):
@@ -468,9 +480,13 @@ def train(
         if monitor is not None and state.step % recipe.eval_every == 0:
             state.heldout_curve.append({"step": state.step, **monitor(model)})
             log(f"held-out at step {state.step}: {state.heldout_curve[-1]}")
-        if checkpoint and (state.step % recipe.checkpoint_every == 0 or state.step == last_step):
+        if checkpoint and state.step % recipe.checkpoint_every == 0:
             save_checkpoint(path, model, optimizer, state)
-    state.elapsed_s = time.perf_counter() - started
+    if window:  # stopped by the wall-time budget between two logged steps
+        state.curve.append(_curve_point(state, window, learning_rate(recipe, state.step - 1)))
+    if checkpoint:
+        # where the run stopped, so that resuming a finished run changes nothing
+        save_checkpoint(path, model, optimizer, state)
     model.eval()
     return model, tokenizer, state
 
@@ -495,8 +511,7 @@ EVAL_PURPOSE = 7  # separates the evaluation's random stream from the training b
 
 
 def heldout_region(recipe: Recipe) -> Region:
-    start, end = data.test_region(recipe.species, recipe.chrom, recipe.test_fraction)
-    return Region.of(chromosome_codes(recipe.species, recipe.chrom)[start:end], start)
+    return _region(recipe.species, recipe.chrom, *data.test_region(recipe.species, recipe.chrom, recipe.test_fraction))
 
 
 def heldout_windows(recipe: Recipe, n_windows: int, n_tok: int, purpose: int = EVAL_PURPOSE) -> np.ndarray:
@@ -852,8 +867,12 @@ def plot_curve(path: Path, card: dict, curve: dict) -> None:
     axis.set_ylabel("masked-token loss (bits)")
     axis.set_title(f"{card['name']}: {recipe['n_layers']} layers x {recipe['d_model']}, "
                    f"{'single-nucleotide' if recipe['k'] == 1 else str(recipe['k']) + '-mer'} tokens", fontsize=9)
-    low = min(train[:, 1].min(), predictors["model"]["bits_per_token"][0]) - 0.05
-    axis.set_ylim(low, min(train[:, 1].max(), low + 1.5 * recipe["k"]) + 0.05)
+    # zoom on the end of the run: the first steps fall from log2(vocabulary) and would flatten the rest
+    settled = train[train[:, 0] >= min(100, train[-1, 0] / 4), 1]
+    levels = [predictors["model"]["bits_per_token"][0], predictors[best]["bits_per_token"][0]]
+    held_levels = list(held[:, 1]) if curve["heldout"] else []
+    pad = 0.02 * recipe["k"]
+    axis.set_ylim(min(settled.min(), *levels) - pad, max(settled.max(), *levels, *held_levels) + pad)
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path)
@@ -1006,6 +1025,8 @@ def add_command(subparsers) -> None:
     command.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     command.add_argument("--fresh", action="store_true", help="ignore a checkpoint of the same recipe")
     command.add_argument("--notes", type=Path, default=None, help="Markdown file appended to the card (what was tried)")
+    command.add_argument("--evaluate-only", action="store_true",
+                         help="evaluate the model already in --out again and rewrite its card (no training)")
     command.set_defaults(run=run_train_organism)
 
 
@@ -1015,12 +1036,39 @@ def run_train_organism(args: argparse.Namespace) -> int:
     folder = args.out or fixtures_dir() / "models" / recipe.name
     notes = args.notes.read_text() if args.notes else ""
     log = lambda line: print(line, flush=True)  # noqa: E731
+    if args.evaluate_only:
+        evaluation = reevaluate(folder, notes if args.notes else None, log=log)
+        _report(folder, evaluation, log)
+        return 0
     evaluation = train_and_describe(recipe, folder, minutes=args.minutes, resume=not args.fresh,
                                     threads=args.threads, notes=notes, log=log)
+    _report(folder, evaluation, log)
+    return 0
+
+
+def _report(folder: Path, evaluation: dict, log: Callable[[str], None]) -> None:
     model_row = evaluation["predictors"]["model"]
     log(f"wrote {folder}: held-out accuracy {_pct(model_row['accuracy'])}, best baseline "
         f"{evaluation['best_baseline']} {_pct(evaluation['predictors'][evaluation['best_baseline']]['accuracy'])}")
-    return 0
+
+
+def reevaluate(
+    folder: Path, notes: str | None = None, settings: EvalSettings | None = None, log: Callable[[str], None] = print
+) -> dict:
+    """Evaluate a trained model folder again with the current evaluation code and rewrite its card."""
+    from transformers import EsmForMaskedLM
+
+    folder = Path(folder)
+    card_file = folder / "card.json"
+    if not card_file.is_file():
+        raise InputError(f"{folder} has no card.json; train the model with `seqclaims train-organism` first")
+    card = json.loads(card_file.read_text())
+    model = EsmForMaskedLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32).eval()
+    card["evaluation"] = evaluate(model, Recipe(**card["recipe"]), settings, log=log)
+    if notes is not None:
+        card["notes"] = notes
+    render_card(folder, card)
+    return card["evaluation"]
 
 
 def train_and_describe(
