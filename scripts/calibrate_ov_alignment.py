@@ -76,7 +76,7 @@ def figure(results: dict) -> None:
         ax.axvline(1 / np.sqrt(width), color="black", linestyle=":", label="1 / sqrt(d_model)")
         rate = results[str(width)]["rates"]["percentile_at_least_99"]["rate"]
         ax.set_title(f"width {width}: percentile >= 99 in {rate:.1%} of null draws", fontsize=8)
-        ax.set_xlabel("max |cos| of a random direction with write singular vectors")
+        ax.set_xlabel("max |cos| with the write singular vectors")
     axes[0].set_ylabel("null draws")
     axes[0].legend(fontsize=6)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
