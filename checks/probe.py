@@ -24,9 +24,10 @@ Statistics (AUROC is the Mann-Whitney area, ties one half; n = test sequences un
 - ``auroc_minus_gc``, ``auroc_minus_kmer``: auroc minus the baseline's AUROC on the same test sequences.
 - ``auroc_minus_gc_matched``: auroc minus gc_only_auroc on the GC-matched test subset: each test positive,
   in random order, takes the unused test negative nearest in GC fraction if within ``gc_caliper``. The
-  interval resamples matched pairs (n = matched sequences). Inconclusive (missing) when the matched subset is the whole test split
-  (the classes were already GC-matched; the contrast would repeat auroc_minus_gc), when the matched classes'
-  GC distributions still differ (two-sample KS p < 0.05), or with fewer than 20 pairs.
+  interval resamples matched pairs (n = matched sequences). Inconclusive (missing) when the test split is
+  already GC-matched (equal classes whose sorted GC values pair up within the caliper, or every window
+  matched: the contrast would repeat auroc_minus_gc), when the matched classes' GC distributions still
+  differ (two-sample KS p < 0.05), or with fewer than 20 pairs.
 - ``gc_shift_auroc``: with the train split's median GC as the cut, a probe fitted (inner CV) on low-GC train
   windows and scored on high-GC test windows, and one fitted on high-GC and scored on low-GC; the statistic
   is the smaller of the two AUROCs (worst direction), taken inside every resample; both in `detail`.
@@ -368,15 +369,15 @@ def _gc_matched_estimate(data: ProbeData, suite, chosen: np.ndarray, claim, cont
     items = pairs.ravel()
     matching = {"pairs": pairs, "notes": [], "summary": {"pairs": int(len(pairs)), "test windows": int(len(test)),
                                                          "caliper": claim.params.gc_caliper}}
+    if _already_gc_matched(gc, y, claim.params.gc_caliper) or len(items) == len(test):
+        reason = ("the test split is already GC-matched (its classes pair up in GC order within the caliper, so the "
+                  "matched subset is the whole split); auroc_minus_gc is the contrast on these data")
+        matching["notes"].append(f"auroc_minus_gc_matched: {reason}")
+        return Estimate.missing(reason, len(test)), matching
     if len(pairs) < MIN_MATCHED_PAIRS:
         return Estimate.missing(f"only {len(pairs)} GC-matched pairs within caliper {claim.params.gc_caliper}"), matching
     balance = probing.gc_balance(gc[pairs[:, 0]], gc[pairs[:, 1]])
     matching["summary"].update({k: round(v, 4) for k, v in balance.items()})
-    if len(items) == len(test):
-        reason = ("the GC-matched subset is the whole test split (the classes were already GC-matched); "
-                  "auroc_minus_gc is the contrast on these data")
-        matching["notes"].append(f"auroc_minus_gc_matched: {reason}")
-        return Estimate.missing(reason, len(items)), matching
     if balance["ks_p"] < GC_BALANCE_ALPHA:
         reason = f"GC distributions of the matched classes still differ (KS p = {balance['ks_p']:.3g})"
         return Estimate.missing(reason, len(items)), matching
@@ -391,6 +392,13 @@ def _gc_matched_estimate(data: ProbeData, suite, chosen: np.ndarray, claim, cont
               "gc_only_auroc_matched": round(float(auroc_weighted(gc_only, truth)[0]), 4), **balance}
     interval = pair_units.interval(contrast, claim, context.seed_for("bootstrap_matched"))
     return _estimate(interval, len(items), detail), matching
+
+
+def _already_gc_matched(gc: np.ndarray, labels: np.ndarray, caliper: float) -> bool:
+    """True when the classes are the same size and their sorted GC values pair up within the caliper: a
+    matching that keeps every window exists, so matching cannot change the contrast."""
+    positive, negative = np.sort(gc[labels == 1]), np.sort(gc[labels == 0])
+    return len(positive) == len(negative) and bool(np.all(np.abs(positive - negative) <= caliper))
 
 
 def _per_layer_test_aurocs(suite, y, units: Resampled, claim, seed: int) -> np.ndarray:

@@ -180,6 +180,16 @@ def test_identical_gc_distributions_match_completely():
     assert len(probing.gc_matched_pairs(gc, labels, 0.001, np.random.default_rng(0))) == 50
 
 
+def test_a_test_split_gc_matched_at_construction_needs_no_matching(probe_module):
+    """promoters are GC-matched by default, so the matched contrast would repeat auroc_minus_gc (inconclusive);
+    without matching at construction the classes' GC differs and the contrast has work to do."""
+    for gc_match, already in ((True, True), (False, False)):
+        dataset = data.build({"dataset": "promoters", "n": 2000, "gc_match": gc_match}, seed=0)
+        test = dataset.indices("test")
+        gc = probing.gc_fraction([dataset.sequences[i] for i in test])
+        assert probe_module._already_gc_matched(gc, dataset.labels[test], 0.01) is already
+
+
 def test_genomic_block_folds_keep_neighbours_together_and_fall_back_without_coordinates():
     coords = data.Coords(["1"] * 100, np.arange(100) * 1000, np.arange(100) * 1000 + 300, ["+"] * 100)
     labels = np.tile([0, 1], 50)
