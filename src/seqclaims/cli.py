@@ -262,7 +262,8 @@ def _mapping_lines(values: dict[str, Any], schema: Any, indent: int, include_def
         for name, info in schema.model_fields.items():
             described[name] = info.description or ""
             if include_defaults and not info.is_required() and name not in values:
-                defaults[name] = info.default
+                default = info.get_default(call_default_factory=True)
+                defaults[name] = default.model_dump() if hasattr(default, "model_dump") else default
     lines = []
     for name, value in {**values, **defaults}.items():
         note = described.get(name, "")

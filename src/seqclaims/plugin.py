@@ -47,6 +47,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # one torch thread per xdist worker: two workers share two cores
+        import torch
+
+        torch.set_num_threads(1)
     root = Path(config.rootpath)
     config.stash[_STATE] = _SessionState(root, config)
     for name in sorted(config.stash[_STATE].families.families):
