@@ -6,7 +6,6 @@ the 7-mer anchored at the key; every other head reads only random filler feature
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
