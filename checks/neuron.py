@@ -31,14 +31,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from seqclaims.cache import extract
 from seqclaims.errors import InputError
 from seqclaims.evidence import Evidence, gather_inputs
-from seqclaims.families import Family, Statistic
-from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards
+from seqclaims.families import Family
+from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards, unit_statistics
 from seqclaims.schema import StrictModel
 
 MIN_N = 20
@@ -100,21 +99,7 @@ FAMILY = Family(
     name="neuron",
     summary="AUPRC of a single MLP channel against a per-token annotation, chosen on train and scored on test",
     params=NeuronParams,
-    statistics={
-        "auprc": Statistic("test AUPRC of the named channel, else of the channel with the best train AUPRC; "
-                           "bootstrap over test sequences"),
-        "best_auprc": Statistic("test AUPRC of the channel with the best train AUPRC", selection=True),
-        "chance": Statistic("expected AUPRC of a random ranking of the scored test tokens (the prevalence when "
-                            "positives are many)"),
-        "prevalence": Statistic("share of scored test tokens that are annotated"),
-        "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
-        "pattern_auprc": Statistic("test AUPRC of the k-mer baseline: a detector of the annotation's consensus "
-                                   "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
-        "auprc_over_pattern": Statistic("auprc / pattern_auprc, inside every resample: above 1, the channel knows "
-                                        "more than the k-mer"),
-        "motif_cosine": Statistic("centred cosine across test sequences of the channel's mean activation with the "
-                                  "share of annotated tokens (MINTS's ranking); channel named or chosen on train"),
-    },
+    statistics=unit_statistics("channel", "channel named or chosen on train"),
     evaluate=evaluate,
     min_n=MIN_N,
     example={

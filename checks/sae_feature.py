@@ -40,7 +40,7 @@ from pydantic import Field, model_validator
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Evidence, gather_inputs
 from seqclaims.families import Family, Statistic
-from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards
+from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards, unit_statistics
 from seqclaims.sae import SaeSpec, fit_estimates, load_or_train, sample_tokens
 from seqclaims.schema import StrictModel
 
@@ -133,19 +133,7 @@ FAMILY = Family(
     summary="AUPRC of a top-k SAE latent against a per-token annotation, chosen on train and scored on test",
     params=SaeFeatureParams,
     statistics={
-        "auprc": Statistic("test AUPRC of the named latent, else of the latent with the best train AUPRC; "
-                           "bootstrap over test sequences"),
-        "best_auprc": Statistic("test AUPRC of the latent with the best train AUPRC", selection=True),
-        "chance": Statistic("expected AUPRC of a random ranking of the scored test tokens (the prevalence when "
-                            "positives are many)"),
-        "prevalence": Statistic("share of scored test tokens that are annotated"),
-        "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
-        "pattern_auprc": Statistic("test AUPRC of the k-mer baseline: a detector of the annotation's consensus "
-                                   "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
-        "auprc_over_pattern": Statistic("auprc / pattern_auprc, inside every resample: above 1, the latent knows "
-                                        "more than the k-mer"),
-        "motif_cosine": Statistic("centred cosine across test sequences of the latent's mean activation with the "
-                                  "share of annotated tokens (MINTS's ranking); latent chosen on train"),
+        **unit_statistics("latent", "latent chosen on train"),
         "fvu": Statistic("fraction of variance unexplained on test tokens"),
         "mean_l0": Statistic("mean active latents per test token"),
         "dead_fraction": Statistic("share of latents that never fire on the SAE's training tokens"),

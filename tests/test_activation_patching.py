@@ -14,22 +14,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqclaims import interventions as iv
 from seqclaims import models
 from seqclaims.data import build
-from seqclaims.families import Context, checks_dirs, load_claim, load_families
-from seqclaims.judge import ERROR, EVALUATED, judge
+from seqclaims.families import Context
+from seqclaims.judge import ERROR, EVALUATED
 from seqclaims.motifs import load_motif, scan
 from seqclaims.paths import cache_dir
 from seqclaims.stats import mc_standard_error
 from seqclaims.verdicts import PASS, interval_verdict
 
-REPO = Path(__file__).resolve().parents[1]
-FAMILIES = load_families(checks_dirs(REPO))
+import claim_files
+from claim_files import criterion, evaluate
+
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 1000}
 MOTIF_HEAD, CONTROL_HEAD = (0, 2), (0, 0)
 TOKEN_LOGIT = {"kind": "token_logit", "token": "TATAAAA"}
@@ -37,25 +37,8 @@ FEW_PAIRS = {"max_pairs": 40}
 TBP = load_motif("MA0108.3")
 
 
-def write_claim(folder: Path, claim_id: str, *, check: str = "activation_patching", params: dict | None = None,
-                criteria: list[dict], model="planted", data: dict | None = None, **top) -> Path:
-    """A claim file in `folder/claims/planted/` (validated by its family like any claim)."""
-    content = {"id": claim_id, "title": claim_id, "statement": "test claim", "expect": "supported",
-               "model": model, "data": data or PLANTED_DATA, "check": check, "params": params or {},
-               "criteria": criteria, "resamples": 200, **top}
-    path = folder / "claims" / "planted" / f"{claim_id}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
-
-
-def evaluate(path: Path):
-    claim = load_claim(path, FAMILIES)
-    return judge(claim, FAMILIES.get(claim.check, path), Context(claim, cache_dir()))
-
-
-def criterion(result, statistic: str):
-    return next(c for c in result.criteria if c.statistic == statistic)
+def write_claim(folder: Path, claim_id: str, *, check: str = "activation_patching", data: dict | None = None, **fields) -> Path:
+    return claim_files.write_claim(folder, claim_id, check=check, data=data or PLANTED_DATA, **fields)
 
 
 def between(statistic: str, low: float, high: float) -> list[dict]:

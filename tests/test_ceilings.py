@@ -37,7 +37,7 @@ from seqclaims import attention as att
 from seqclaims import genome
 from seqclaims.motifs import load_motif
 from seqclaims.stats import percentile_interval, resample_counts
-from test_qk_motif import FAMILIES, evaluate
+from claim_files import FAMILIES, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 N_WINDOWS = 200

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from seqclaims.errors import ClaimError
-from seqclaims.families import Context, checks_dirs, load_claim, load_families
+from seqclaims.families import load_claim
 from seqclaims.features import TokenTable, score_units
-from seqclaims.judge import ERROR, EVALUATED, judge
-from seqclaims.paths import cache_dir
+from seqclaims.judge import ERROR, EVALUATED
 from seqclaims.stats import mc_standard_error
 
-REPO = Path(__file__).resolve().parents[1]
-FAMILIES = load_families(checks_dirs(REPO))
+import claim_files
+from claim_files import FAMILIES, evaluate
+from claim_files import criterion as statistic
+
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 ATG_TOKENS = {"pattern": "ATG", "base": 0, "align": "anchored"}
 STRONG = [{"statistic": "auprc", "op": ">=", "threshold": 0.9}]
@@ -25,22 +25,8 @@ STRONG = [{"statistic": "auprc", "op": ">=", "threshold": 0.9}]
 
 def write_claim(folder: Path, claim_id: str, *, params: dict, criteria: list[dict] = STRONG, data: dict | None = None,
                 **top) -> Path:
-    content = {"id": claim_id, "title": claim_id, "statement": "test claim", "expect": "supported", "model": "planted",
-               "data": data or PLANTED_DATA, "check": "neuron", "params": {"top_windows": 4, **params},
-               "criteria": criteria, "resamples": 200, **top}
-    path = folder / "claims" / "planted" / f"{claim_id}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
-
-
-def evaluate(path: Path):
-    claim = load_claim(path, FAMILIES)
-    return judge(claim, FAMILIES.get(claim.check, path), Context(claim, cache_dir()))
-
-
-def statistic(result, name: str):
-    return next(c for c in result.criteria if c.statistic == name)
+    return claim_files.write_claim(folder, claim_id, check="neuron", data=data or PLANTED_DATA, criteria=criteria,
+                                   params={"top_windows": 4, **params}, **top)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_activation_patching import (assert_user_errors_are_one_line, criterion, evaluate, single_thread,  # noqa: F401
-                                      write_claim)
+from claim_files import criterion, evaluate, write_claim
+from test_activation_patching import assert_user_errors_are_one_line, single_thread  # noqa: F401
 
 from seqclaims import interventions as iv
 from seqclaims import models

@@ -10,23 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
 from seqclaims import attention as att
 from seqclaims.data import build
-from seqclaims.families import Context, checks_dirs, load_claim, load_families
-from seqclaims.judge import ERROR, EVALUATED, SKIPPED, judge
+from seqclaims.judge import ERROR, EVALUATED, SKIPPED
 from seqclaims.models import load_model
 from seqclaims.motifs import load_motif
-from seqclaims.paths import cache_dir
 from seqclaims.stats import (correct_pvalues, expand_to_items, mc_standard_error, pearson_weighted,
                              permutation_pvalue, resample_counts)
 
-REPO = Path(__file__).resolve().parents[1]
-FAMILIES = load_families(checks_dirs(REPO))
+import claim_files
+from claim_files import criterion, evaluate
+
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 MOTIF_HEAD, CONTROL_HEAD = (0, 2), (0, 0)
 STRICT = [{"statistic": "r", "op": ">=", "threshold": 0.5}, {"statistic": "r_p", "op": "<", "threshold": 0.05}]
@@ -35,25 +33,8 @@ SELECTION = [{"statistic": "max_r", "op": ">=", "threshold": 0.5},
              {"statistic": "max_r_selects_named", "op": ">=", "threshold": 0.9}]
 
 
-def write_claim(folder: Path, claim_id: str, *, check: str = "qk_motif", params: dict | None = None,
-                criteria: list[dict], model="planted", data: dict | None = None, **top) -> Path:
-    """A claim file in `folder/claims/planted/` (the family validates it as any claim)."""
-    content = {"id": claim_id, "title": claim_id, "statement": "test claim", "expect": "supported",
-               "model": model, "data": data or PLANTED_DATA, "check": check, "params": params or {},
-               "criteria": criteria, "resamples": 200, **top}
-    path = folder / "claims" / "planted" / f"{claim_id}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
-
-
-def evaluate(path: Path):
-    claim = load_claim(path, FAMILIES)
-    return judge(claim, FAMILIES.get(claim.check, path), Context(claim, cache_dir()))
-
-
-def criterion(result, statistic: str):
-    return next(c for c in result.criteria if c.statistic == statistic)
+def write_claim(folder: Path, claim_id: str, *, check: str = "qk_motif", data: dict | None = None, **fields) -> Path:
+    return claim_files.write_claim(folder, claim_id, check=check, data=data or PLANTED_DATA, **fields)
 
 
 def named(layer: int, head: int, **params) -> dict:

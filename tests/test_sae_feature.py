@@ -11,21 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 from seqclaims.errors import ClaimError
-from seqclaims.families import Context, checks_dirs, load_claim, load_families
+from seqclaims.families import load_claim
 from seqclaims.features import (Annotation, TokenTable, column_auprc, consensus_scores, element_bases, pattern_starts,
                                 permute_labels, runs, score_units, token_labels)
-from seqclaims.judge import ERROR, EVALUATED, judge
+from seqclaims.judge import ERROR, EVALUATED
 from seqclaims.paths import cache_dir
 from seqclaims.stats import mc_standard_error
 
-REPO = Path(__file__).resolve().parents[1]
-FAMILIES = load_families(checks_dirs(REPO))
+import claim_files
+from claim_files import FAMILIES, evaluate
+from claim_files import criterion as statistic
+
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 TBP_HIT = {"motif": "MA0108.3", "pvalue": 0.001, "align": "anchored"}
 SMALL_SAE = {"d_sae": 128, "k": 8, "lr": 0.002, "tokens": 50000, "epochs": 5, "batch_size": 512, "seed": 0}
@@ -33,23 +34,9 @@ FAR_ABOVE_CHANCE = [{"statistic": "auprc_over_chance", "op": ">=", "threshold": 
 
 
 def write_claim(folder: Path, claim_id: str, *, params: dict, criteria: list[dict] = FAR_ABOVE_CHANCE,
-                data: dict | None = None, model="planted", **top) -> Path:
-    content = {"id": claim_id, "title": claim_id, "statement": "test claim", "expect": "supported", "model": model,
-               "data": data or PLANTED_DATA, "check": "sae_feature", "params": params, "criteria": criteria,
-               "resamples": 200, **top}
-    path = folder / "claims" / "planted" / f"{claim_id}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    return path
-
-
-def evaluate(path: Path):
-    claim = load_claim(path, FAMILIES)
-    return judge(claim, FAMILIES.get(claim.check, path), Context(claim, cache_dir()))
-
-
-def statistic(result, name: str):
-    return next(c for c in result.criteria if c.statistic == name)
+                data: dict | None = None, **top) -> Path:
+    return claim_files.write_claim(folder, claim_id, check="sae_feature", data=data or PLANTED_DATA, criteria=criteria,
+                                   params=params, **top)
 
 
 def sae_params(annotation: dict = TBP_HIT, **extra) -> dict:

@@ -38,6 +38,7 @@ from pydantic import Field, model_validator
 
 from seqclaims.errors import InputError
 from seqclaims.evidence import Ceiling, Estimate, Figure, token_annotation
+from seqclaims.families import Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import auprc_weighted, bootstrap, expand_to_items, pearson_weighted, permute_between_units
 
@@ -268,6 +269,26 @@ def permute_labels(labels: np.ndarray, special_mask: np.ndarray, dataset: Any, r
 # ---------------------------------------------------------------------------------------------
 # AUPRC of many units at once
 
+
+
+def unit_statistics(unit: str, chosen: str) -> dict:
+    """The statistics the neuron and sae_feature families share; `unit` names what is scored ("channel",
+    "latent"), `chosen` how the motif_cosine unit is picked."""
+    return {
+        "auprc": Statistic(f"test AUPRC of the named {unit}, else of the {unit} with the best train AUPRC; "
+                           "bootstrap over test sequences"),
+        "best_auprc": Statistic(f"test AUPRC of the {unit} with the best train AUPRC", selection=True),
+        "chance": Statistic("expected AUPRC of a random ranking of the scored test tokens (the prevalence when "
+                            "positives are many)"),
+        "prevalence": Statistic("share of scored test tokens that are annotated"),
+        "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
+        "pattern_auprc": Statistic("test AUPRC of the k-mer baseline: a detector of the annotation's consensus "
+                                   "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
+        "auprc_over_pattern": Statistic(f"auprc / pattern_auprc, inside every resample: above 1, the {unit} knows "
+                                        "more than the k-mer"),
+        "motif_cosine": Statistic(f"centred cosine across test sequences of the {unit}'s mean activation with the "
+                                  f"share of annotated tokens (MINTS's ranking); {chosen}"),
+    }
 
 def random_auprc(positives: np.ndarray | float, total: np.ndarray | float) -> np.ndarray:
     """Expected AUPRC of a random ranking (no ties) of `total` items of which `positives` are annotated:
