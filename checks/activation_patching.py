@@ -87,7 +87,7 @@ class PatchingParams(StrictModel):
 def evaluate(claim, context) -> Evidence:
     params = claim.params
     att.require_named_head(claim, NAMED)
-    inputs = gather_inputs(claim)
+    inputs = gather_inputs(claim, whole_sequences=True)
     model, dataset = inputs.model, inputs.dataset
     heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
     named = att.named_head(claim, heads, model.n_heads)

@@ -67,7 +67,7 @@ def evaluate(claim, context) -> Evidence:
     att.require_named_head(claim, NAMED)
     if params.support_pvalue is not None and params.support_fraction is not None:
         raise InputError(f"{claim.path}: params: give support_pvalue or support_fraction, not both")
-    inputs = gather_inputs(claim)
+    inputs = gather_inputs(claim, whole_sequences=True)
     dataset, model = inputs.dataset, inputs.model
     motif = att.claim_motif(claim, dataset)
     table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,

@@ -89,7 +89,7 @@ class AblationParams(StrictModel):
 def evaluate(claim, context) -> Evidence:
     params = claim.params
     att.require_named_head(claim, NAMED)
-    inputs = gather_inputs(claim)
+    inputs = gather_inputs(claim, whole_sequences=True)
     model, dataset = inputs.model, inputs.dataset
     heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
     named = att.named_head(claim, heads, model.n_heads)
@@ -205,11 +205,12 @@ def association_r(values: np.ndarray, flags: np.ndarray, content: np.ndarray) ->
 
 
 def uninformative_partners(association: np.ndarray, heads, chosen: np.ndarray) -> np.ndarray:
-    """(len(chosen),) for each chosen head, the other head of its layer with the smallest |association|."""
+    """(len(chosen),) for each chosen head, the unchosen head of its layer with the smallest |association|."""
     layers = np.array([layer for layer, _ in heads])
+    unchosen = ~np.isin(np.arange(len(heads)), chosen)
     partners = []
     for k in chosen:
-        others = np.flatnonzero((layers == layers[k]) & (np.arange(len(heads)) != k))
+        others = np.flatnonzero((layers == layers[k]) & unchosen)
         if not len(others):
             return np.zeros(0, dtype=np.int64)
         partners.append(others[np.argmin(np.abs(np.nan_to_num(association[others], nan=np.inf)))])

@@ -22,8 +22,13 @@ drawn with replacement, at the claim's ci_level; n = train sequences):
 - ``unfloored_write_cos`` / ``unfloored_read_cos``: the same over all singular vectors (MINTS's computation;
   for contrast only: any unit direction has |cos| >= 1/sqrt(d_model) with some vector of a full basis).
 - ``self_gain``: d M d^T for the unit direction d (how much of d the circuit writes back along d).
-- ``cos_percentile_vs_random``: percentage of `random_directions` random unit directions (uniform on the
-  sphere, seeded) whose statistic (write_cos, or read_cos with `side: read`) is below d's (ties half).
+- ``cos_percentile_vs_random``: percentage of null directions whose statistic (write_cos, or read_cos
+  with `side: read`) is below d's (ties half). Null (`null_directions`): `random_directions` unit
+  directions uniform on the sphere (seeded; the default), or `permuted_labels`: the directions of
+  `null_permutations` probes fitted the same way on permuted train labels. Pattern directions lean
+  towards the residual stream's high-variance directions whatever the labels, so for a head that writes
+  there the uniform null is too easy to beat; the permuted-label null asks whether the probe's direction
+  is closer than label noise would make it.
 - ``self_gain_percentile_vs_random``: the same for self_gain.
 - ``spectral_norm`` (largest singular value) and ``n_singular_kept``: facts of the circuit (no interval).
 
@@ -59,13 +64,18 @@ class OVParams(StrictModel):
                          "count")
     side: Literal["write", "read"] = Field("write", description="which cosine cos_percentile_vs_random ranks")
     random_directions: int = Field(10000, ge=100, le=1000000, description="random unit directions in the null")
+    null_directions: Literal["uniform", "permuted_labels"] = Field(
+        "uniform", description="uniform on the sphere (`random_directions` of them), or the directions of probes "
+                               "fitted the same way on permuted train labels (`null_permutations` of them)")
+    null_permutations: int = Field(200, ge=20, le=5000, description="probes on permuted labels, for "
+                                                                    "null_directions: permuted_labels")
     fold_layernorm: bool = Field(True, description="fold the pre-attention LayerNorm scale into the value projection "
                                  "(pre-LayerNorm blocks only)")
 
 
 def evaluate(claim, context) -> Evidence:
     params = claim.params
-    inputs = gather_inputs(claim)
+    inputs = gather_inputs(claim, whole_sequences=True)
     model, dataset = inputs.model, inputs.dataset
     probe_layer = params.layer if params.probe_layer is None else params.probe_layer
     if probe_layer >= model.n_layers:
@@ -79,7 +89,10 @@ def evaluate(claim, context) -> Evidence:
     probe = probing.train_split_probe(inputs, hook, pooling="mean", seed=claim.seed)
     directions = np.vstack([probe_direction(probe, params.direction),
                             resampled_directions(inputs, hook, probe, params.direction, claim, context)])
-    random = iv.random_unit_directions(params.random_directions, model.d_model, context.rng("random-directions"))
+    if params.null_directions == "permuted_labels":
+        random = permuted_label_directions(inputs, hook, probe, params, context)
+    else:
+        random = iv.random_unit_directions(params.random_directions, model.d_model, context.rng("random-directions"))
     observed, null = measures(circuit, spectrum, directions), measures(circuit, spectrum, random)
     n_train = len(dataset.indices("train"))
     statistics = {name: interval_estimate(values, claim.ci_level, n_train) for name, values in observed.items()}
@@ -108,14 +121,32 @@ def probe_direction(probe: probing.LinearProbe, kind: str) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
-def resampled_directions(inputs, hook: str, probe: probing.LinearProbe, kind: str, claim, context) -> np.ndarray:
-    """(B, d_model) directions of probes refitted at the fitted C on train sequences drawn with replacement."""
+def train_activations(inputs, hook: str) -> np.ndarray:
+    """(n_train, d_model) mean-pooled activations of the train sequences at `hook` (what the probe reads)."""
     dataset = inputs.dataset
     pooled, _ = probing.pooled_activations(inputs.model, dataset.sequences, dataset.content_hash,
                                            probing.probe_hooks(inputs.model), "mean")
-    train = dataset.indices("train")
-    X, y = pooled[hook][train], np.asarray(dataset.labels)[train]
-    draws = resample_indices(len(train), claim.resamples, context.seed_for("direction-bootstrap"))
+    return pooled[hook][dataset.indices("train")]
+
+
+def permuted_label_directions(inputs, hook: str, probe: probing.LinearProbe, params, context) -> np.ndarray:
+    """(N, d_model) directions of probes fitted at the fitted C on the train activations with permuted labels.
+
+    The residual stream's variance sits in a few directions; a probe's activation pattern leans towards them
+    whatever its labels, and so do the writes of the heads that put the variance there. Against uniform
+    random directions such a head can look aligned with any pattern (on the planted model, 27 of 30
+    random-label probes pass `cos_percentile_vs_random >= 99` for the motif head, tests/test_ov_alignment.py);
+    against permuted-label probes only a direction closer than label noise passes."""
+    X, y = train_activations(inputs, hook), np.asarray(inputs.dataset.labels)[inputs.dataset.indices("train")]
+    rng = context.rng("permuted-label-directions")
+    return np.vstack([probe_direction(probing.fit_probe(X, rng.permutation(y), C=probe.C_), params.direction)
+                      for _ in range(params.null_permutations)])
+
+
+def resampled_directions(inputs, hook: str, probe: probing.LinearProbe, kind: str, claim, context) -> np.ndarray:
+    """(B, d_model) directions of probes refitted at the fitted C on train sequences drawn with replacement."""
+    X, y = train_activations(inputs, hook), np.asarray(inputs.dataset.labels)[inputs.dataset.indices("train")]
+    draws = resample_indices(len(X), claim.resamples, context.seed_for("direction-bootstrap"))
     out = np.full((claim.resamples, X.shape[1]), np.nan)
     for b, rows in enumerate(draws):
         if len(np.unique(y[rows])) == 2:
@@ -173,7 +204,9 @@ def settings_card(claim, hook: str, probe: probing.LinearProbe, spectrum: iv.Spe
         "head": f"layer {params.layer} head {params.head}", "circuit": "M = W_V[h] W_O[h] (row vectors)",
         "fold_layernorm": params.fold_layernorm, "floor": params.floor, "kept": spectrum.kept,
         "probe": f"{hook}, mean over content tokens, C = {probe.C_:g}, train split", "direction": params.direction,
-        "random_directions": params.random_directions})
+        "null directions": (f"{params.null_permutations} probes on permuted train labels"
+                            if params.null_directions == "permuted_labels"
+                            else f"{params.random_directions} uniform random unit directions")})
 
 
 def _rounded_list(values: np.ndarray) -> list[float]:

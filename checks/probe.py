@@ -27,7 +27,8 @@ Statistics (AUROC is the Mann-Whitney area, ties one half; n = test sequences un
   interval resamples matched pairs (n = matched sequences). Inconclusive (missing) when the test split is
   already GC-matched (equal classes whose sorted GC values pair up within the caliper, or every window
   matched: the contrast would repeat auroc_minus_gc), when the matched classes' GC distributions still
-  differ (two-sample KS p < 0.05), or with fewer than 20 pairs.
+  differ (two-sample KS p < 0.05, or a standardised mean difference above 0.1), or with fewer than 20
+  pairs.
 - ``gc_shift_auroc``: with the train split's median GC as the cut, a probe fitted (inner CV) on low-GC train
   windows and scored on high-GC test windows, and one fitted on high-GC and scored on low-GC; the statistic
   is the smaller of the two AUROCs (worst direction), taken inside every resample; both in `detail`.
@@ -72,6 +73,7 @@ from seqclaims.stats import (
 MIN_N = 40
 MIN_MATCHED_PAIRS = 20
 GC_BALANCE_ALPHA = 0.05
+GC_BALANCE_MAX_SMD = 0.1  # a KS test on few pairs rarely rejects; agreement also needs a small mean difference
 
 
 class ProbeParams(StrictModel):
@@ -149,6 +151,8 @@ STATISTICS = {
 def evaluate(claim, context) -> Evidence:
     params = claim.params
     require_local_inputs(claim)
+    if params.transfer:
+        check_transfer_target(claim)
     inputs = gather_inputs(claim)
     probe_data = probe_data_for(inputs.model, inputs.dataset, params)
     if probe_data.problem:
@@ -378,8 +382,9 @@ def _gc_matched_estimate(data: ProbeData, suite, chosen: np.ndarray, claim, cont
         return Estimate.missing(f"only {len(pairs)} GC-matched pairs within caliper {claim.params.gc_caliper}"), matching
     balance = probing.gc_balance(gc[pairs[:, 0]], gc[pairs[:, 1]])
     matching["summary"].update({k: round(v, 4) for k, v in balance.items()})
-    if balance["ks_p"] < GC_BALANCE_ALPHA:
-        reason = f"GC distributions of the matched classes still differ (KS p = {balance['ks_p']:.3g})"
+    if balance["ks_p"] < GC_BALANCE_ALPHA or abs(balance["smd"]) > GC_BALANCE_MAX_SMD:
+        reason = (f"GC distributions of the matched classes still differ (KS p = {balance['ks_p']:.3g}, "
+                  f"standardised mean difference {balance['smd']:.3g})")
         return Estimate.missing(reason, len(items)), matching
     truth = y[items].astype(bool)
     probe, gc_only = chosen[items], suite.baselines["gc_only"][items]
@@ -441,12 +446,21 @@ def _checked(point: float, low: float, high: float, n: int, detail: dict) -> Est
 # Transfer to another species and a paired comparison with a second model
 
 
+def check_transfer_target(claim) -> None:
+    """`transfer` rebuilds the claim's genome dataset on another species: a user file has no species to
+    rebuild on, and the claim's own species would repeat the test split."""
+    transfer = claim.params.transfer
+    if claim.data.dataset == "user":
+        raise InputError(f"{claim.path}: params.transfer: a user dataset cannot be rebuilt on {transfer}; "
+                         "remove transfer, or use a genome dataset (promoters, tata, splice_donors, ...)")
+    if transfer == claim.data.species:
+        raise InputError(f"{claim.path}: params.transfer: {transfer} is the claim's own species; "
+                         "name another species")
+
+
 def transfer_estimate(claim, context, suite, data: ProbeData) -> Estimate:
     """The evaluated probe scored on the `transfer` species' test-region windows of the same dataset."""
     params = claim.params
-    if params.transfer == claim.data.species:
-        raise InputError(f"{claim.path}: params.transfer: {params.transfer} is the claim's own species; "
-                         "name another species")
     other = gather_inputs(claim, data_overrides={"species": params.transfer})
     dataset = other.dataset
     test = dataset.indices("test")

@@ -95,7 +95,7 @@ class QkMotifParams(StrictModel):
 def evaluate(claim, context) -> Evidence:
     att.require_named_head(claim, NAMED)
     try:
-        inputs = gather_inputs(claim)
+        inputs = gather_inputs(claim, whole_sequences=True)
     except Unavailable as missing:
         raise Unavailable(offline_ceiling(claim, context, missing)) from None
     params, dataset, model = claim.params, inputs.dataset, inputs.model

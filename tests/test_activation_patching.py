@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from seqclaims import interventions as iv
 from seqclaims import models
 from seqclaims.data import build
-from seqclaims.families import Context
+from seqclaims.evidence import gather_inputs
+from seqclaims.families import Context, load_claim
 from seqclaims.judge import ERROR, EVALUATED
 from seqclaims.motifs import load_motif, scan
 from seqclaims.paths import cache_dir
@@ -67,11 +68,15 @@ def planted():
 
 
 @pytest.fixture(scope="module")
-def planted_pairs(planted):
-    dataset = build(PLANTED_DATA, seed=0)
-    rule = iv.site_rule(iv.CorruptionSpec(), dataset, TBP)
-    rows = np.flatnonzero((dataset.split == "test") & (dataset.labels == 1))
-    return iv.make_pairs(dataset, rows, rule, "shuffle", seed=0, model=planted)
+def planted_pairs(tmp_path_factory):
+    """The pairs the family itself draws for a claim on the planted model."""
+    import importlib
+
+    path = write_claim(tmp_path_factory.mktemp("pairs"), "pairs", params={"layer": 0, "head": 2},
+                       criteria=[{"statistic": "pm", "op": ">=", "threshold": 0.8}])
+    claim = load_claim(path, claim_files.FAMILIES)
+    family = importlib.import_module("seqclaims_checks.activation_patching")
+    return family.claim_pairs(claim, gather_inputs(claim), Context(claim, cache_dir()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,3 +342,15 @@ def test_null_best_and_named_pm_pass_no_more_often_than_alpha():
                        for stats in (patching_statistics(null_patching(rng), seed) for seed in range(replicates))])
     for rate in passes.mean(axis=0):
         assert rate <= 0.05 + 2 * mc_standard_error(0.05, replicates), passes.mean(axis=0)
+
+
+@pytest.mark.parametrize("check", ["activation_patching", "head_ablation", "ov_alignment", "qk_motif",
+                                   "attention_enrichment"])
+def test_windows_cut_from_one_sequence_are_a_one_line_error(tmp_path, check):
+    """These families resample rows as independent sequences, so windows of one sequence are refused."""
+    example = claim_files.FAMILIES.get(check, tmp_path).example
+    data = {**PLANTED_DATA, "n": 200, "max_length": 120, "windowing": True}
+    result = evaluate(write_claim(tmp_path, f"windowed-{check.replace('_', '-')}", check=check, data=data,
+                                  params=example["params"], criteria=example["criteria"]))
+    assert result.status == ERROR and result.traceback is None, result.reason
+    assert "data.windowing" in result.reason and "\n" not in result.reason

@@ -62,6 +62,8 @@ def test_uninformative_partner_is_the_least_associated_other_head_of_the_same_la
     association = np.array([0.3, -0.05, 2.0, 0.01, 1.5])
     assert CHECK.uninformative_partners(association, heads, np.array([2, 4])).tolist() == [1, 3]
     assert CHECK.uninformative_partners(association, heads, np.array([1])).tolist() == [0]
+    # two chosen heads of one layer: neither is the other's uninformative partner
+    assert CHECK.uninformative_partners(association, heads, np.array([1, 2])).tolist() == [0, 0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +104,10 @@ def test_planted_head_is_selected_and_hurts_more_than_the_uninformative_head(tmp
     assert result.status == "evaluated", result.reason
     assert result.verdict == "supported", [(c.statistic, c.estimate, c.ci_low, c.ci_high) for c in result.criteria]
     contrast = criterion(result, "associated_minus_uninformative")
-    assert contrast.detail["associated"] == ["L0H2"] and contrast.detail["uninformative"] != ["L0H2"]
+    assert contrast.detail["associated"] == ["L0H2"]
+    others = [row for row in contrast.detail["per_head"] if (row["layer"], row["head"]) != (0, 2)]
+    least = min(others, key=lambda row: abs(row["association"]))
+    assert contrast.detail["uninformative"] == [f"L{least['layer']}H{least['head']}"]
     assert criterion(result, "delta").estimate < -0.5  # measured -0.79
 
 

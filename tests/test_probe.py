@@ -347,11 +347,13 @@ def test_a_hub_model_not_in_the_cache_skips_naming_both_missing_inputs(claims_di
     ({"layer": 7}, None, "params.layer"),
     ({"transfer": "athaliana"}, None, "own species"),
     ({}, "multiclass", "binary labels"),
+    ({"transfer": "aarenosa"}, "binary", "user dataset cannot be rebuilt"),
 ])
 def test_user_errors_are_one_line_results(params, data_spec, message, claims_dir, families, tmp_path):
-    if data_spec == "multiclass":
-        csv = tmp_path / "multiclass.csv"
-        rows = [f"{'ACGT' * 10},{i % 3},{'test' if i % 5 == 0 else 'train'}" for i in range(60)]
+    if data_spec in ("multiclass", "binary"):
+        csv = tmp_path / f"{data_spec}.csv"
+        classes = 3 if data_spec == "multiclass" else 2
+        rows = [f"{'ACGT' * 10},{i % classes},{'test' if i % 5 == 0 else 'train'}" for i in range(60)]
         csv.write_text("sequence,label,split\n" + "\n".join(rows) + "\n")
         data_spec = {"dataset": "user", "path": str(csv)}
     path = write_claim(claims_dir, f"bad-{message.replace(' ', '-').replace('.', '-')}", params=params,

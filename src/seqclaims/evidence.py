@@ -138,11 +138,13 @@ class ClaimInputs:
                        dataset_hash=dataset_hash or self.dataset.content_hash, reduce=reduce)
 
 
-def gather_inputs(claim: Any, *, data_overrides: dict[str, Any] | None = None) -> ClaimInputs:
+def gather_inputs(claim: Any, *, data_overrides: dict[str, Any] | None = None,
+                  whole_sequences: bool = False) -> ClaimInputs:
     """Load the claim's model (Unavailable if absent) and build its dataset (cached, deterministic).
 
     A sequence longer than the model's context is an InputError naming the claim, unless the claim's
-    data asks for windowing."""
+    data asks for windowing. whole_sequences: the family resamples rows as independent sequences, so
+    windows cut from one sequence are an InputError too."""
     from .data import build
     from .errors import InputError
     from .models import load_model
@@ -157,6 +159,10 @@ def gather_inputs(claim: Any, *, data_overrides: dict[str, Any] | None = None) -
     if longest > _max_characters(model):
         raise InputError(f"{claim.path}: data: the longest sequence has {longest} nt but the model takes at most "
                          f"{_max_characters(model)}; shorten `window`, or set `windowing: true`")
+    cut = (dataset.card.get("windowing") or {}).get("sequences_cut", 0)
+    if whole_sequences and cut:
+        raise InputError(f"{claim.path}: data.windowing: {claim.check} treats rows as independent sequences, but "
+                         f"{cut} sequences were cut into windows; shorten the sequences or raise `max_length`")
     return ClaimInputs(model, dataset)
 
 
