@@ -36,7 +36,9 @@ Statistics (percentile bootstrap over test sequences at the claim's ci_level; n 
 - ``delta``: the named head's mean delta.
 - ``associated_minus_uninformative``: mean over sequences of (mean over associated heads of delta minus the
   delta of its uninformative partner), paired within each sequence. Negative: ablating the associated heads
-  hurts more.
+  hurts more. The heads are chosen again in every resample: train and test sequences are resampled
+  together, the association is recomputed on the resampled train sequences, and the heads it picks are
+  compared on the resampled test sequences.
 - ``n_sequences``: test sequences ablated (count).
 
 Minimum n: 20 sequences. Figures: layer x head heatmaps of the mean delta and of the association.
@@ -138,7 +140,7 @@ def reference_means(claim, inputs, layers: list[int], context) -> np.ndarray:
     return iv.head_means(inputs.model, [inputs.dataset.sequences[r] for r in chosen], layers)
 
 
-def head_association(claim, inputs, heads) -> np.ndarray:
+def head_association(claim, inputs, heads) -> "Association":
     """(K,) association of every candidate head with the annotation, on the train split."""
     model, dataset = inputs.model, inputs.dataset
     table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
@@ -179,19 +181,52 @@ def token_flags(claim, dataset, offsets: np.ndarray) -> np.ndarray:
     return np.nan_to_num(values, nan=0.0) > 0
 
 
-def association_enrichment(values: np.ndarray, flags: np.ndarray, content: np.ndarray) -> np.ndarray:
-    """(K,) log2 of mean attention received by annotated tokens over that of other content tokens.
+class Association:
+    """Per-head association on the train sequences, kept as per-sequence sums so that it can be recomputed on
+    any resample of them. parts: (n_train, C, K) sums per sequence; combine: (B, C, K) weighted sums -> (B, K)."""
+
+    def __init__(self, parts: np.ndarray, combine):
+        self.parts, self.combine = parts, combine
+
+    @classmethod
+    def fixed(cls, values: np.ndarray) -> "Association":
+        """An association given outright (no train sequences to resample)."""
+        values = np.asarray(values, dtype=np.float64)
+        return cls(np.zeros((0, 1, values.size)), lambda sums: np.broadcast_to(values, (sums.shape[0], values.size)))
+
+    @property
+    def n_units(self) -> int:
+        return self.parts.shape[0]
+
+    def values(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """(B, K) association under train-sequence weights (B, n_train); None: the train split as it is."""
+        w = np.ones((1, self.n_units)) if weights is None else weights
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.combine(np.einsum("bn,nck->bck", w, self.parts))
+
+    @property
+    def full(self) -> np.ndarray:
+        return self.values()[0]
+
+
+def association_enrichment(values: np.ndarray, flags: np.ndarray, content: np.ndarray) -> Association:
+    """log2 of mean attention received by annotated tokens over that of other content tokens.
     values (K, n, n_tok); flags, content (n, n_tok) bool."""
     other = content & ~flags
     filled = np.nan_to_num(values)
-    on = (filled * flags).sum(axis=(1, 2)) / flags.sum()
-    off = (filled * other).sum(axis=(1, 2)) / max(other.sum(), 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log2(on / off)
+    on, off = (filled * flags).sum(axis=2).T, (filled * other).sum(axis=2).T  # (n, K)
+    counts = np.stack([flags.sum(axis=1), other.sum(axis=1)], axis=1).astype(float)  # (n, 2)
+    parts = np.stack([on, np.broadcast_to(counts[:, :1], on.shape), off, np.broadcast_to(counts[:, 1:], on.shape)],
+                     axis=1)
+
+    def combine(s: np.ndarray) -> np.ndarray:
+        return np.log2((s[:, 0] / s[:, 1]) / (s[:, 2] / np.maximum(s[:, 3], 1)))
+
+    return Association(parts, combine)
 
 
-def association_r(values: np.ndarray, flags: np.ndarray, content: np.ndarray) -> np.ndarray:
-    """(K,) Pearson r of log attention received with the annotation, both centred within each sequence."""
+def association_r(values: np.ndarray, flags: np.ndarray, content: np.ndarray) -> Association:
+    """Pearson r of log attention received with the annotation, both centred within each sequence."""
     logged = np.log(np.maximum(np.nan_to_num(values), att.PROBABILITY_FLOOR))
     weights = content.astype(float)
     count = np.maximum(weights.sum(axis=1, keepdims=True), 1)
@@ -200,8 +235,13 @@ def association_r(values: np.ndarray, flags: np.ndarray, content: np.ndarray) ->
         return (x - (x * weights).sum(axis=-1, keepdims=True) / count) * weights
 
     x, y = centred(logged), centred(flags.astype(float))[None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (x * y).sum(axis=(1, 2)) / np.sqrt((x * x).sum(axis=(1, 2)) * (y * y).sum())
+    cross, xx = (x * y).sum(axis=2).T, (x * x).sum(axis=2).T  # (n, K)
+    parts = np.stack([cross, xx, np.broadcast_to((y * y).sum(axis=2).T, cross.shape)], axis=1)
+
+    def combine(s: np.ndarray) -> np.ndarray:
+        return s[:, 0] / np.sqrt(s[:, 1] * s[:, 2])
+
+    return Association(parts, combine)
 
 
 def uninformative_partners(association: np.ndarray, heads, chosen: np.ndarray) -> np.ndarray:
@@ -221,8 +261,10 @@ class Ablation:
     """Deltas (K, n) of every candidate head on the test sequences, with intervals."""
 
     def __init__(self, claim, context, deltas, association, heads, named):
-        self.claim, self.context, self.deltas, self.association, self.heads, self.named = (
-            claim, context, deltas, association, heads, named)
+        if not isinstance(association, Association):
+            association = Association.fixed(association)
+        self.claim, self.context, self.deltas, self.heads, self.named = claim, context, deltas, heads, named
+        self.associations, self.association = association, association.full
         self.n = deltas.shape[1]
 
     def statistics(self) -> dict[str, Estimate]:
@@ -253,20 +295,39 @@ class Ablation:
     def contrast(self) -> Estimate:
         if self.n == 0:
             return Estimate.missing("no test sequences")
-        ranked = np.argsort(-np.nan_to_num(self.association, nan=-np.inf), kind="stable")
-        chosen = ranked[: self.claim.params.n_associated]
-        partners = uninformative_partners(self.association, self.heads, chosen)
+        chosen, partners = self.selection(self.association)
         if len(partners) != len(chosen):
             return Estimate.missing("an associated head is alone in its layer: no uninformative head to compare")
-        per_sequence = (self.deltas[chosen] - self.deltas[partners]).mean(axis=0)
-        interval = self.mean_interval(per_sequence, "bootstrap-contrast")
+        n_test, picks = self.n, []
+
+        def statistic(counts):
+            if counts is None:
+                return np.array([(self.deltas[chosen] - self.deltas[partners]).mean()])
+            test_weights = counts[:, :n_test]
+            out = np.empty(len(counts))
+            for b, association in enumerate(self.associations.values(counts[:, n_test:])):
+                heads, others = self.selection(association)
+                picks.append(tuple(heads))
+                per_sequence = (self.deltas[heads] - self.deltas[others]).mean(axis=0)
+                out[b] = test_weights[b] @ per_sequence / test_weights[b].sum()
+            return out
+
+        interval = bootstrap(statistic, n_test + self.associations.n_units, n_resamples=self.claim.resamples,
+                             seed=self.context.seed_for("bootstrap-contrast"), level=self.claim.ci_level)
         label = att.head_label
         detail = {"associated": [label(self.heads[k]) for k in chosen],
                   "uninformative": [label(self.heads[k]) for k in partners],
                   "association": self.claim.params.association, "selected_on": "train split",
+                  "same_heads_chosen_in_resamples": round(picks.count(tuple(chosen)) / max(len(picks), 1), 4),
                   "per_head": self.table()}
         return Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n,
                         min_n=MIN_SEQUENCES, detail=detail)
+
+    def selection(self, association: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The `n_associated` most associated heads and their uninformative partners."""
+        ranked = np.argsort(-np.nan_to_num(association, nan=-np.inf), kind="stable")
+        chosen = ranked[: self.claim.params.n_associated]
+        return chosen, uninformative_partners(association, self.heads, chosen)
 
     def table(self) -> list[dict]:
         means = self.deltas.mean(axis=1) if self.n else np.full(len(self.heads), np.nan)

@@ -49,12 +49,19 @@ def test_association_statistics_equal_direct_computations():
     flags[0, 3] = True
     enrichment = CHECK.association_enrichment(values, flags, content)
     expected = [np.log2(v[flags].mean() / v[content & ~flags].mean()) for v in values]
-    np.testing.assert_allclose(enrichment, expected)
+    np.testing.assert_allclose(enrichment.full, expected)
     r = CHECK.association_r(values, flags, content)
     for k, v in enumerate(np.log(values)):
         x = np.concatenate([row[c] - row[c].mean() for row, c in zip(v, content)])
         y = np.concatenate([f[c] - f[c].mean() for f, c in zip(flags.astype(float), content)])
-        assert r[k] == pytest.approx(np.corrcoef(x, y)[0, 1])
+        assert r.full[k] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    # on a resample of the sequences, the same computation on the resampled sequences (repeats included)
+    counts = np.array([[2, 0, 1, 1, 1]])
+    rows = np.repeat(np.arange(5), counts[0])
+    resampled = CHECK.association_enrichment(values[:, rows], flags[rows], content[rows]).full
+    np.testing.assert_allclose(enrichment.values(counts.astype(float))[0], resampled)
+    np.testing.assert_allclose(r.values(counts.astype(float))[0],
+                               CHECK.association_r(values[:, rows], flags[rows], content[rows]).full)
 
 
 def test_uninformative_partner_is_the_least_associated_other_head_of_the_same_layer():
@@ -162,3 +169,20 @@ def test_null_associated_heads_hurt_more_no_more_often_than_alpha():
         passes.append(interval_verdict(stats.ci_low, stats.ci_high, "<", 0.0) == PASS)
     rate = float(np.mean(passes))
     assert rate <= 0.05 + 2 * mc_standard_error(0.05, replicates), rate
+
+
+def test_associated_heads_are_chosen_again_in_every_resample():
+    """Heads 0 and 1 are about equally associated on train; ablating head 0 hurts and head 1 does not.
+    Chosen once, the contrast looks certain; chosen in every resample, its interval reaches the rival's 0."""
+    rng = np.random.default_rng(0)
+    heads = [(0, 0), (0, 1), (0, 2)]
+    per_sequence = np.stack([rng.normal(1.0, 1.0, 60), rng.normal(0.97, 1.0, 60), rng.normal(0.0, 0.01, 60)], axis=1)
+    per_sequence[:, 0] += 0.2 - per_sequence[:, 0].mean() + per_sequence[:, 1].mean()  # head 0 leads on the whole split
+    parts = np.stack([per_sequence, np.ones_like(per_sequence)], axis=1)  # (n_train, 2, K): sums and counts
+    association = CHECK.Association(parts, lambda sums: sums[:, 0] / sums[:, 1])
+    deltas = np.stack([rng.normal(-1.0, 0.1, 40), rng.normal(0.0, 0.1, 40), rng.normal(0.0, 0.1, 40)])
+    redone = ablation_statistics(deltas, association, heads, seed=0)["associated_minus_uninformative"]
+    fixed = ablation_statistics(deltas, association.full, heads, seed=0)["associated_minus_uninformative"]
+    assert redone.detail["associated"] == fixed.detail["associated"] == ["L0H0"]
+    assert fixed.ci_high < -0.9 and redone.ci_high > -0.1, (fixed, redone)
+    assert 0 < redone.detail["same_heads_chosen_in_resamples"] < 1

@@ -301,3 +301,23 @@ def test_claim_template_is_a_valid_claim(tmp_path, family):
     path.write_text(claim_template(FAMILIES.get(family, path), "from-template"))
     claim = load_claim(path, FAMILIES)
     assert claim.check == family and claim.params.annotation is not None
+
+
+def test_the_best_unit_is_chosen_again_in_every_resample():
+    """Two units are equally good on train (the same signal, independent noise); on test one detects the
+    annotation and the other is noise. Chosen once, the interval would describe one of them as if the
+    choice were certain; chosen in every resample, it spans both, so its lower end falls far below that of
+    the detector named outright."""
+    rng = np.random.default_rng(1)  # a draw in which the detector wins on the whole train split
+    table = null_table(rng, n_seq=90)
+    label = table.label.astype(float)
+    detector = label + rng.normal(0, 0.3, label.size)
+    rival = np.where(table.test, rng.normal(0, 0.3, label.size), label + rng.normal(0, 0.3, label.size))
+    units = np.column_stack([detector, rival])
+    named = score_units([units], table, ["detector", "rival"], named=0, level=0.95, resamples=300, seed=0, min_n=5)
+    chosen = score_units([units], table, ["detector", "rival"], named=None, level=0.95, resamples=300, seed=0,
+                         min_n=5)
+    best, detector_low = chosen.statistics["best_auprc"], named.statistics["auprc"].ci_low
+    assert best.detail["best_unit"] == "detector" and best.estimate == named.statistics["auprc"].estimate
+    assert detector_low > 0.2, named.statistics["auprc"]
+    assert best.ci_low < detector_low / 2, best

@@ -49,6 +49,9 @@ _COLUMN_CHUNK = 64  # dense columns sorted at once (bounds the memory of one arg
 
 Units = np.ndarray | sp.spmatrix  # (n_tokens, K) dense activations, or sparse non-negative codes
 
+# units whose train AUPRC is re-ranked in every resample when the best unit is chosen again
+SELECTION_CANDIDATES = 8
+
 
 # ---------------------------------------------------------------------------------------------
 # What a claim annotates
@@ -277,7 +280,8 @@ def unit_statistics(unit: str, chosen: str) -> dict:
     return {
         "auprc": Statistic(f"test AUPRC of the named {unit}, else of the {unit} with the best train AUPRC; "
                            "bootstrap over test sequences"),
-        "best_auprc": Statistic(f"test AUPRC of the {unit} with the best train AUPRC", selection=True),
+        "best_auprc": Statistic(f"test AUPRC of the {unit} with the best train AUPRC; the choice is made again in "
+                                "every resample (train and test sequences resampled together)", selection=True),
         "chance": Statistic("expected AUPRC of a random ranking of the scored test tokens (the prevalence when "
                             "positives are many)"),
         "prevalence": Statistic("share of scored test tokens that are annotated"),
@@ -389,12 +393,18 @@ class Survey:
     train_cosine: np.ndarray  # (K,) centred cosine of per-sequence means with the share of annotated tokens
     columns: dict[int, np.ndarray]  # unit -> (n,) float64 values at every scored token
 
+    @property
+    def candidates(self) -> np.ndarray:
+        """The SELECTION_CANDIDATES units with the best train AUPRC, best first (their columns are kept)."""
+        return _top_units(self.train_auprc, SELECTION_CANDIDATES)
+
 
 def survey_units(blocks: Iterable[Units], table: TokenTable, named: int | None = None) -> Survey:
     """Train-split AUPRC and motif cosine of every unit, reading the (n, K) unit matrix as consecutive
     column blocks (e.g. one layer at a time), so that only one block and a few columns are in memory.
 
-    Keeps the columns of the best unit by train AUPRC, the best by train cosine, and the named unit."""
+    Keeps the columns of the SELECTION_CANDIDATES best units by train AUPRC, the best by train cosine, and
+    the named unit."""
     train = np.flatnonzero(~table.test)
     share, counts = _annotated_share(table)
     train_rows = (counts > 0) & ~_test_rows(table)
@@ -404,15 +414,21 @@ def survey_units(blocks: Iterable[Units], table: TokenTable, named: int | None =
         aucs.append(column_auprc(block, table.label[train], rows=train))
         means, _ = sequence_means(block, table.row, table.n_rows)
         cosines.append(centred_cosine(means[train_rows], share[train_rows]))
-        candidates = {offset + _nan_argmax(aucs[-1]), offset + _nan_argmax(cosines[-1])}
+        candidates = {*(offset + _top_units(aucs[-1], SELECTION_CANDIDATES)), offset + _nan_argmax(cosines[-1])}
         if named is not None and offset <= named < offset + width:
             candidates.add(named)
         columns.update({unit: column_of(block, unit - offset) for unit in candidates if unit >= offset})
-        keep = {_nan_argmax(np.concatenate(aucs)), _nan_argmax(np.concatenate(cosines)), named}
+        keep = {*_top_units(np.concatenate(aucs), SELECTION_CANDIDATES), _nan_argmax(np.concatenate(cosines)), named}
         columns = {unit: values for unit, values in columns.items() if unit in keep}
         offset += width
     return Survey(np.concatenate(aucs) if aucs else np.zeros(0), np.concatenate(cosines) if cosines else np.zeros(0),
                   columns)
+
+
+def _top_units(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest non-NaN values, largest first (the first on ties)."""
+    finite = np.flatnonzero(~np.isnan(values))
+    return finite[np.argsort(-values[finite], kind="stable")[:k]]
 
 
 def _nan_argmax(values: np.ndarray) -> int:
@@ -458,8 +474,8 @@ def score_units(blocks: Iterable[Units], table: TokenTable, names: list[str], *,
         missing = Estimate.missing("every unit's train AUPRC is undefined", n=np.unique(table.unit[table.test]).size)
         return Scored({name: missing for name in _STATISTIC_NAMES}, {}, {})
     reported = best if named is None else named
-    auprc_stats = _test_auprc(survey.columns, table, best, reported, level=level, resamples=resamples, seed=seed,
-                              min_n=min_n)
+    auprc_stats = _test_auprc(survey.columns, table, survey.candidates, reported if named is not None else None,
+                              level=level, resamples=resamples, seed=seed, min_n=min_n)
     cosine_unit = named if named is not None else _nan_argmax(survey.train_cosine)
     cosine = _motif_cosine(survey, table, cosine_unit, named is None, level=level, resamples=resamples,
                            seed=seed + 1, min_n=min_n)
@@ -496,27 +512,45 @@ def _thin_evidence(table: TokenTable) -> str | None:
     return None
 
 
-def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, best: int, reported: int, *, level: float,
-                resamples: int, seed: int, min_n: int) -> dict[str, Estimate]:
-    """Test-split AUPRC statistics, every one computed on the same bootstrap resamples of test sequences."""
-    test = table.test
-    labels = table.label[test]
+def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: np.ndarray, named: int | None, *,
+                level: float, resamples: int, seed: int, min_n: int) -> dict[str, Estimate]:
+    """Test-split AUPRC statistics, every one computed on the same bootstrap resamples.
+
+    The best unit is chosen again inside every resample: train and test sequences are resampled together,
+    the candidate with the best resampled train AUPRC is picked, and its resampled test AUPRC counts. The
+    candidates are the SELECTION_CANDIDATES best units on the whole train split (a unit outside them has
+    a train AUPRC too far below to win a resample). named: the unit `auprc` reports, else the chosen one."""
+    test, train = table.test, ~table.test
+    labels, train_labels = table.label[test], table.label[train]
     unit_ids, unit_of_token = np.unique(table.unit[test], return_inverse=True)
-    best_scores, reported_scores = columns[best][test], columns[reported][test]
+    train_ids, unit_of_train_token = np.unique(table.unit[train], return_inverse=True)
+    test_scores = [columns[unit][test] for unit in candidates]
+    train_scores = [columns[unit][train] for unit in candidates]
+    named_scores = None if named is None else columns[named][test]
     baseline = None if table.baseline is None else table.baseline[test]
 
+    def chosen_test_auprc(weights: np.ndarray | None, counts: np.ndarray | None) -> np.ndarray:
+        if counts is None:
+            return auprc_weighted(test_scores[0], labels, None)
+        train_weights = expand_to_items(counts[:, unit_ids.size:], unit_of_train_token)
+        train_ap = np.stack([auprc_weighted(s, train_labels, train_weights) for s in train_scores], axis=1)
+        pick = np.argmax(np.nan_to_num(train_ap, nan=-np.inf), axis=1)
+        test_ap = np.stack([auprc_weighted(s, labels, weights) for s in test_scores], axis=1)
+        return test_ap[np.arange(len(pick)), pick]
+
     def statistic(counts: np.ndarray | None) -> np.ndarray:
-        weights = None if counts is None else expand_to_items(counts, unit_of_token)
+        weights = None if counts is None else expand_to_items(counts[:, :unit_ids.size], unit_of_token)
         w = np.ones((1, labels.size)) if weights is None else weights
         positives, total = w @ labels.astype(np.float64), w.sum(axis=1)
         chance = random_auprc(positives, total)
-        best_ap = auprc_weighted(best_scores, labels, weights)
-        reported_ap = best_ap if reported == best else auprc_weighted(reported_scores, labels, weights)
+        best_ap = chosen_test_auprc(weights, counts)
+        reported_ap = best_ap if named_scores is None else auprc_weighted(named_scores, labels, weights)
         pattern_ap = np.full_like(chance, np.nan) if baseline is None else auprc_weighted(baseline, labels, weights)
         return np.stack([reported_ap, best_ap, chance, reported_ap / chance, 1.0 / chance, pattern_ap,
                          reported_ap / pattern_ap, positives / total], axis=1)
 
-    interval = bootstrap(statistic, unit_ids.size, n_resamples=resamples, seed=seed, level=level, chunk_size=32)
+    interval = bootstrap(statistic, unit_ids.size + train_ids.size, n_resamples=resamples, seed=seed, level=level,
+                         chunk_size=32)
     n = int(unit_ids.size)
     counts = {"n_test_tokens": int(labels.size), "n_test_annotated": int(labels.sum())}
     est = [Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n,
