@@ -9,8 +9,9 @@ write directions. Only singular vectors whose singular value is at least `floor`
 largest are used: below it the circuit maps the direction to (numerically) nothing, and the singular
 vectors there are an arbitrary basis of a null space, so a cosine with one of them is meaningless (MINTS
 reported a cosine at sigma = 5e-8). The direction d: a probe (`probing.train_split_probe`, fitted on the
-train split of the claim's dataset, on mean-pooled ``layer.{probe_layer}.resid_post``, default the head's
-layer); by default its activation pattern (Cov(X) w / Var(X w), Haufe et al. 2014: the direction along
+train split of the claim's dataset, on mean-pooled ``layer.{probe_layer}.resid_post``; by default the
+residual the side concerns: the head's own layer's output for `side: write`, the residual the head reads for
+`side: read`, i.e. the previous layer's output or the embeddings); by default its activation pattern (Cov(X) w / Var(X w), Haufe et al. 2014: the direction along
 which the decoded signal varies in the residual stream, which is what a head that writes the feature
 writes along), or its weight vector w (`direction: filter`, what MINTS used; a filter also cancels noise
 and correlated features, so it can point well away from the signal).
@@ -57,7 +58,8 @@ class OVParams(StrictModel):
     layer: int = Field(ge=0, description="layer of the head whose OV circuit is examined")
     head: int = Field(ge=0, description="the head")
     probe_layer: int | None = Field(None, ge=0, description="the probe reads mean-pooled resid_post of this layer "
-                                    "(default: the head's layer, the first residual the head writes to)")
+                                    "(default: the head's layer for side: write, the residual the head reads "
+                                    "for side: read)")
     direction: Literal["pattern", "filter"] = Field(
         "pattern", description="the probe's activation pattern (default) or its weight vector (MINTS)")
     floor: float = Field(iv.DEFAULT_FLOOR, gt=0, lt=1, description="singular vectors with sigma >= floor * sigma_max "
@@ -77,15 +79,15 @@ def evaluate(claim, context) -> Evidence:
     params = claim.params
     inputs = gather_inputs(claim, whole_sequences=True)
     model, dataset = inputs.model, inputs.dataset
-    probe_layer = params.layer if params.probe_layer is None else params.probe_layer
-    if probe_layer >= model.n_layers:
-        raise InputError(f"{claim.path}: params.probe_layer: {probe_layer} is not a layer of a {model.n_layers}-layer model")
+    if params.probe_layer is not None and params.probe_layer >= model.n_layers:
+        raise InputError(f"{claim.path}: params.probe_layer: {params.probe_layer} is not a layer of a "
+                         f"{model.n_layers}-layer model")
     try:
         circuit = iv.ov_matrix(model, params.layer, params.head, fold_layernorm=params.fold_layernorm)
     except InputError as error:
         raise InputError(f"{claim.path}: {error}") from None
     spectrum = iv.ov_spectrum(circuit, params.floor)
-    hook = f"layer.{probe_layer}.resid_post"
+    hook = probe_site(params)
     probe = probing.train_split_probe(inputs, hook, pooling="mean", seed=claim.seed)
     directions = np.vstack([probe_direction(probe, params.direction),
                             resampled_directions(inputs, hook, probe, params.direction, claim, context)])
@@ -112,6 +114,16 @@ def evaluate(claim, context) -> Evidence:
                         cards=[*inputs.cards, settings_card(claim, hook, probe, spectrum)])
     evidence.versions.update(inputs.versions)
     return evidence
+
+
+def probe_site(params) -> str:
+    """The pooled residual the probe reads: a named layer's output, else the residual on the side examined
+    (a head writes into its own layer's output and reads the previous layer's output or the embeddings)."""
+    if params.probe_layer is not None:
+        return f"layer.{params.probe_layer}.resid_post"
+    if params.side == "read":
+        return "embed" if params.layer == 0 else f"layer.{params.layer - 1}.resid_post"
+    return f"layer.{params.layer}.resid_post"
 
 
 def probe_direction(probe: probing.LinearProbe, kind: str) -> np.ndarray:

@@ -208,3 +208,20 @@ def test_random_label_probes_beat_uniform_directions_but_not_permuted_label_ones
     against_permuted = np.mean(iv.percentile_vs_random(observed, permuted) >= 99)
     assert against_uniform > 0.5, against_uniform
     assert against_permuted <= 0.01 + 3 * mc_standard_error(0.01, replicates), against_permuted
+
+
+def test_the_probe_reads_the_residual_on_the_side_examined(tmp_path):
+    import importlib
+    from types import SimpleNamespace
+
+    family = importlib.import_module("seqclaims_checks.ov_alignment")
+
+    def site(**params):
+        return family.probe_site(SimpleNamespace(**{"probe_layer": None, "side": "write", **params}))
+
+    assert site(layer=2) == "layer.2.resid_post" and site(layer=2, probe_layer=0) == "layer.0.resid_post"
+    assert site(layer=2, side="read") == "layer.1.resid_post" and site(layer=0, side="read") == "embed"
+    result = evaluate(write_claim(tmp_path, "ov-read-side", check="ov_alignment", data=PLANTED_DATA, resamples=100,
+                                  params={"layer": 1, "head": 0, "side": "read"},
+                                  criteria=[{"statistic": "read_cos", "op": ">=", "threshold": 0.5}]))
+    assert result.status == "evaluated", result.reason
