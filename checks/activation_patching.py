@@ -88,9 +88,8 @@ def evaluate(claim, context) -> Evidence:
     params = claim.params
     att.require_named_head(claim, NAMED)
     inputs = gather_inputs(claim, whole_sequences=True)
-    model, dataset = inputs.model, inputs.dataset
-    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
-    named = att.named_head(claim, heads, model.n_heads)
+    model = inputs.model
+    heads, named = att.claim_heads(claim, model)
     try:
         pairs = claim_pairs(claim, inputs, context)
         target = iv.target_metric(params.metric, inputs, seed=claim.seed)

@@ -72,8 +72,7 @@ def evaluate(claim, context) -> Evidence:
     motif = att.claim_motif(claim, dataset)
     table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
-    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
-    named = att.named_head(claim, heads, model.n_heads)
+    heads, named = att.claim_heads(claim, model)
     covered = att.support_bases(dataset.sequences, motif, fraction=params.support_fraction,
                                 pvalue=support_pvalue(params))
     matched = att.matched_tokens(att.token_support(covered, table.offsets),

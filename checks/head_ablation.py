@@ -93,8 +93,7 @@ def evaluate(claim, context) -> Evidence:
     att.require_named_head(claim, NAMED)
     inputs = gather_inputs(claim, whole_sequences=True)
     model, dataset = inputs.model, inputs.dataset
-    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
-    named = att.named_head(claim, heads, model.n_heads)
+    heads, named = att.claim_heads(claim, model)
     layers = sorted({layer for layer, _ in heads})
     try:
         target = iv.target_metric(params.metric, inputs, seed=claim.seed)

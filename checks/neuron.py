@@ -37,21 +37,16 @@ from seqclaims.cache import extract
 from seqclaims.errors import InputError
 from seqclaims.evidence import Evidence, gather_inputs
 from seqclaims.families import Family
-from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards, unit_statistics
-from seqclaims.schema import StrictModel
+from seqclaims.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
 
 MIN_N = 20
 
 
-class NeuronParams(StrictModel):
+class NeuronParams(UnitParams):
     layer: int | list[int] | Literal["all"] = Field(description="MLP layer (or list of layers, or all) whose "
                                                     "channels are the candidates")
-    annotation: Annotation = Field(description="which tokens a channel should detect: a dataset track "
-                                   "(start_codon, stop_codon, donor, acceptor, tss), {codon_phase: 0|1|2}, "
-                                   "{motif: <JASPAR ID>} or {pattern: ACGT...}")
     channel: int | None = Field(None, ge=0, description="score this channel of `layer` (a single layer) instead "
                                 "of the best on the train split")
-    top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
 
     @model_validator(mode="after")
     def _channel_needs_one_layer(self) -> "NeuronParams":

@@ -1,7 +1,7 @@
 """ov_alignment: does a head's OV circuit read or write along a probe's direction? (MINTS's OV readout audit,
 restricted to singular vectors the circuit actually uses, and compared with random directions)
 
-Evidence. The OV circuit of the named head (`interventions.ov_matrix`): in residual coordinates and
+Evidence. The OV circuit of the named head (`ov.ov_matrix`): in residual coordinates and
 row-vector convention, M = W_V[h] W_O[h] (the value projection's rows of head h, transposed, times the
 output projection's columns of head h, transposed; the pre-attention LayerNorm's scale folded in where
 the block has one, `fold_layernorm`). SVD M = U S V^T: the columns of U are read directions, those of V
@@ -43,7 +43,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from seqclaims import interventions as iv
+from seqclaims import ov
 from seqclaims import probing
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs
@@ -62,7 +62,7 @@ class OVParams(StrictModel):
                                     "for side: read)")
     direction: Literal["pattern", "filter"] = Field(
         "pattern", description="the probe's activation pattern (default) or its weight vector (MINTS)")
-    floor: float = Field(iv.DEFAULT_FLOOR, gt=0, lt=1, description="singular vectors with sigma >= floor * sigma_max "
+    floor: float = Field(ov.DEFAULT_FLOOR, gt=0, lt=1, description="singular vectors with sigma >= floor * sigma_max "
                          "count")
     side: Literal["write", "read"] = Field("write", description="which cosine cos_percentile_vs_random ranks")
     random_directions: int = Field(10000, ge=100, le=1000000, description="random unit directions in the null")
@@ -83,10 +83,10 @@ def evaluate(claim, context) -> Evidence:
         raise InputError(f"{claim.path}: params.probe_layer: {params.probe_layer} is not a layer of a "
                          f"{model.n_layers}-layer model")
     try:
-        circuit = iv.ov_matrix(model, params.layer, params.head, fold_layernorm=params.fold_layernorm)
+        circuit = ov.ov_matrix(model, params.layer, params.head, fold_layernorm=params.fold_layernorm)
     except InputError as error:
         raise InputError(f"{claim.path}: {error}") from None
-    spectrum = iv.ov_spectrum(circuit, params.floor)
+    spectrum = ov.ov_spectrum(circuit, params.floor)
     hook = probe_site(params)
     probe = probing.train_split_probe(inputs, hook, pooling="mean", seed=claim.seed)
     directions = np.vstack([probe_direction(probe, params.direction),
@@ -94,16 +94,16 @@ def evaluate(claim, context) -> Evidence:
     if params.null_directions == "permuted_labels":
         random = permuted_label_directions(inputs, hook, probe, params, context)
     else:
-        random = iv.random_unit_directions(params.random_directions, model.d_model, context.rng("random-directions"))
+        random = ov.random_unit_directions(params.random_directions, model.d_model, context.rng("random-directions"))
     observed, null = measures(circuit, spectrum, directions), measures(circuit, spectrum, random)
     n_train = len(dataset.indices("train"))
     statistics = {name: interval_estimate(values, claim.ci_level, n_train) for name, values in observed.items()}
     side = f"{params.side}_cos"
     statistics["cos_percentile_vs_random"] = interval_estimate(
-        iv.percentile_vs_random(observed[side], null[side]), claim.ci_level, n_train,
+        ov.percentile_vs_random(observed[side], null[side]), claim.ci_level, n_train,
         detail={"side": params.side, "random_99th": float(np.percentile(null[side], 99))})
     statistics["self_gain_percentile_vs_random"] = interval_estimate(
-        iv.percentile_vs_random(observed["self_gain"], null["self_gain"]), claim.ci_level, n_train,
+        ov.percentile_vs_random(observed["self_gain"], null["self_gain"]), claim.ci_level, n_train,
         detail={"random_99th": float(np.percentile(null["self_gain"], 99))})
     kept = float(spectrum.kept)
     statistics["spectral_norm"] = Estimate(spectrum.spectral_norm, spectrum.spectral_norm, spectrum.spectral_norm,
@@ -166,12 +166,12 @@ def resampled_directions(inputs, hook: str, probe: probing.LinearProbe, kind: st
     return out
 
 
-def measures(circuit: np.ndarray, spectrum: iv.Spectrum, directions: np.ndarray) -> dict[str, np.ndarray]:
+def measures(circuit: np.ndarray, spectrum: ov.Spectrum, directions: np.ndarray) -> dict[str, np.ndarray]:
     """Every per-direction statistic for directions (m, d): name -> (m,)."""
-    floored = iv.alignment(spectrum, directions)
-    unfloored = iv.alignment(spectrum, directions, floored=False)
+    floored = ov.alignment(spectrum, directions)
+    unfloored = ov.alignment(spectrum, directions, floored=False)
     return {**floored, "unfloored_write_cos": unfloored["write_cos"], "unfloored_read_cos": unfloored["read_cos"],
-            "self_gain": iv.self_gain(circuit, directions)}
+            "self_gain": ov.self_gain(circuit, directions)}
 
 
 def interval_estimate(values: np.ndarray, level: float, n: int, detail: dict | None = None) -> Estimate:
@@ -182,7 +182,7 @@ def interval_estimate(values: np.ndarray, level: float, n: int, detail: dict | N
     return Estimate(float(values[0]), float(low), float(high), n, min_n=MIN_SEQUENCES, detail=detail or {})
 
 
-def spectrum_figure(claim, spectrum: iv.Spectrum, direction: np.ndarray, null_side: np.ndarray) -> Figure:
+def spectrum_figure(claim, spectrum: ov.Spectrum, direction: np.ndarray, null_side: np.ndarray) -> Figure:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,7 +210,7 @@ def spectrum_figure(claim, spectrum: iv.Spectrum, direction: np.ndarray, null_si
                                   "direction with each singular vector; only those above the floor count.")
 
 
-def settings_card(claim, hook: str, probe: probing.LinearProbe, spectrum: iv.Spectrum) -> Card:
+def settings_card(claim, hook: str, probe: probing.LinearProbe, spectrum: ov.Spectrum) -> Card:
     params = claim.params
     return Card("ov_alignment settings", {
         "head": f"layer {params.layer} head {params.head}", "circuit": "M = W_V[h] W_O[h] (row vectors)",

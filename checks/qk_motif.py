@@ -102,8 +102,7 @@ def evaluate(claim, context) -> Evidence:
     motif = att.claim_motif(claim, dataset)
     table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
-    heads = att.candidate_heads(claim, model.n_layers, model.n_heads)
-    named = att.named_head(claim, heads, model.n_heads)
+    heads, named = att.claim_heads(claim, model)
     scores = att.window_scores(dataset.sequences, motif)
     motif_score = att.motif_tracks(scores, table.offsets, motif.length, params.alignment)
     tracks = att.paired_tracks(head_scores(table, heads, params.scale, params), motif_score, centre=params.centre)

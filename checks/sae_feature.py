@@ -40,23 +40,18 @@ from pydantic import Field, model_validator
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Evidence, gather_inputs
 from seqclaims.families import Family, Statistic
-from seqclaims.features import Annotation, label_tokens, score_units, unit_dashboards, unit_statistics
+from seqclaims.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
 from seqclaims.sae import SaeSpec, fit_estimates, load_or_train, sample_tokens
-from seqclaims.schema import StrictModel
 
 MIN_N = 20
 
 
-class SaeFeatureParams(StrictModel):
+class SaeFeatureParams(UnitParams):
     hook: str = Field(description="per-token hook the SAE reads, e.g. layer.0.resid_post or layer.2.mlp.post")
-    annotation: Annotation = Field(description="which tokens a latent should detect: a dataset track "
-                                   "(start_codon, stop_codon, donor, acceptor, tss), {codon_phase: 0|1|2}, "
-                                   "{motif: <JASPAR ID>} or {pattern: ACGT...}")
     sae: SaeSpec = Field(default_factory=SaeSpec, description="the SAE: d_sae, k, lr, tokens, epochs, "
                          "batch_size, aux_k, seed")
     feature: int | None = Field(None, ge=0, description="score this latent instead of the best on the train "
                                 "split (a latent of the SAE these settings train)")
-    top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
 
     @model_validator(mode="after")
     def _feature_exists(self) -> "SaeFeatureParams":

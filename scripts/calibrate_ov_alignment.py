@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from seqclaims import interventions as iv
+from seqclaims import ov
 from seqclaims.stats import mc_standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +35,12 @@ ABSOLUTE = 0.3
 
 def one_null(rng: np.random.Generator, width: int) -> dict:
     rank = int(rng.integers(1, 17))
-    spectrum = iv.ov_spectrum(rng.normal(size=(width, rank)) @ rng.normal(size=(rank, width)))
-    direction = iv.random_unit_directions(1, width, rng)
-    null = iv.alignment(spectrum, iv.random_unit_directions(1000, width, rng))["write_cos"]
-    floored = iv.alignment(spectrum, direction)["write_cos"][0]
-    unfloored = iv.alignment(spectrum, direction, floored=False)["write_cos"][0]
-    return {"rank": rank, "percentile": float(iv.percentile_vs_random(np.array([floored]), null)[0]),
+    spectrum = ov.ov_spectrum(rng.normal(size=(width, rank)) @ rng.normal(size=(rank, width)))
+    direction = ov.random_unit_directions(1, width, rng)
+    null = ov.alignment(spectrum, ov.random_unit_directions(1000, width, rng))["write_cos"]
+    floored = ov.alignment(spectrum, direction)["write_cos"][0]
+    unfloored = ov.alignment(spectrum, direction, floored=False)["write_cos"][0]
+    return {"rank": rank, "percentile": float(ov.percentile_vs_random(np.array([floored]), null)[0]),
             "floored": float(floored), "unfloored": float(unfloored)}
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     figure(results)
     summary = {width: {k: v for k, v in r.items() if k != "draws"} for width, r in results.items()}
     RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps({"repetitions": args.repetitions, "floor": iv.DEFAULT_FLOOR, "random_directions": 1000,
+    RESULT.write_text(json.dumps({"repetitions": args.repetitions, "floor": ov.DEFAULT_FLOOR, "random_directions": 1000,
                                   "ranks": "uniform 1..16", "widths": summary}, indent=2) + "\n")
     print(RESULT, FIGURE)
 

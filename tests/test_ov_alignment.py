@@ -11,7 +11,7 @@ import torch
 from claim_files import criterion, evaluate, write_claim
 from test_activation_patching import assert_user_errors_are_one_line, single_thread  # noqa: F401
 
-from seqclaims import interventions as iv
+from seqclaims import ov
 from seqclaims import models
 from seqclaims.planted import direction, load_card
 from seqclaims.stats import mc_standard_error
@@ -33,7 +33,7 @@ def ov_claim(folder: Path, claim_id: str, layer: int, head: int, criteria=ALIGNE
 def test_a_rank_4_circuit_in_width_64_fools_the_unfloored_cosine_but_not_the_floored_one():
     rng = np.random.default_rng(0)
     circuit = rng.normal(size=(64, 4)) @ rng.normal(size=(4, 64))  # reads and writes a 4-dimensional subspace
-    spectrum = iv.ov_spectrum(circuit, floor=1e-3)
+    spectrum = ov.ov_spectrum(circuit, floor=1e-3)
     assert spectrum.kept == 4 and spectrum.sigma[4] < 1e-12 * spectrum.sigma[0]
     # a direction the circuit neither reads nor writes: a null-space write singular vector with its part in
     # the 8 dimensions the circuit reads or writes removed
@@ -41,17 +41,17 @@ def test_a_rank_4_circuit_in_width_64_fools_the_unfloored_cosine_but_not_the_flo
     unused = spectrum.write[:, 10] - used @ (used.T @ spectrum.write[:, 10])
     unused /= np.linalg.norm(unused)
     assert np.abs(circuit @ unused).max() < 1e-10 and np.abs(unused @ circuit).max() < 1e-10
-    unfloored = iv.alignment(spectrum, unused[None], floored=False)
-    floored = iv.alignment(spectrum, unused[None])
+    unfloored = ov.alignment(spectrum, unused[None], floored=False)
+    floored = ov.alignment(spectrum, unused[None])
     assert min(unfloored["write_cos"][0], unfloored["read_cos"][0]) >= 1 / 8  # MINTS's computation: spurious
     assert unfloored["write_cos"][0] > 0.9  # ... up to a near-perfect "alignment" with sigma ~ 1e-15
     assert max(floored["write_cos"][0], floored["read_cos"][0]) < 1e-10
-    assert abs(iv.self_gain(circuit, unused[None])[0]) < 1e-10
+    assert abs(ov.self_gain(circuit, unused[None])[0]) < 1e-10
     # and for every direction the unfloored maximum is at least 1/sqrt(64): it can never report "no alignment"
-    random = iv.random_unit_directions(2000, 64, rng)
-    assert iv.alignment(spectrum, random, floored=False)["write_cos"].min() >= 1 / 8 - 1e-12
+    random = ov.random_unit_directions(2000, 64, rng)
+    assert ov.alignment(spectrum, random, floored=False)["write_cos"].min() >= 1 / 8 - 1e-12
     written = spectrum.write[:, 0]
-    assert iv.alignment(spectrum, written[None])["write_cos"][0] == pytest.approx(1.0)
+    assert ov.alignment(spectrum, written[None])["write_cos"][0] == pytest.approx(1.0)
 
 
 def test_a_singular_value_at_5e_8_of_the_largest_is_below_the_floor():
@@ -59,14 +59,14 @@ def test_a_singular_value_at_5e_8_of_the_largest_is_below_the_floor():
     u, _ = np.linalg.qr(rng.normal(size=(16, 16)))
     v, _ = np.linalg.qr(rng.normal(size=(16, 16)))
     sigma = np.r_[6.8211, 1.0, 5e-8 * 6.8211, np.zeros(13)]
-    spectrum = iv.ov_spectrum(u @ np.diag(sigma) @ v.T)
+    spectrum = ov.ov_spectrum(u @ np.diag(sigma) @ v.T)
     assert spectrum.kept == 2 and spectrum.spectral_norm == pytest.approx(6.8211)
-    assert iv.alignment(spectrum, v[:, 2][None])["write_cos"][0] < 1e-6
+    assert ov.alignment(spectrum, v[:, 2][None])["write_cos"][0] < 1e-6
 
 
 def test_percentile_vs_random_counts_values_below_and_ties_as_half():
     random = np.array([0.1, 0.2, 0.2, 0.4])
-    np.testing.assert_allclose(iv.percentile_vs_random(np.array([0.05, 0.2, 0.3, 0.5]), random), [0, 50, 75, 100])
+    np.testing.assert_allclose(ov.percentile_vs_random(np.array([0.05, 0.2, 0.3, 0.5]), random), [0, 50, 75, 100])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def test_ov_circuit_reproduces_the_heads_output_through_the_projection(tmp_path,
     x = run["layer.0.resid_post"].double()
     if norm is not None:  # pre-LayerNorm: the circuit reads the normalised residual, scale folded in
         x = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + norm.eps)
-    circuit = torch.from_numpy(iv.ov_matrix(model, layer, head))
+    circuit = torch.from_numpy(ov.ov_matrix(model, layer, head))
     rows = slice(head * model.d_head, (head + 1) * model.d_head)
     value, output = block.attention.self.value, block.get_submodule(model.module_map.attn_out_proj)
     offset = value.bias[rows].double() @ output.weight[:, rows].double().T  # (d_model,) value bias through W_O
@@ -100,13 +100,13 @@ def test_ov_circuit_reproduces_the_heads_output_through_the_projection(tmp_path,
 
 def test_planted_motif_head_circuit_is_rank_one_and_writes_motif_present():
     model, card = models.load_model("planted"), load_card()
-    spectrum = iv.ov_spectrum(iv.ov_matrix(model, 0, 2))
+    spectrum = ov.ov_spectrum(ov.ov_matrix(model, 0, 2))
     motif_present = direction(card, "motif_present")
     assert spectrum.kept == 1
-    assert iv.alignment(spectrum, motif_present[None])["write_cos"][0] > 0.999
-    control = iv.ov_spectrum(iv.ov_matrix(model, 0, 0))
+    assert ov.alignment(spectrum, motif_present[None])["write_cos"][0] > 0.999
+    control = ov.ov_spectrum(ov.ov_matrix(model, 0, 0))
     named = np.stack([direction(card, name) for name in card["directions"]])
-    assert iv.alignment(control, named)["write_cos"].max() < 1e-6
+    assert ov.alignment(control, named)["write_cos"].max() < 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,10 +155,10 @@ def test_null_directions_reach_the_99th_percentile_about_one_percent_of_the_time
     with threadpool_limits(limits=1):
         for _ in range(replicates):
             rank = int(rng.integers(1, 17))
-            spectrum = iv.ov_spectrum(rng.normal(size=(d, rank)) @ rng.normal(size=(rank, d)))
-            null = iv.alignment(spectrum, iv.random_unit_directions(1000, d, rng))["write_cos"]
-            observed = iv.alignment(spectrum, iv.random_unit_directions(1, d, rng))["write_cos"]
-            hits.append(iv.percentile_vs_random(observed, null)[0] >= 99)
+            spectrum = ov.ov_spectrum(rng.normal(size=(d, rank)) @ rng.normal(size=(rank, d)))
+            null = ov.alignment(spectrum, ov.random_unit_directions(1000, d, rng))["write_cos"]
+            observed = ov.alignment(spectrum, ov.random_unit_directions(1, d, rng))["write_cos"]
+            hits.append(ov.percentile_vs_random(observed, null)[0] >= 99)
     rate = float(np.mean(hits))
     assert rate <= 0.01 + 3 * mc_standard_error(0.01, replicates), rate
 
@@ -193,7 +193,7 @@ def test_random_label_probes_beat_uniform_directions_but_not_permuted_label_ones
     inputs = gather_inputs(claim)
     X = family.train_activations(inputs, "layer.0.resid_post")
     y = np.asarray(inputs.dataset.labels)[inputs.dataset.indices("train")]
-    spectrum = iv.ov_spectrum(iv.ov_matrix(inputs.model, 0, 2))
+    spectrum = ov.ov_spectrum(ov.ov_matrix(inputs.model, 0, 2))
     rng = np.random.default_rng(0)
 
     def random_label_patterns(n: int) -> np.ndarray:
@@ -201,11 +201,11 @@ def test_random_label_probes_beat_uniform_directions_but_not_permuted_label_ones
                           for _ in range(n)])
 
     replicates = 30
-    observed = iv.alignment(spectrum, random_label_patterns(replicates))["write_cos"]
-    uniform = iv.alignment(spectrum, iv.random_unit_directions(1000, X.shape[1], rng))["write_cos"]
-    permuted = iv.alignment(spectrum, random_label_patterns(200))["write_cos"]
-    against_uniform = np.mean(iv.percentile_vs_random(observed, uniform) >= 99)
-    against_permuted = np.mean(iv.percentile_vs_random(observed, permuted) >= 99)
+    observed = ov.alignment(spectrum, random_label_patterns(replicates))["write_cos"]
+    uniform = ov.alignment(spectrum, ov.random_unit_directions(1000, X.shape[1], rng))["write_cos"]
+    permuted = ov.alignment(spectrum, random_label_patterns(200))["write_cos"]
+    against_uniform = np.mean(ov.percentile_vs_random(observed, uniform) >= 99)
+    against_permuted = np.mean(ov.percentile_vs_random(observed, permuted) >= 99)
     assert against_uniform > 0.5, against_uniform
     assert against_permuted <= 0.01 + 3 * mc_standard_error(0.01, replicates), against_permuted
 

@@ -721,6 +721,12 @@ def named_head(claim, heads: list[tuple[int, int]], n_heads: int) -> int | None:
     return heads.index((params.layer, params.head))
 
 
+def claim_heads(claim, model) -> tuple[list[tuple[int, int]], int | None]:
+    """The heads a claim tests (`candidate_heads`) and the index among them of the one it names (or None)."""
+    heads = candidate_heads(claim, model.n_layers, model.n_heads)
+    return heads, named_head(claim, heads, model.n_heads)
+
+
 def require_named_head(claim, statistics: Sequence[str]) -> None:
     """InputError when a criterion uses a named-head statistic but the claim names no head."""
     used = sorted({c.statistic for c in claim.criteria} & set(statistics))

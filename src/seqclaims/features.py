@@ -118,6 +118,15 @@ class Annotation(StrictModel):
         return f"{what}{base}, {self.align}-aligned" + (" (permuted between sequences)" if self.permuted else "")
 
 
+class UnitParams(StrictModel):
+    """The params the neuron and sae_feature families share."""
+
+    annotation: Annotation = Field(description="which tokens a unit (channel or latent) should detect: a dataset "
+                                   "track (start_codon, stop_codon, donor, acceptor, tss), {codon_phase: 0|1|2}, "
+                                   "{motif: <JASPAR ID>} or {pattern: ACGT...}")
+    top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Per-nucleotide and per-token annotation
 
