@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqclaims import baselines as bl
+from seqclaims import organism_card
 from seqclaims import training as tr
 from seqclaims.errors import InputError
 from seqclaims.models import folder_hash, load_model, run_with_cache
@@ -75,7 +76,7 @@ def test_card_records_the_files_it_ships(name):
     folder = fixtures_dir() / "models" / name
     card = _card(name)
     assert card["folder_sha256"] == folder_hash(folder)
-    assert card["files_sha256"] == tr.file_digests(folder)
+    assert card["files_sha256"] == organism_card.file_digests(folder)
     listed = dict(line.split()[::-1] for line in (folder / "sha256sums.txt").read_text().splitlines())
     assert listed == card["files_sha256"]
     evaluation = card["evaluation"]
