@@ -54,7 +54,7 @@ from pydantic import Field
 from seqclaims import attention as att
 from seqclaims import interventions as iv
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs
+from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs, rounded
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import bootstrap
@@ -233,13 +233,13 @@ class Patching:
 
     def table(self, how: str) -> list[dict]:
         values = iv.aggregate_pm(self.rest, how)[0]
-        return [{"layer": layer, "head": head, "pm": _rounded(values[k])} for k, (layer, head) in enumerate(self.heads)]
+        return [{"layer": layer, "head": head, "pm": rounded(values[k])} for k, (layer, head) in enumerate(self.heads)]
 
     def pair_records(self) -> list[dict]:
         records = self.pairs.table()
         if self.run is not None:
             for i, record in enumerate(records):
-                record.update(f_clean=_rounded(self.run.f_clean[i]), f_corrupted=_rounded(self.run.f_corrupted[i]),
+                record.update(f_clean=rounded(self.run.f_clean[i]), f_corrupted=rounded(self.run.f_corrupted[i]),
                               kept=bool(self.rest.kept[i]))
         return records
 
@@ -295,12 +295,9 @@ def metric_card(target: iv.TargetMetric, analysis: Patching) -> Card:
     facts = {"metric": target.describe(), "aggregate": analysis.claim.params.aggregate}
     if analysis.rest is not None:
         facts.update(floor=round(analysis.rest.floor, 6), excluded=analysis.rest.excluded,
-                     median_f_clean_minus_f_corrupted=_rounded(np.median(analysis.run.f_clean - analysis.run.f_corrupted)))
+                     median_f_clean_minus_f_corrupted=rounded(np.median(analysis.run.f_clean - analysis.run.f_corrupted)))
     return Card("activation_patching metric", facts)
 
-
-def _rounded(value) -> float | None:
-    return round(float(value), 6) if np.isfinite(value) else None
 
 
 FAMILY = Family(

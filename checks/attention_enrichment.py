@@ -32,7 +32,7 @@ from pydantic import Field
 
 from seqclaims import attention as att
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs
+from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import percentile_interval
@@ -166,12 +166,9 @@ class Enrichment:
         return out
 
     def table(self) -> list[dict]:
-        return [{"layer": layer, "head": head, "rho": _rounded(self.rho[k]), "ci_low": _rounded(self.low[k]),
-                 "ci_high": _rounded(self.high[k])} for k, (layer, head) in enumerate(self.heads)]
+        return [{"layer": layer, "head": head, "rho": rounded(self.rho[k], 4), "ci_low": rounded(self.low[k], 4),
+                 "ci_high": rounded(self.high[k], 4)} for k, (layer, head) in enumerate(self.heads)]
 
-
-def _rounded(value) -> float | None:
-    return round(float(value), 4) if np.isfinite(value) else None
 
 
 def rho_heatmap(claim, analysis: Enrichment, model, heads):

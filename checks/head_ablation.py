@@ -54,7 +54,7 @@ from pydantic import Field
 from seqclaims import attention as att
 from seqclaims import interventions as iv
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, token_annotation
+from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded, token_annotation
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import bootstrap
@@ -330,7 +330,7 @@ class Ablation:
 
     def table(self) -> list[dict]:
         means = self.deltas.mean(axis=1) if self.n else np.full(len(self.heads), np.nan)
-        return [{"layer": layer, "head": head, "delta": _rounded(means[k]), "association": _rounded(self.association[k])}
+        return [{"layer": layer, "head": head, "delta": rounded(means[k]), "association": rounded(self.association[k])}
                 for k, (layer, head) in enumerate(self.heads)]
 
     def figures(self, model) -> list:
@@ -362,9 +362,6 @@ def settings_card(claim, target: iv.TargetMetric, n: int) -> Card:
         "annotation": params.annotation, "n_associated": params.n_associated,
         "sign_by_label": bool(label_signs(claim, np.array([0]))[0] < 0)})
 
-
-def _rounded(value) -> float | None:
-    return round(float(value), 6) if np.isfinite(value) else None
 
 
 FAMILY = Family(

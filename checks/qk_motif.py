@@ -50,7 +50,7 @@ from pydantic import Field
 
 from seqclaims import attention as att
 from seqclaims.errors import InputError, SeqclaimsError, Unavailable
-from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, gather_inputs
+from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, gather_inputs, rounded
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import correct_pvalues, percentile_interval, permutation_pvalue
@@ -248,14 +248,11 @@ def per_head_table(analysis: Analysis, table, heads, motif_score) -> list[dict]:
                                 ("r_log_probability_centred", "log_probability", True)):
         tracks = att.paired_tracks(head_scores(table, heads, scale, params), motif_score, centre=centre)
         compare[name] = att.pearson_from_sums(att.sequence_moments(tracks).sum(axis=0))
-    return [{"layer": layer, "head": head, "r": _rounded(analysis.r[k]), "ci_low": _rounded(analysis.low[k]),
-             "ci_high": _rounded(analysis.high[k]), "p_uncorrected": _rounded(analysis.p_raw[k]),
-             "p": _rounded(analysis.p[k]), **{name: _rounded(values[k]) for name, values in compare.items()}}
+    return [{"layer": layer, "head": head, "r": rounded(analysis.r[k], 4), "ci_low": rounded(analysis.low[k], 4),
+             "ci_high": rounded(analysis.high[k], 4), "p_uncorrected": rounded(analysis.p_raw[k], 4),
+             "p": rounded(analysis.p[k], 4), **{name: rounded(values[k], 4) for name, values in compare.items()}}
             for k, (layer, head) in enumerate(heads)]
 
-
-def _rounded(value) -> float | None:
-    return round(float(value), 4) if np.isfinite(value) else None
 
 
 def r_heatmap(claim, analysis: Analysis, model, heads):

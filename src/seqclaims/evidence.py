@@ -98,6 +98,11 @@ class Evidence:
     versions: dict[str, str] = field(default_factory=dict)
 
 
+def rounded(value: Any, digits: int = 6) -> float | None:
+    """A number for a detail table: rounded, or None when it is NaN or infinite."""
+    return round(float(value), digits) if math.isfinite(float(value)) else None
+
+
 def _finite_or_none(value: Any) -> Any:
     from .ledger import json_safe
 
