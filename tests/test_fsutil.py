@@ -91,5 +91,6 @@ def test_source_hash_of_the_caches_tracks_their_modules():
     from seqclaims import cache, data
 
     assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.models", "seqclaims.tokenizers", "seqclaims.cache")[:16]
-    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs")
+    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.userdata", "seqclaims.genome",
+                                                "seqclaims.motifs")
     assert Path(cache.__file__).name == "cache.py"
