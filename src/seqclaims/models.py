@@ -418,8 +418,8 @@ def save_random_model(
 # ---------------------------------------------------------------------------------------------
 # Content hash of a model folder
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_DEFINING_FILES = (
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+DEFINING_FILES = (
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -435,7 +435,7 @@ def folder_hash(folder: Path) -> str:
     files = sorted(
         p
         for p in Path(folder).iterdir()
-        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES + (".py", ".model") or p.name in _DEFINING_FILES)
+        if p.is_file() and (p.suffix in WEIGHT_SUFFIXES + (".py", ".model") or p.name in DEFINING_FILES)
     )
     digest = hashlib.sha256()
     for path in files:

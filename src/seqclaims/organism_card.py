@@ -19,12 +19,12 @@ if TYPE_CHECKING:  # training imports this module to write its card
 
 def file_digests(folder: Path) -> dict[str, str]:
     """sha256 of every file that defines the model (weights, config, tokenizer), by file name."""
-    from seqclaims.models import _DEFINING_FILES, _WEIGHT_SUFFIXES, file_sha256
+    from seqclaims.models import DEFINING_FILES, WEIGHT_SUFFIXES, file_sha256
 
     return {
         path.name: file_sha256(path)
         for path in sorted(Path(folder).iterdir())
-        if path.is_file() and (path.suffix in _WEIGHT_SUFFIXES or path.name in _DEFINING_FILES)
+        if path.is_file() and (path.suffix in WEIGHT_SUFFIXES or path.name in DEFINING_FILES)
     }
 
 
