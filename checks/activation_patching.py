@@ -55,6 +55,7 @@ from seqclaims import attention as att
 from seqclaims import interventions as iv
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs, rounded
+from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import bootstrap
@@ -246,15 +247,12 @@ class Patching:
     def figures(self, model) -> list[Figure]:
         if self.rest is None or self.n_kept == 0:
             return []
-        grid = np.full((model.n_layers, model.n_heads), np.nan)
-        for k, (layer, head) in enumerate(self.heads):
-            grid[layer, head] = self.values[k]
+        grid = att.head_grid(self.values, self.heads, model)
         claim = self.claim
         caption = (f"PM ({claim.params.aggregate}) of every patched head over {self.n_kept} kept pairs "
-                   f"({len(self.pairs)} measured). The bar marks the threshold of the claim's first PM criterion.")
-        threshold = att.criterion_threshold(claim, ("pm", "best_pm", *NAMED))
-        heatmap = att.head_heatmap(grid, title=f"{claim.id}: PM per head", label="PM", threshold=threshold,
-                                   passing=np.zeros_like(grid, dtype=bool), caption=caption)
+                   f"({len(self.pairs)} measured).")
+        heatmap = head_heatmap(grid, title=f"{claim.id}: PM per head", label="PM", caption=caption,
+                               marks=HeadMarks(("pm", "best_pm", *NAMED)))
         shown = self.named if self.named is not None else int(np.nanargmax(self.values))
         return [heatmap, pm_distribution(claim, self.rest.pm[shown], self.heads[shown], claim.params.aggregate,
                                          self.values[shown])]

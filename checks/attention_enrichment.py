@@ -33,6 +33,7 @@ from pydantic import Field
 from seqclaims import attention as att
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded
+from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import percentile_interval
@@ -172,16 +173,10 @@ class Enrichment:
 
 
 def rho_heatmap(claim, analysis: Enrichment, model, heads):
-    grid = np.full((model.n_layers, model.n_heads), np.nan)
-    passing = np.zeros_like(grid, dtype=bool)
-    passes = att.criterion_passes(claim, ("rho", "max_rho"), analysis.low, analysis.high)
-    for k, (layer, head) in enumerate(heads):
-        grid[layer, head], passing[layer, head] = analysis.rho[k], passes[k]
-    caption = (f"rho per head on the {analysis.n} sequences with a matched motif site (colour: log2 rho). "
-               "Outlined: heads whose interval passes the claim's rho criterion; the bar marks the threshold.")
-    return att.head_heatmap(grid, title=f"{claim.id}: rho per head", label="rho",
-                            threshold=att.criterion_threshold(claim, ("rho", "max_rho")), passing=passing,
-                            log2=True, caption=caption)
+    grid, low, high = (att.head_grid(values, heads, model) for values in (analysis.rho, analysis.low, analysis.high))
+    caption = f"rho per head on the {analysis.n} sequences with a matched motif site (colour: log2 rho)."
+    return head_heatmap(grid, title=f"{claim.id}: rho per head", label="rho", log2=True, caption=caption,
+                        marks=HeadMarks(("rho", "max_rho"), low, high))
 
 
 def settings_card(motif, params, matched, table) -> Card:

@@ -55,6 +55,7 @@ from seqclaims import attention as att
 from seqclaims import interventions as iv
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded, token_annotation
+from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import bootstrap
@@ -336,21 +337,18 @@ class Ablation:
     def figures(self, model) -> list:
         if self.n == 0:
             return []
-        deltas, association = (np.full((model.n_layers, model.n_heads), np.nan) for _ in range(2))
-        means = self.deltas.mean(axis=1)
-        for k, (layer, head) in enumerate(self.heads):
-            deltas[layer, head], association[layer, head] = means[k], self.association[k]
-        none = np.zeros_like(deltas, dtype=bool)
+        deltas = att.head_grid(self.deltas.mean(axis=1), self.heads, model)
+        association = att.head_grid(self.association, self.heads, model)
         claim = self.claim
         return [
-            att.head_heatmap(deltas, title=f"{claim.id}: mean ablation delta per head", label="delta",
-                             threshold=att.criterion_threshold(claim, ("delta",)), passing=none,
-                             caption=f"Mean signed change of the target metric over {self.n} test sequences when the "
-                                     f"head is {claim.params.ablation}-ablated (negative: ablation hurts)."),
-            att.head_heatmap(association, title=f"{claim.id}: association per head (train split)",
-                             label=claim.params.association, threshold=None, passing=none,
-                             caption=f"{claim.params.association} with the {claim.params.annotation} annotation on "
-                                     "the train split (log2 ratio for attention_enrichment); selects the heads compared."),
+            head_heatmap(deltas, title=f"{claim.id}: mean ablation delta per head", label="delta",
+                         caption=f"Mean signed change of the target metric over {self.n} test sequences when the "
+                                 f"head is {claim.params.ablation}-ablated (negative: ablation hurts).",
+                         marks=HeadMarks(("delta",))),
+            head_heatmap(association, title=f"{claim.id}: association per head (train split)",
+                         label=claim.params.association,
+                         caption=f"{claim.params.association} with the {claim.params.annotation} annotation on "
+                                 "the train split (log2 ratio for attention_enrichment); selects the heads compared."),
         ]
 
 

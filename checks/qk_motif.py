@@ -51,6 +51,7 @@ from pydantic import Field
 from seqclaims import attention as att
 from seqclaims.errors import InputError, SeqclaimsError, Unavailable
 from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, gather_inputs, rounded
+from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import correct_pvalues, percentile_interval, permutation_pvalue
@@ -256,22 +257,13 @@ def per_head_table(analysis: Analysis, table, heads, motif_score) -> list[dict]:
 
 
 def r_heatmap(claim, analysis: Analysis, model, heads):
-    grid = np.full((model.n_layers, model.n_heads), np.nan)
-    passing = np.zeros_like(grid, dtype=bool)
-    passes = att.criterion_passes(claim, ("r", "max_r"), analysis.low, analysis.high)
-    p_threshold = att.criterion_threshold(claim, ("r_p", "max_r_p"))
-    if p_threshold is not None:
-        passes &= analysis.p < p_threshold
-    for k, (layer, head) in enumerate(heads):
-        grid[layer, head], passing[layer, head] = analysis.r[k], passes[k]
-    threshold = att.criterion_threshold(claim, ("r", "max_r"))
+    grid, low, high, p = (att.head_grid(values, heads, model) for values in
+                          (analysis.r, analysis.low, analysis.high, analysis.p))
     caption = (f"Pearson r per head on all {analysis.n_sequences} sequences ({claim.params.key_score}, "
                f"{claim.params.scale}{', centred' if claim.params.centre else ''}, alignment "
-               f"{claim.params.alignment}); ideal detector r = {analysis.ideal_r[0][0]:.3f}. Outlined: heads whose "
-               f"interval passes the claim's r criterion" + (" with corrected p below its threshold" if p_threshold
-                                                              else "") + "; the bar marks the threshold.")
-    return att.head_heatmap(grid, title=f"{claim.id}: r per head", label="r", threshold=threshold,
-                            passing=passing, caption=caption)
+               f"{claim.params.alignment}); ideal detector r = {analysis.ideal_r[0][0]:.3f}.")
+    marks = HeadMarks(("r", "max_r"), low, high, p, p_statistics=("r_p", "max_r_p"))
+    return head_heatmap(grid, title=f"{claim.id}: r per head", label="r", caption=caption, marks=marks)
 
 
 def motif_card(motif, params, table) -> Card:

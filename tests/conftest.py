@@ -66,8 +66,10 @@ def toy_claim(id="toy-claim", effect=0.5, threshold=0.2, expect="supported", dat
 
 @pytest.fixture
 def claims_project(pytester, monkeypatch):
-    """A project folder with claims/, checks/ (empty) and the test-only toy family on the checks path."""
+    """A project folder with claims/, checks/ (empty) and the test-only toy family on the checks path.
+    Evidence is always computed here (tests of the evidence store turn it on in a cache of their own)."""
     monkeypatch.setenv("SEQCLAIMS_CHECKS_PATH", str(TOY_FAMILY_DIR))
+    monkeypatch.setenv("SEQCLAIMS_RECOMPUTE", "1")
     (pytester.path / "checks").mkdir()
     (pytester.path / "claims").mkdir()
     shutil.copy(REPO_ROOT / "conftest.py", pytester.path / "conftest.py")

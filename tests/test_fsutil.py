@@ -88,9 +88,13 @@ def test_source_hash_follows_the_source_and_accepts_names_or_modules(tmp_path, m
 
 
 def test_source_hash_of_the_caches_tracks_their_modules():
-    from seqclaims import cache, data
+    from seqclaims import attention, cache, data, sae
 
-    assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.models", "seqclaims.tokenizers", "seqclaims.cache")[:16]
-    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.userdata", "seqclaims.genome",
-                                                "seqclaims.motifs")
+    assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.cache", "seqclaims.models", "seqclaims.tokenizers")[:16]
+    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs",
+                                                "seqclaims.userdata")[:16]
+    assert sae.SAE_CODE_VERSION == fsutil.source_hash("seqclaims.cache", "seqclaims.models", "seqclaims.sae",
+                                                      "seqclaims.tokenizers")[:16]
+    assert attention.CODE_VERSION == fsutil.source_hash("seqclaims.attention", "seqclaims.cache", "seqclaims.models",
+                                                        "seqclaims.tokenizers")[:16]
     assert Path(cache.__file__).name == "cache.py"

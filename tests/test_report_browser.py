@@ -24,8 +24,11 @@ def test_every_claim_row_renders_in_headless_chromium(claims_project, tmp_path):
     dom = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1200,20000", "--virtual-time-budget=5000",
          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", html.as_uri()],
         capture_output=True, text=True, timeout=120).stdout
     rendered = re.findall(r'<tr class="claim-row" data-claim="([^"]+)"', dom)
     assert sorted(rendered) == sorted(ids)
-    assert 'id="summary-counts"' in dom and "data:image/png;base64," in dom
+    assert 'id="summary-counts"' in dom and "data:image/png;base64," not in dom
+    figures = re.search(r'data-figures="(\d+)" data-figures-loaded="(\d+)"', dom)
+    assert figures and int(figures[1]) >= 1 and figures[1] == figures[2]  # every figure file loads

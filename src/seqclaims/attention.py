@@ -42,7 +42,8 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from seqclaims.errors import InputError
-from seqclaims.fsutil import file_lock, source_hash
+from seqclaims.code_keys import group_digest
+from seqclaims.fsutil import file_lock
 
 KeyScore = Literal["attention_received", "qk_weights"]
 Scale = Literal["probability", "log_probability", "logit"]
@@ -52,7 +53,7 @@ PROBABILITY_FLOOR = 1e-30  # log of a probability that underflowed to 0 in float
 PATTERN_BYTES = 32 * 2**20  # attention patterns held per sub-batch, all layers together (cache-sized)
 PASS_THREADS = 1  # torch threads of the key-score pass: on the shared 2-core machine one thread ran the
 # organism's pass 4x faster than two (threads contend with pytest -n 2 workers and other processes)
-CODE_VERSION = source_hash("seqclaims.attention")[:16]
+CODE_VERSION = group_digest("key_scores")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,52 +635,6 @@ def ratio_from_sums(sums: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Figures
-
-
-def head_heatmap(values: np.ndarray, *, title: str, label: str, threshold: float | None,
-                 passing: np.ndarray, log2: bool = False, caption: str = ""):
-    """A layer x head heatmap (`evidence.Figure`): the threshold marked on the colour bar and the heads
-    that pass outlined. values, passing: (n_layers, n_heads)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from seqclaims.evidence import Figure
-
-    shown = np.log2(np.where(values > 0, values, np.nan)) if log2 else values
-    n_layers, n_heads = values.shape
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n_heads, 1.0 + 0.45 * n_layers))
-    finite = shown[np.isfinite(shown)]
-    bound = max(float(np.abs(finite).max()) if finite.size else 1.0, abs(_shown(threshold, log2) or 0.0), 1e-9)
-    image = ax.imshow(shown, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
-    bar = fig.colorbar(image, ax=ax, label=f"log2 {label}" if log2 else label)
-    if threshold is not None:
-        bar.ax.axhline(_shown(threshold, log2), color="black", linewidth=2)
-    for layer, head in zip(*np.nonzero(passing)):
-        ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.5))
-    for layer, head in np.ndindex(values.shape):
-        if np.isfinite(values[layer, head]):
-            dark = abs(shown[layer, head]) > 0.6 * bound
-            ax.text(head, layer, f"{values[layer, head]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
-    ax.set_xticks(range(n_heads))
-    ax.set_yticks(range(n_layers))
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    ax.set_title(title, fontsize=9)
-    return Figure.from_matplotlib(fig, title, caption)
-
-
-def _shown(value: float | None, log2: bool) -> float | None:
-    if value is None:
-        return None
-    return math.log2(value) if log2 and value > 0 else value
-
-
-# ---------------------------------------------------------------------------------------------
 # What both attention families read from a claim
 
 
@@ -721,6 +676,14 @@ def named_head(claim, heads: list[tuple[int, int]], n_heads: int) -> int | None:
     return heads.index((params.layer, params.head))
 
 
+def head_grid(values: Sequence[float], heads: Sequence[tuple[int, int]], model) -> np.ndarray:
+    """(n_layers, n_heads) grid of one value per tested head; NaN for heads not tested."""
+    grid = np.full((model.n_layers, model.n_heads), np.nan)
+    for value, (layer, head) in zip(values, heads):
+        grid[layer, head] = value
+    return grid
+
+
 def claim_heads(claim, model) -> tuple[list[tuple[int, int]], int | None]:
     """The heads a claim tests (`candidate_heads`) and the index among them of the one it names (or None)."""
     heads = candidate_heads(claim, model.n_layers, model.n_heads)
@@ -737,23 +700,6 @@ def require_named_head(claim, statistics: Sequence[str]) -> None:
 
 def head_label(head: tuple[int, int]) -> str:
     return f"L{head[0]}H{head[1]}"
-
-
-def criterion_passes(claim, statistics: Sequence[str], low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(K,) bool: heads whose interval passes every criterion the claim sets on `statistics`."""
-    from seqclaims.verdicts import PASS, interval_verdict
-
-    passing = np.ones(np.shape(low), dtype=bool)
-    for criterion in claim.criteria:
-        if criterion.statistic in statistics:
-            passing &= np.array([interval_verdict(lo, hi, criterion.op, criterion.threshold) == PASS
-                                 for lo, hi in zip(np.ravel(low), np.ravel(high))]).reshape(np.shape(low))
-    return passing
-
-
-def criterion_threshold(claim, statistics: Sequence[str]) -> float | None:
-    """The threshold of the claim's first criterion on one of `statistics`, if any."""
-    return next((c.threshold for c in claim.criteria if c.statistic in statistics), None)
 
 
 def surrogate_offsets(sequences: Sequence[str], kind: str, *, k: int = 1, min_length: int = 1,

@@ -38,13 +38,14 @@ import numpy as np
 import torch
 
 from seqclaims.errors import InputError
-from seqclaims.fsutil import atomic_write_bytes, atomic_write_json, file_lock, source_hash
+from seqclaims.code_keys import group_digest
+from seqclaims.fsutil import atomic_write_bytes, atomic_write_json, file_lock
 from seqclaims.models import LoadedModel, hook_shape, iter_run, load_model, parse_hook
 from seqclaims.paths import cache_dir
 from seqclaims.tokenizers import Batch, Tokenization
 
 # Any change to the code that extracts and stores activations gives new keys.
-CODE_VERSION = source_hash("seqclaims.models", "seqclaims.tokenizers", "seqclaims.cache")[:16]
+CODE_VERSION = group_digest("activations")
 # Numerics (kernels, attention paths) may change between releases of these libraries.
 RUNTIME_VERSIONS = {"torch": torch.__version__, "transformers": importlib.metadata.version("transformers")}
 PROGRESS_ENV = "SEQCLAIMS_PROGRESS"  # 0 / false / no / off hides progress bars (they show on a terminal only)

@@ -17,8 +17,8 @@ from .families import Family, checks_dirs, load_claim, load_families
 from .ledger import accept
 from .plugin import is_claim_file
 from .paths import project_root
-from .registry import (ACCESS_LEVELS, Registry, amend, git_commit, register, verify_chain,
-                       verify_committed_prefix, canonical_hash)
+from .registry import (ACCESS_LEVELS, Registry, amend, canonical_hash, git_commit, register, registration_status,
+                       verify_chain, verify_committed_prefix)
 from .schema import KEBAB_CASE, ClaimModel
 
 
@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--force", action="store_true", help="overwrite an existing file")
     command.set_defaults(run=run_new)
 
+    command = commands.add_parser("check", help="validate claims (schema, includes, registration) without "
+                                  "computing evidence; exit 1 on any problem (for pre-commit)")
+    command.add_argument("paths", nargs="*", type=Path, help="claim files or folders (default: claims/)")
+    command.add_argument("--quiet", "-q", action="store_true", help="print problems only")
+    command.set_defaults(run=run_check)
+
     command = commands.add_parser("families", help="list the check families and their statistics")
     command.set_defaults(run=run_families)
 
@@ -100,12 +106,13 @@ def _root(args: argparse.Namespace) -> Path:
     return (args.root or project_root()).resolve()
 
 
-def _claim_files(paths: list[Path], root: Path) -> list[Path]:
-    """Claim files among `paths`: files as given, and the claims (not templates) inside folders."""
+def _claim_files(paths: list[Path], root: Path, explicit: bool = False) -> list[Path]:
+    """Claim files among `paths`: files as given, and the claims (not templates) inside folders; with
+    `explicit`, every YAML claim in a named folder, whether or not it lies below a claims/ folder."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*.y*ml") if is_claim_file(p, root))
+            files += sorted(p for p in path.rglob("*.y*ml") if is_claim_file(p, root, explicit))
         elif path.is_file():
             files.append(path)
         else:
@@ -172,6 +179,44 @@ def run_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"registry ok: {len(registry.lines)} entries, {checked} registered claims match their last entry")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """One line per claim: ok with its registration state, or the problem; exit 1 when any has one."""
+    root = _root(args)
+    families = load_families(checks_dirs(root))
+    registry = _registry(root)
+    paths = args.paths or [root / "claims"]
+    files = _claim_files(paths, root, explicit=True)
+    if not files:
+        raise SeqclaimsError(f"no claim files under {', '.join(map(str, paths))}")
+    bad, seen = 0, {}
+    for path in files:
+        line, ok = _check_one(path, families, registry, seen)
+        bad += not ok
+        if not (ok and args.quiet):
+            print(line, file=sys.stdout if ok else sys.stderr)
+    for name, problem in sorted(families.broken.items()):
+        print(f"error  family {name!r} failed to load: {problem}", file=sys.stderr)
+    failed = bad or families.broken
+    print(f"{len(files) - bad} of {len(files)} claims ok" + (f"; {bad} with problems" if bad else ""),
+          file=sys.stderr if failed else sys.stdout)
+    return 1 if failed else 0
+
+
+def _check_one(path: Path, families: Any, registry: Registry, seen: dict[str, Path]) -> tuple[str, bool]:
+    try:
+        claim = load_claim(path, families)
+    except SeqclaimsError as exc:
+        return f"error  {exc.message}", False
+    other = seen.setdefault(claim.id, path)
+    if other != path:
+        return f"error  {path}: id: {claim.id!r} is also the id of {other}; ids must be unique", False
+    status = registration_status(registry, claim.id, claim.content, path)
+    if status.state in ("changed", "registry-invalid"):
+        return f"error  {status.message}", False
+    post_hoc = " (post hoc amendment)" if status.post_hoc else ""
+    return f"ok     {path}: {status.state}{post_hoc}", True
 
 
 def run_ledger_accept(args: argparse.Namespace) -> int:

@@ -54,14 +54,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from seqclaims import genome, motifs
 from seqclaims.errors import InputError, Unavailable
-from seqclaims.fsutil import atomic_write_bytes, file_lock, file_sha256, source_hash
+from seqclaims.code_keys import group_digest
+from seqclaims.fsutil import atomic_write_bytes, file_lock, file_sha256
 from seqclaims.motifs import DEFAULT_THRESHOLD_FRACTION
 from seqclaims.paths import cache_dir
 
 # Seeds the builders' random streams: bump it only to change the datasets on purpose. Any change to
 # the code that builds them already changes the cache key (CODE_HASH).
 DATA_VERSION = 1
-CODE_HASH = source_hash("seqclaims.data", "seqclaims.userdata", "seqclaims.genome", "seqclaims.motifs")
+CODE_HASH = group_digest("datasets")
 SPLITS = ("train", "test")
 ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
 IUPAC = set("ACGTURYKMSWBDHVN")

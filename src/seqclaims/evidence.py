@@ -1,12 +1,14 @@
-"""What a check family hands back: one estimate per statistic, plus figures and cards for the report."""
+"""What a check family hands back: one estimate per statistic, plus figures and cards for the report.
+
+`Figure` lives in `seqclaims.figures` and is re-exported here for family authors."""
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from seqclaims.figures import Figure
 
 
 @dataclass(frozen=True)
@@ -61,24 +63,6 @@ class Estimate:
         data = asdict(self)
         data["ceiling"] = asdict(self.ceiling) if self.ceiling else None
         return {key: _finite_or_none(value) for key, value in data.items()}
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A figure for the report, stored as PNG bytes encoded in base64."""
-
-    title: str
-    png_base64: str
-    caption: str = ""
-
-    @classmethod
-    def from_matplotlib(cls, fig: Any, title: str, caption: str = "") -> "Figure":
-        import matplotlib.pyplot as plt
-
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        return cls(title, base64.b64encode(buffer.getvalue()).decode("ascii"), caption)
 
 
 @dataclass(frozen=True)

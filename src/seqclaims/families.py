@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +49,7 @@ class Family:
     model_schema: type[BaseModel] | None = None
     example: dict[str, Any] = field(default_factory=dict)
     needs_model: bool = True
+    source: Path | None = None  # the module that defines it (set when it is loaded); part of its evidence key
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _import_families(dirs: tuple[Path, ...]) -> FamilyTable:
                 family = getattr(module, "FAMILY")
                 if family.name != name:
                     raise ValueError(f"FAMILY.name {family.name!r} differs from the module name {name!r}")
-                families[name] = family
+                families[name] = replace(family, source=module_path)
             except Exception as exc:  # a broken family must not stop the others
                 broken[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return FamilyTable(families, broken)

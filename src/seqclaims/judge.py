@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, evidence_store
 from .errors import SeqclaimsError, Unavailable
-from .evidence import Card, Estimate, Evidence, Figure
+from .evidence import Card, Estimate, Evidence
 from .families import Context, Family
+from .figures import Figure, draw_for_criteria
 from .registry import canonical_hash
 from .schema import Claim
 from .verdicts import INCONCLUSIVE, claim_verdict, criterion_verdict
@@ -64,6 +65,7 @@ class ClaimResult:
     versions: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
     traceback: str | None = None
+    evidence_source: str = ""  # computed | stored (re-judged from the evidence store) | "" (none)
 
     @property
     def matches_expectation(self) -> bool:
@@ -76,14 +78,34 @@ class ClaimResult:
         return data
 
 
-def judge(claim: Claim, family: Family, context: Context) -> ClaimResult:
-    """Evaluate one claim. Never raises for problems with the claim, its model or its data."""
+def judge(claim: Claim, family: Family, context: Context, *, use_store: bool = True) -> ClaimResult:
+    """Evaluate one claim. Never raises for problems with the claim, its model or its data.
+
+    With `use_store`, an unchanged claim is re-judged from its stored evidence (`evidence_store`)."""
     result = _blank_result(claim)
     started = time.perf_counter()
+    key = evidence_store.evidence_key(claim, family, family.source) if use_store else None
+    stored = evidence_store.load(key, claim.criteria)
+    if stored is not None:
+        result.evidence_source = "stored"
+        if stored.skipped is not None:
+            result.status, result.reason = SKIPPED, stored.skipped
+        else:
+            _decide(result, claim, family, stored.evidence)
+    else:
+        _compute_and_decide(result, claim, family, context, key)
+    result.duration_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _compute_and_decide(result: ClaimResult, claim: Claim, family: Family, context: Context,
+                        key: evidence_store.EvidenceKey | None) -> None:
+    result.evidence_source = "computed"
     try:
         evidence = family.evaluate(claim, context)
     except Unavailable as exc:
         result.status, result.reason = SKIPPED, exc.message
+        evidence_store.save_skip(key, exc.message, claim.criteria)
     except SeqclaimsError as exc:
         result.status, result.reason = ERROR, exc.message
     except Exception as exc:  # a bug in a family is an error result for this claim only
@@ -96,9 +118,8 @@ def judge(claim: Claim, family: Family, context: Context) -> ClaimResult:
             result.status = ERROR
             result.reason = f"family {family.name!r} did not produce {', '.join(sorted(set(missing)))}"
         else:
+            evidence_store.save_evidence(key, evidence)
             _decide(result, claim, family, evidence)
-    result.duration_s = round(time.perf_counter() - started, 3)
-    return result
 
 
 def error_result(path: Path, message: str, study: str) -> ClaimResult:
@@ -126,7 +147,8 @@ def _decide(result: ClaimResult, claim: Claim, family: Family, evidence: Evidenc
     result.verdict = claim_verdict([c.verdict for c in result.criteria], claim.decision)
     if result.verdict == INCONCLUSIVE:
         result.reason = "; ".join(sorted({c.reason for c in result.criteria if c.verdict == INCONCLUSIVE}))
-    result.figures, result.cards, result.notes = evidence.figures, evidence.cards, evidence.notes
+    result.figures = [draw_for_criteria(figure, claim.criteria) for figure in evidence.figures]
+    result.cards, result.notes = evidence.cards, evidence.notes
     result.versions.update(evidence.versions)
 
 

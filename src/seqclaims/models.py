@@ -430,8 +430,16 @@ DEFINING_FILES = (
 )
 
 
+# Stamps that tools write into a folder's JSON files: which library version saved it, where it was
+# loaded from. They say nothing about the model, so they must not change its identity.
+VOLATILE_JSON_KEYS = frozenset({"transformers_version", "_name_or_path", "_commit_hash"})
+
+
 def folder_hash(folder: Path) -> str:
-    """sha256 over the files that define a model: weights, config, tokenizer files and custom code."""
+    """sha256 over the files that define a model: weights, config, tokenizer files and custom code.
+
+    JSON files count by their parsed content without VOLATILE_JSON_KEYS (key order and formatting do not
+    count either), so re-saving a folder with another transformers release keeps its identity."""
     files = sorted(
         p
         for p in Path(folder).iterdir()
@@ -439,20 +447,43 @@ def folder_hash(folder: Path) -> str:
     )
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
+        content = canonical_json_sha256(path) if path.suffix == ".json" else file_sha256(path)
+        digest.update(f"{path.name}\0{content}\0".encode())
     return digest.hexdigest()
+
+
+def canonical_json_sha256(path: Path) -> str:
+    """sha256 of a JSON file's content, keys sorted, without the top-level VOLATILE_JSON_KEYS; the raw
+    bytes' sha256 when the file is not JSON. Remembered like file_sha256."""
+    return _remembered_digest(path, "canonical-json", _canonical_json_digest)
 
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, remembered on disk by (path, mtime, size) so big weights hash once."""
+    return _remembered_digest(path, "bytes", fsutil.file_sha256)
+
+
+def _canonical_json_digest(path: Path) -> str:
+    try:
+        content = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return fsutil.file_sha256(path)
+    if isinstance(content, dict):
+        content = {key: value for key, value in content.items() if key not in VOLATILE_JSON_KEYS}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _remembered_digest(path: Path, kind: str, compute: Callable[[Path], str]) -> str:
     real = Path(path).resolve()
     stat = real.stat()
-    memo = cache_dir() / "file_hashes" / hashlib.sha256(f"{real}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()
+    stamp = f"{real}|{stat.st_mtime_ns}|{stat.st_size}" + ("" if kind == "bytes" else f"|{kind}")
+    memo = cache_dir() / "file_hashes" / hashlib.sha256(stamp.encode()).hexdigest()
     if memo.is_file():
         remembered = memo.read_text().strip()
         if re.fullmatch(r"[0-9a-f]{64}", remembered):
             return remembered
-    value = fsutil.file_sha256(real)
+    value = compute(real)
     fsutil.atomic_write_text(memo, value)
     return value
 

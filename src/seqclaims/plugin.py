@@ -92,19 +92,61 @@ class _SessionState:
 _STATE = pytest.StashKey[_SessionState]()
 
 
-def is_claim_file(file_path: Path, root: Path) -> bool:
-    """YAML files below a `claims/` folder, except templates (`_name.yaml`, or inside `templates/`)."""
-    if file_path.suffix not in CLAIM_SUFFIXES or file_path.name.startswith("_"):
-        return False
+def is_claim_file(file_path: Path, root: Path, explicit: bool = False) -> bool:
+    """YAML files below a `claims/` folder, or named explicitly, except templates (`_name.yaml`, or
+    inside `templates/`)."""
+    return file_path.suffix in CLAIM_SUFFIXES and not_collected_because(file_path, root, explicit) is None
+
+
+def not_collected_because(file_path: Path, root: Path, explicit: bool = False) -> str | None:
+    """Why a YAML file is not collected as a claim, or None when it is."""
+    if file_path.name.startswith("_"):
+        return "a template (its name starts with '_'); claims include it with `include:`"
     try:
         parts = file_path.resolve().relative_to(root.resolve()).parts
     except ValueError:
         parts = file_path.parts
-    return "claims" in parts[:-1] and "templates" not in parts[:-1]
+    if "templates" in parts[:-1]:
+        return "inside a templates/ folder"
+    if "claims" not in parts[:-1] and not explicit:
+        return "not below a claims/ folder; name the file explicitly to run it"
+    return None
+
+
+def explicit_files(config: pytest.Config) -> set[Path]:
+    """The files named on the command line (node ids without their `::` part)."""
+    named = (Path(str(arg).split("::")[0]) for arg in config.args)
+    return {path.resolve() for path in named if path.suffix in CLAIM_SUFFIXES}
+
+
+def uncollected_yaml(config: pytest.Config) -> list[str]:
+    """What the command line names that will not run as claims: each YAML file named explicitly, with its
+    reason, and per folder named, how many YAML files in it lie outside any claims/ folder (templates
+    beside claims are expected and not counted)."""
+    root = Path(config.rootpath)
+    lines = []
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0])
+        if path.is_file() and path.suffix in CLAIM_SUFFIXES:
+            reason = not_collected_because(path, root, explicit=True)
+            if reason:
+                lines.append(f"{shown_path(path)}: not collected: {reason}")
+        elif path.is_dir():
+            outside = [p for p in path.rglob("*") if p.suffix in CLAIM_SUFFIXES and ".cache" not in p.parts
+                       and (not_collected_because(p, root) or "").startswith("not below")]
+            if outside:
+                lines.append(f"{shown_path(path)}: {len(outside)} YAML file(s) not collected: not below a claims/ "
+                             "folder; name them explicitly to run them as claims")
+    return lines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"seqclaims: {line}" for line in uncollected_yaml(config)]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if is_claim_file(file_path, Path(parent.config.rootpath)):
+    config = parent.config
+    if is_claim_file(file_path, Path(config.rootpath), file_path.resolve() in explicit_files(config)):
         return ClaimFile.from_parent(parent, path=file_path)
     return None
 
@@ -129,6 +171,7 @@ class ClaimFile(pytest.File):
         state.seen_ids[claim.id] = self.path
         item = ClaimItem.from_parent(self, name=claim.id, claim=claim, load_error=None)
         for marker in sorted({claim.check, claim.study}):
+            self.config.addinivalue_line("markers", f"{marker_name(marker)}: claims of {marker}")  # a study outside claims/
             item.add_marker(marker_name(marker))
         yield item
 

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from seqclaims.code_keys import group_digest
 from seqclaims.errors import InputError
 
 DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -352,14 +353,8 @@ def pooled_activations(model: Any, sequences: Sequence[str], dataset_hash: str, 
         return {name: np.asarray(arrays[name]) for name in hooks}, arrays.key
     if pooling == "position":
         return _position_pooled(model, sequences, hooks, position), _content_key(
-            "position", model.model_hash, dataset_hash, sorted(hooks), position, _activation_code())
+            "position", model.model_hash, dataset_hash, sorted(hooks), position, group_digest("activations"))
     raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-
-
-def _activation_code() -> str:
-    from seqclaims.cache import CODE_VERSION
-
-    return CODE_VERSION
 
 
 def _position_pooled(model: Any, sequences: Sequence[str], hooks: Sequence[str], position: int | None) -> dict[str, np.ndarray]:
@@ -529,11 +524,9 @@ def fit_suite(inputs: SuiteInputs, settings: SuiteSettings, *, use_cache: bool =
 
 def suite_key(inputs: SuiteInputs, settings: SuiteSettings) -> str:
     """sha256 over the activations' key, labels, split, sequences, coordinates, settings and this code."""
-    from seqclaims.fsutil import source_hash
-
     coords = None if inputs.coords is None else [inputs.coords.chrom.tolist(), inputs.coords.start.tolist(),
                                                  inputs.coords.strand.tolist()]
-    return _content_key(SUITE_VERSION, source_hash("seqclaims.probing"), inputs.activation_key,
+    return _content_key(SUITE_VERSION, group_digest("probe_fits"), inputs.activation_key,
                         sorted(inputs.features), np.asarray(inputs.labels).tolist(), np.asarray(inputs.split).tolist(),
                         _strings_hash(inputs.sequences), coords, settings.__dict__)
 

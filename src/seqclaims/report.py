@@ -9,9 +9,11 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from . import __version__
-from .evidence import Figure
+from .figures import RENDERERS, Figure, copy_into, draw_for_criteria
 from .ledger import LedgerChange, write_json_atomic
 from .paths import PACKAGE_DIR
+
+FIGURES_FOLDER = "figures"  # beside index.html: the report's PNG files, copied from the figure store
 
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#8c959f"}
 
@@ -58,12 +60,14 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], run: dict[str, An
     """Write results.json, summary.md and index.html into `out_dir`; return the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     document = build_results(results, run, changes)
+    forest = forest_plot(document["claims"])
+    shown = [Figure(**f) for claim in document["claims"] for f in claim.get("figures", [])]
+    copy_into([*shown, *([forest] if forest else [])], out_dir / FIGURES_FOLDER)
     write_json_atomic(out_dir / "results.json", document)
     env = Environment(loader=FileSystemLoader(str(templates_dir(root))),
                       autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
-    forest = forest_plot(document["claims"])
     html = env.get_template("index.html.j2").render(doc=document, forest=forest, version=__version__)
     (out_dir / "index.html").write_text(html, encoding="utf-8")
     markdown = env.get_template("summary.md.j2").render(doc=document)
@@ -86,26 +90,38 @@ def format_number(value: Any, digits: int = 3) -> str:
 
 
 def forest_plot(claims: list[dict[str, Any]]) -> Figure | None:
-    """Every criterion's estimate and interval against its threshold, one row (own x-axis) each."""
-    rows = [(claim, criterion) for claim in claims for criterion in claim.get("criteria", [])
-            if criterion.get("estimate") is not None]
+    """Every criterion's estimate and interval against its threshold, one row (own x-axis) each; drawn
+    once per distinct content (a warm rerun reads it from the figure store)."""
+    rows = [{"label": f"{claim['id']}: {criterion['statistic']} {criterion['op']} {format_number(criterion['threshold'])}",
+             **{key: criterion.get(key) for key in ("verdict", "estimate", "threshold", "ci_low", "ci_high")},
+             "ceiling": (criterion.get("ceiling") or {}).get("estimate")}
+            for claim in claims for criterion in claim.get("criteria", []) if criterion.get("estimate") is not None]
     if not rows:
         return None
+    recipe = Figure.from_recipe("forest", "Forest plot of every criterion",
+                                "Dot: estimate; bar: confidence interval; dashed line: registered threshold; "
+                                "hollow diamond: ceiling (ideal mechanism). Colour: criterion verdict.", {"rows": rows})
+    return draw_for_criteria(recipe, [])
+
+
+def _draw_forest(data: dict[str, Any], criteria: Any) -> tuple[Any, str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = data["rows"]
     fig, axes = plt.subplots(len(rows), 1, figsize=(8.5, 0.42 * len(rows) + 0.6), squeeze=False)
-    for ax, (claim, criterion) in zip(axes[:, 0], rows):
-        _forest_row(ax, claim, criterion)
+    for ax, row in zip(axes[:, 0], rows):
+        _forest_row(ax, row)
     fig.subplots_adjust(hspace=0.9)
-    return Figure.from_matplotlib(fig, "Forest plot of every criterion",
-                                  "Dot: estimate; bar: confidence interval; dashed line: registered threshold; "
-                                  "hollow diamond: ceiling (ideal mechanism). Colour: criterion verdict.")
+    return fig, ""
 
 
-def _forest_row(ax: Any, claim: dict[str, Any], criterion: dict[str, Any]) -> None:
+RENDERERS["forest"] = _draw_forest
+
+
+def _forest_row(ax: Any, criterion: dict[str, Any]) -> None:
     colour = VERDICT_COLOURS.get(criterion["verdict"], "#8c959f")
     estimate, threshold = criterion["estimate"], criterion["threshold"]
     low = criterion["ci_low"] if criterion["ci_low"] is not None else estimate
@@ -115,14 +131,13 @@ def _forest_row(ax: Any, claim: dict[str, Any], criterion: dict[str, Any]) -> No
     ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
     points = [low, high, threshold, estimate]
     ceiling = criterion.get("ceiling")
-    if ceiling and ceiling.get("estimate") is not None:
-        ax.plot([ceiling["estimate"]], [0], "D", mfc="none", color="#0969da", markersize=5)
-        points.append(ceiling["estimate"])
+    if ceiling is not None:
+        ax.plot([ceiling], [0], "D", mfc="none", color="#0969da", markersize=5)
+        points.append(ceiling)
     span = (max(points) - min(points)) or 1.0
     ax.set_xlim(min(points) - 0.15 * span, max(points) + 0.15 * span)
     ax.set_yticks([])
     ax.tick_params(axis="x", labelsize=7, pad=1)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    label = f"{claim['id']}: {criterion['statistic']} {criterion['op']} {format_number(threshold)}"
-    ax.set_title(label, fontsize=7.5, loc="left", pad=2)
+    ax.set_title(criterion["label"], fontsize=7.5, loc="left", pad=2)

@@ -41,11 +41,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from seqclaims.fsutil import atomic_write_bytes, atomic_write_json, file_lock, source_hash
+from seqclaims.code_keys import group_digest
+from seqclaims.fsutil import atomic_write_bytes, atomic_write_json, file_lock
 from seqclaims.paths import cache_dir
 from seqclaims.schema import StrictModel
 
-SAE_CODE_VERSION = source_hash("seqclaims.sae")[:16]
+SAE_CODE_VERSION = group_digest("sae")
 AUX_COEF = 1.0 / 32.0
 DEAD_WINDOW_TOKENS = 50_000
 RESAMPLE_PROBE_TOKENS = 8192

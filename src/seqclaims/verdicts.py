@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .evidence import Estimate
+if TYPE_CHECKING:  # annotations only: evidence's figures use these verdicts
+    from .evidence import Estimate
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 SUPPORTED, REFUTED = "supported", "refuted"
