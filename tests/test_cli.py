@@ -62,6 +62,29 @@ def test_families_lists_statistics(claims_project, capsys):
     assert "p_value" in capsys.readouterr().out
 
 
+def test_check_validates_without_computing_and_fails_on_any_problem(claims_project, capsys):
+    root = claims_project.path
+    good = write_claim(root, "alpha", "good", toy_claim(id="good"))
+    assert seqclaims_main(["check"]) == 0
+    assert "good.yaml: exploratory" in capsys.readouterr().out
+    assert seqclaims_main(["register", str(good)]) == 0
+    capsys.readouterr()
+    assert seqclaims_main(["check", "-q", "claims"]) == 0
+    assert capsys.readouterr().out.strip() == "1 of 1 claims ok"
+    good.write_text(good.read_text().replace("threshold: 0.2", "threshold: 0.3"))
+    bad = write_claim(root, "alpha", "bad", toy_claim(id="bad").replace("threshold:", "threshhold:"))
+    assert seqclaims_main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert "good.yaml: changed after registration" in err and "seqclaims amend" in err
+    assert "bad.yaml: criteria[0].threshold: required key is missing; criteria[0].threshhold: unknown key" in err
+    assert "0 of 2 claims ok; 2 with problems" in err
+    outside = root / "elsewhere" / "loose.yaml"
+    outside.parent.mkdir()
+    outside.write_text(toy_claim(id="loose"))
+    assert seqclaims_main(["check", str(outside.parent)]) == 0  # named explicitly: checked wherever it lies
+    assert seqclaims_main(["check", "nowhere"]) == 2
+
+
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "seqclaims", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "register" in out.stdout

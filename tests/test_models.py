@@ -237,6 +237,19 @@ def test_model_hash_is_stable_and_follows_the_weights(tmp_path):
     assert len(hashes[0]) == 64
 
 
+def test_model_identity_ignores_version_stamps_but_not_the_config(tmp_path):
+    import json
+
+    folder = save_random_model(tmp_path / "a", seed=1)
+    before = models.folder_hash(folder)
+    config = json.loads((folder / "config.json").read_text())
+    restamped = {"transformers_version": "9.99.0", "_name_or_path": "/elsewhere", **config}
+    (folder / "config.json").write_text(json.dumps(restamped, indent=4))  # other stamp, key order, layout
+    assert models.folder_hash(folder) == before
+    (folder / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-5}))
+    assert models.folder_hash(folder) != before
+
+
 def test_context_length_counts_learned_positions_from_the_padding_index():
     tokenizer = SimpleNamespace(model_max_length=10**30)
     esm_absolute = SimpleNamespace(model_type="esm", max_position_embeddings=1026, pad_token_id=1, position_embedding_type="absolute")

@@ -146,6 +146,19 @@ def test_same_seed_same_statistics_different_seed_different(claims_project):
     assert claim_result(claims_project, "seeded")["criteria"] != first
 
 
+def test_a_claim_named_explicitly_is_collected_wherever_it_lies(claims_project):
+    root = claims_project.path
+    loose = root / "elsewhere" / "loose.yaml"
+    loose.parent.mkdir()
+    loose.write_text(toy_claim(id="loose"))
+    (root / "elsewhere" / "_template.yaml").write_text("title: a template\n")
+    claims_project.runpytest("elsewhere/loose.yaml", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    folder = claims_project.runpytest("elsewhere", "-p", "no:cacheprovider")
+    folder.stdout.fnmatch_lines(["seqclaims: elsewhere: 1 YAML file(s) not collected: not below a claims/ folder*"])
+    template = claims_project.runpytest("elsewhere/_template.yaml", "-p", "no:cacheprovider")
+    template.stdout.fnmatch_lines(["seqclaims: elsewhere/_template.yaml: not collected: a template*"])
+
+
 def test_report_directory_option(demo):
     demo.runpytest("claims/", "-p", "no:cacheprovider", "--claims-report", "elsewhere")
     assert (demo.path / "elsewhere" / "index.html").exists()
