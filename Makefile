@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@mkdir -p $(dir $(STAMP))
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
-	@grep -v '^torch==' constraints.txt > $(KEPT_TORCH)
+	@grep -v -E '^(torch|sympy|mpmath|networkx)==' constraints.txt > $(KEPT_TORCH)  # torch's own pins stay torch's
 	$(PYTHON) -m pip install -q -c $(KEPT_TORCH) -e ".[test]"
 	@touch $(STAMP)
 

@@ -72,6 +72,15 @@ def test_a_change_to_the_family_code_recomputes(store_project, tmp_path, monkeyp
     assert run(store_project)["coded"]["evidence_source"] == "computed"
 
 
+def test_the_key_reads_the_claim_as_validated_with_its_defaults(store_project):
+    path = write_claim(store_project.path, "alpha", "defaults", toy_claim(id="defaults"))
+    assert run(store_project)["defaults"]["evidence_source"] == "computed"
+    path.write_text(path.read_text() + "resamples: 1000\nci_level: 0.95\n")  # the defaults, now spelt out
+    assert run(store_project)["defaults"]["evidence_source"] == "stored"
+    path.write_text(path.read_text().replace("resamples: 1000", "resamples: 500"))
+    assert run(store_project)["defaults"]["evidence_source"] == "computed"
+
+
 def test_errors_and_skips_for_other_reasons_than_an_absent_model_are_never_stored(store_project):
     write_claim(store_project.path, "alpha", "skips", toy_claim(id="skips", dataset="missing"))
     write_claim(store_project.path, "alpha", "fails", toy_claim(id="fails").replace("effect: 0.5\n", "effect: 0.5\n  explode: true\n"))

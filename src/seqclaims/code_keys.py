@@ -25,7 +25,8 @@ CODE_GROUPS: dict[str, tuple[str, ...]] = {
     "probe_fits": ("@activations", "seqclaims.probing"),
     "sae": ("@activations", "seqclaims.sae"),
     # what every family's evidence rests on
-    "evidence": ("@datasets", "@activations", "seqclaims.evidence", "seqclaims.stats", "seqclaims.figures"),
+    "evidence": ("@datasets", "@activations", "seqclaims.evidence", "seqclaims.stats", "seqclaims.figures",
+                 "seqclaims.schema", "seqclaims.families"),  # claim defaults; Context.seed_for
     # per family, beyond `evidence` and its own checks/<family>.py
     "family:probe": ("@probe_fits", "seqclaims.verdicts"),
     "family:qk_motif": ("@key_scores", "seqclaims.verdicts"),

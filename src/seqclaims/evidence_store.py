@@ -67,16 +67,26 @@ def evidence_key(claim: Any, family: Any, module_path: Path | None) -> EvidenceK
         models = model_identities(claim, family)
         payload = {
             "format": FORMAT,
-            "claim": computational_content(claim.content),
+            "claim": computational_content(validated_content(claim)),
             "family": [family.name, family_digest(family.name, module_path)],
             "models": models,
             "data": data_identity(claim),
             "runtime": library_versions(),
         }
-    except (SeqclaimsError, ValueError, TypeError, OSError):
+    except Exception:  # any input the key cannot describe: the claim is computed, never served stale
         return None
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return EvidenceKey(digest, any(m.startswith(ABSENT) for m in models))
+
+
+def validated_content(claim: Any) -> dict[str, Any]:
+    """The claim as validated, defaults filled in (a changed default changes the key)."""
+    content = claim.spec.model_dump(mode="json")
+    for part in ("params", "data"):
+        value = getattr(claim, part)
+        content[part] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    content["model"] = claim.model.model_dump(mode="json") if hasattr(claim.model, "model_dump") else claim.model
+    return content
 
 
 def computational_content(content: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +173,7 @@ def _write(key: EvidenceKey | None, entry: dict[str, Any]) -> None:
         return
     try:
         atomic_write_text(entry_path(key.digest), json.dumps(entry, sort_keys=True, default=_plain_number))
-    except OSError:
+    except (OSError, TypeError, ValueError):  # not writable, or a value JSON cannot hold: not stored
         pass
 
 

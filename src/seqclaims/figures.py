@@ -88,6 +88,8 @@ def copy_into(figures: Sequence[Figure], folder: Path) -> None:
             continue
         try:
             target.hardlink_to(source)
+        except FileExistsError:  # another process linked it first
+            continue
         except OSError:
             shutil.copyfile(source, target)
 

@@ -147,9 +147,21 @@ def _decide(result: ClaimResult, claim: Claim, family: Family, evidence: Evidenc
     result.verdict = claim_verdict([c.verdict for c in result.criteria], claim.decision)
     if result.verdict == INCONCLUSIVE:
         result.reason = "; ".join(sorted({c.reason for c in result.criteria if c.verdict == INCONCLUSIVE}))
-    result.figures = [draw_for_criteria(figure, claim.criteria) for figure in evidence.figures]
-    result.cards, result.notes = evidence.cards, evidence.notes
+    result.notes, result.cards = list(evidence.notes), evidence.cards
+    result.figures = _drawn(evidence.figures, claim, result)
     result.versions.update(evidence.versions)
+
+
+def _drawn(figures: list[Figure], claim: Claim, result: ClaimResult) -> list[Figure]:
+    """The figures drawn against the claim's criteria; one that cannot be drawn is left out with a note
+    (a figure never changes a verdict)."""
+    drawn = []
+    for figure in figures:
+        try:
+            drawn.append(draw_for_criteria(figure, claim.criteria))
+        except Exception as exc:
+            result.notes.append(f"figure {figure.title!r} could not be drawn: {type(exc).__name__}: {exc}".splitlines()[0])
+    return drawn
 
 
 def _criterion_result(criterion: Any, estimate: Estimate | None, verdict: str, reason: str) -> CriterionResult:
