@@ -196,7 +196,7 @@ def test_cache_key_covers_the_builders_source_and_the_pyjaspar_version(monkeypat
     monkeypatch.setattr(data, "CODE_HASH", "0" * 64)
     assert data.cache_key(spec, seed=0) != key
     monkeypatch.undo()
-    monkeypatch.setattr(data, "_version", lambda package: "0.0-other")
+    monkeypatch.setattr(data, "package_version", lambda package: "0.0-other")
     assert data.cache_key(spec, seed=0) != key
 
 

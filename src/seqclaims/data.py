@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import itertools
 import json
 import pickle
@@ -55,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from seqclaims import genome, motifs
 from seqclaims.errors import InputError, Unavailable
 from seqclaims.code_keys import group_digest
-from seqclaims.fsutil import atomic_write_bytes, file_lock, file_sha256
+from seqclaims.fsutil import atomic_write_bytes, file_lock, file_sha256, package_version
 from seqclaims.motifs import DEFAULT_THRESHOLD_FRACTION
 from seqclaims.paths import cache_dir
 
@@ -928,16 +927,9 @@ def cache_key(spec: DataSpec, seed: int, base_dir: Path | None = None) -> str:
     else:
         files = genome.species_files(spec.species)
         inputs = [genome.file_stamp(genome.data_dir() / f) for f in (files.fasta, files.gff) if f]
-    code = {"data": CODE_HASH, "pyjaspar": _version("pyjaspar")}
+    code = {"data": CODE_HASH, "pyjaspar": package_version("pyjaspar")}
     payload = json.dumps({"params": params, "inputs": inputs, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def build(spec: dict | DataSpec, *, seed: int, base_dir: Path | str | None = None, use_cache: bool = True) -> Dataset:

@@ -20,7 +20,6 @@ other skips and errors are never stored. Entries are JSON files written atomical
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -33,7 +32,7 @@ from seqclaims.data import DataSpec, cache_key
 from seqclaims.errors import SeqclaimsError, Unavailable
 from seqclaims.evidence import Card, Ceiling, Estimate, Evidence
 from seqclaims.figures import Figure, is_stored
-from seqclaims.fsutil import atomic_write_text
+from seqclaims.fsutil import atomic_write_text, package_version
 from seqclaims.ledger import json_safe
 from seqclaims.models import ModelRef, as_model_ref, folder_hash, resolve_folder
 from seqclaims.paths import cache_dir
@@ -125,13 +124,7 @@ def data_identity(claim: Any) -> str | None:
 
 @lru_cache(maxsize=1)
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for package in NUMERICAL_LIBRARIES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return {package: package_version(package) for package in NUMERICAL_LIBRARIES}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -26,6 +27,7 @@ __all__ = [
     "file_lock",
     "file_sha256",
     "lock_path",
+    "package_version",
     "source_hash",
 ]
 
@@ -95,6 +97,14 @@ def source_hash(*modules: ModuleType | str) -> str:
         name = module if isinstance(module, str) else module.__name__
         digest.update(f"{name}\0{file_sha256(_source_file(module))}\0".encode())
     return digest.hexdigest()
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of a distribution, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _source_file(module: ModuleType | str) -> str:

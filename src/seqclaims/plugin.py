@@ -113,10 +113,14 @@ def not_collected_because(file_path: Path, root: Path, explicit: bool = False) -
     return None
 
 
+def named_paths(config: pytest.Config) -> list[Path]:
+    """The paths named on the command line (node ids without their `::` part)."""
+    return [Path(str(arg).split("::")[0]) for arg in config.args]
+
+
 def explicit_files(config: pytest.Config) -> set[Path]:
-    """The files named on the command line (node ids without their `::` part)."""
-    named = (Path(str(arg).split("::")[0]) for arg in config.args)
-    return {path.resolve() for path in named if path.suffix in CLAIM_SUFFIXES}
+    """The YAML files named on the command line, resolved."""
+    return {path.resolve() for path in named_paths(config) if path.suffix in CLAIM_SUFFIXES}
 
 
 def uncollected_yaml(config: pytest.Config) -> list[str]:
@@ -125,8 +129,7 @@ def uncollected_yaml(config: pytest.Config) -> list[str]:
     beside claims are expected and not counted)."""
     root = Path(config.rootpath)
     lines = []
-    for arg in config.args:
-        path = Path(str(arg).split("::")[0])
+    for path in named_paths(config):
         if path.is_file() and path.suffix in CLAIM_SUFFIXES:
             reason = not_collected_because(path, root, explicit=True)
             if reason:
@@ -140,13 +143,23 @@ def uncollected_yaml(config: pytest.Config) -> list[str]:
     return lines
 
 
+_EXPLICIT = pytest.StashKey[set]()
+
+
+def _explicit_files(config: pytest.Config) -> set[Path]:
+    """explicit_files, computed once per session (collection asks for every file)."""
+    if _EXPLICIT not in config.stash:
+        config.stash[_EXPLICIT] = explicit_files(config)
+    return config.stash[_EXPLICIT]
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"seqclaims: {line}" for line in uncollected_yaml(config)]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     config = parent.config
-    if is_claim_file(file_path, Path(config.rootpath), file_path.resolve() in explicit_files(config)):
+    if is_claim_file(file_path, Path(config.rootpath), file_path.resolve() in _explicit_files(config)):
         return ClaimFile.from_parent(parent, path=file_path)
     return None
 
@@ -289,8 +302,7 @@ def _is_complete_run(config: pytest.Config) -> bool:
     if config.option.keyword or config.option.markexpr or getattr(config.option, "lf", False):
         return False
     claims_dir = (Path(config.rootpath) / "claims").resolve()
-    named = [Path(str(arg).split("::")[0]).resolve() for arg in config.args]
-    return claims_dir in named
+    return claims_dir in {path.resolve() for path in named_paths(config)}
 
 
 def _gather(files: list[str]) -> list[dict[str, Any]]:
