@@ -10,7 +10,11 @@ Definitions (per head):
   consecutive support tokens.
 - matched background: content tokens that are not support and lie within `flank` nt of a support base
   (either side of a site: matched by distance from the site), in the same sequence and in the same
-  composition class (GC fraction of the token's bases in `composition_bins` equal bins). Within each
+  composition class: GC fraction, in `composition_bins` equal bins, of the motif-length window placed
+  by `composition_window` (default anchored at the token's first base, as qk_motif's default motif
+  track; centred; overlap_max: every base an overlapping window reaches; token: the token's own bases
+  only, which for single-nucleotide tokens is 0 or 1 and leaves a head that reads the GC of the bases
+  around its keys free to look enriched). Tokens without such a window are left out. Within each
   (sequence, class) cell the background tokens are weighted so that together they weigh as much as the
   cell's support tokens; support tokens of cells without background are left out (counted).
 - rho = (sum over support tokens of the attention they receive) / (sum over support tokens of the mean
@@ -21,6 +25,15 @@ Definitions (per head):
 - max_rho: the head with the largest rho on the train split, scored on the test split, the selection
   redone in every resample; max_rho_selects_named: share of resamples whose selection is the named head.
 - n_sequences (sequences with a matched site), n_sites, n_support_tokens (matched). Minimum n: 20.
+
+Composition control. Matching on the window's GC controls a head that reads that window's GC, but not
+one that reads another window (flanks, part of the site) or another composition (dinucleotides); such a
+head enriches any site of the motif's composition. rho_over_shuffled = rho of the motif's sites over the
+`shuffled_quantile` (0.95) of rho of the sites of `shuffles` (20) column-permuted copies of the matrix
+(the same base preferences and score distribution, so sites of the same composition, support threshold
+and matching), on the same sequences, inside every resample. Above 1 the head prefers the motif's sites to
+those of all but a few arrangements of its columns. Named head, and max_rho_over_shuffled: the head with
+the largest value on the train split, scored on the test split, the selection redone in every resample.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import numpy as np
 from pydantic import Field
 
 from seqclaims import attention as att
+from seqclaims import composition as comp
 from seqclaims.errors import InputError
 from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded
 from seqclaims.figures import HeadMarks, head_heatmap
@@ -40,10 +54,10 @@ from seqclaims.stats import percentile_interval
 
 MIN_SEQUENCES = 20
 DEFAULT_SUPPORT_PVALUE = 1e-3
-NAMED = ("rho", "max_rho_selects_named")
+NAMED = ("rho", "max_rho_selects_named", "rho_over_shuffled")
 
 
-class EnrichmentParams(StrictModel):
+class EnrichmentParams(comp.ShuffledMotifParams):
     matrix: str | None = Field(None, description="JASPAR matrix ID of the motif (default: the dataset's `matrix`)")
     release: str | None = Field(None, description="JASPAR release (default: the dataset's, else JASPAR2024)")
     pseudocount: float = Field(0.8, ge=0, description="PSSM pseudocount, split by the uniform background")
@@ -61,6 +75,9 @@ class EnrichmentParams(StrictModel):
         None, ge=0, le=1, description="motif hit: score >= min + fraction * (max - min) instead of a p-value")
     flank: int = Field(50, ge=1, description="background tokens lie within this many nt of a support base")
     composition_bins: int = Field(5, ge=1, le=20, description="GC-fraction classes that background is matched on")
+    composition_window: Literal["anchored", "centred", "overlap_max", "token"] = Field(
+        "anchored", description="whose GC is matched: the motif-length window anchored at the token, centred on "
+        "it, every base an overlapping window reaches, or the token's own bases")
 
 
 def evaluate(claim, context) -> Evidence:
@@ -74,20 +91,32 @@ def evaluate(claim, context) -> Evidence:
     table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
     heads, named = att.claim_heads(claim, model)
-    covered = att.support_bases(dataset.sequences, motif, fraction=params.support_fraction,
-                                pvalue=support_pvalue(params))
-    matched = att.matched_tokens(att.token_support(covered, table.offsets),
-                                 att.distance_to_support(covered, table.offsets),
-                                 att.composition_classes(dataset.sequences, table.offsets, params.composition_bins),
-                                 flank=params.flank, bins=params.composition_bins)
+    classes = composition_classes(dataset.sequences, table.offsets, motif.length, params)
+    matched = matched_sites(dataset.sequences, table.offsets, motif, classes, params)
     layers, indices = np.array(heads).T
     attention = att.key_score_values(table, "probability", qk_biases=params.qk_biases)[layers, indices]
-    analysis = Enrichment(claim, context, att.enrichment_sums(attention, matched), matched, dataset.split, heads, named)
+    shuffled = [att.enrichment_sums(attention, matched_sites(dataset.sequences, table.offsets, m, classes, params))
+                for m in comp.shuffled_motifs(motif, params.shuffles, context.seed_for("shuffled-motifs"))]
+    analysis = Enrichment(claim, context, att.enrichment_sums(attention, matched), matched, dataset.split, heads, named,
+                          shuffled)
     statistics = analysis.statistics()
     evidence = Evidence(statistics=statistics, figures=[rho_heatmap(claim, analysis, model, heads)],
                         cards=[*inputs.cards, settings_card(motif, params, matched, table)])
     evidence.versions.update(inputs.versions)
     return evidence
+
+
+def matched_sites(sequences, offsets, motif, classes, params) -> att.MatchedTokens:
+    """The motif's support tokens and their matched background (`attention.matched_tokens`)."""
+    covered = att.support_bases(sequences, motif, fraction=params.support_fraction, pvalue=support_pvalue(params))
+    return att.matched_tokens(att.token_support(covered, offsets), att.distance_to_support(covered, offsets), classes,
+                              flank=params.flank, bins=params.composition_bins)
+
+
+def composition_classes(sequences, offsets, motif_length: int, params) -> np.ndarray:
+    """(n_seq, n_tok) GC class of each token's `composition_window` (-1: not matchable)."""
+    spans = comp.window_spans(offsets, [len(s) for s in sequences], motif_length, params.composition_window)
+    return comp.composition_classes(sequences, spans, params.composition_bins)
 
 
 def support_pvalue(params) -> float | None:
@@ -99,10 +128,12 @@ def support_pvalue(params) -> float | None:
 class Enrichment:
     """rho of every head over the sequences with a matched site, with intervals and selection."""
 
-    def __init__(self, claim, context, sums, matched, split, heads, named):
+    def __init__(self, claim, context, sums, matched, split, heads, named, shuffled=()):
         self.claim, self.context, self.heads, self.named, self.matched = claim, context, heads, named, matched
         self.eligible = np.flatnonzero(matched.support.sum(axis=1) > 0)
         self.sums = sums[self.eligible]
+        # (n, K, 2 (S + 1)): the motif's sums, then each shuffled matrix's, on the same sequences
+        self.with_shuffles = np.concatenate([sums, *shuffled], axis=2)[self.eligible] if len(shuffled) else None
         split = split[self.eligible]
         self.train, self.test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
         self.n = len(self.eligible)
@@ -120,6 +151,47 @@ class Enrichment:
         out = {name: Estimate(float(v), float(v), float(v), self.n, kind="count") for name, v in counts.items()}
         out["rho"] = self.named_rho()
         out.update(self.selected())
+        if self.with_shuffles is not None:
+            out.update(self.over_shuffled())
+        return out
+
+    def over_shuffled(self) -> dict[str, Estimate]:
+        """rho_over_shuffled of the named head (every eligible sequence) and of the head selected on train."""
+        quantile = self.claim.params.shuffled_quantile
+
+        def finish(sums):
+            return comp.over_shuffled_from_sums(sums, quantile)
+
+        detail = {"shuffles": self.claim.params.shuffles, "shuffled_quantile": quantile}
+        out = {}
+        if self.named is None:
+            out["rho_over_shuffled"] = Estimate.missing("the claim names no head (params.layer, params.head)")
+        elif self.n:
+            k = self.named
+            counts = att.split_counts(self.n, self.claim.resamples, self.context.seed_for("bootstrap"))
+            value = finish(self.with_shuffles.sum(axis=0)[None])[0, k]
+            low, high = percentile_interval(finish(att.weighted_sums(self.with_shuffles, counts))[:, k],
+                                            self.claim.ci_level)
+            out["rho_over_shuffled"] = self.estimate(value, low, high, self.n, detail={
+                "layer": self.heads[k][0], "head": self.heads[k][1], **detail})
+        else:
+            out["rho_over_shuffled"] = self.estimate(np.nan, np.nan, np.nan, 0)
+        if len(self.train) == 0 or len(self.test) == 0:
+            out["max_rho_over_shuffled"] = Estimate.missing("selection needs matched sites in both the train and the "
+                                                            "test split", n=len(self.test))
+            return out
+        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
+        chosen = att.select_on_train_score_on_test(self.with_shuffles, finish, self.train, self.test,
+                                                   n_resamples=self.claim.resamples, seeds=seeds,
+                                                   level=self.claim.ci_level)
+        if chosen.index < 0:
+            out["max_rho_over_shuffled"] = Estimate.missing("no head has a defined rho_over_shuffled on the train "
+                                                            "split", n=len(self.test))
+            return out
+        layer, head = self.heads[chosen.index]
+        out["max_rho_over_shuffled"] = self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test), detail={
+            "layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences, by rho_over_shuffled)",
+            "scored_on": f"test ({len(self.test)} sequences)", **detail})
         return out
 
     def estimate(self, value, low, high, n, **kwargs) -> Estimate:
@@ -185,6 +257,8 @@ def settings_card(motif, params, matched, table) -> Card:
     return Card("attention_enrichment settings", {
         "motif": f"{motif.matrix_id} {motif.name} ({motif.length} bp, {motif.release})",
         "support": support, "flank_nt": params.flank, "composition_bins": params.composition_bins,
+        "composition_window": params.composition_window + ("" if params.composition_window == "token"
+                                                           else f" ({motif.length} nt)"),
         "key_score": params.key_score, "unmatched_support_tokens": matched.n_unmatched,
         "activations": table.source})
 
@@ -200,6 +274,11 @@ FAMILY = Family(
         "max_rho": Statistic("rho of the head selected on the train split, scored on the test split; selection "
                              "redone in every resample; the head is in the detail"),
         "max_rho_selects_named": Statistic("share of resamples whose selection is the named head"),
+        "rho_over_shuffled": Statistic("rho of the named head over the shuffled_quantile of its rho on the sites of "
+                                       "column-permuted copies of the matrix; above 1: motif-specific"),
+        "max_rho_over_shuffled": Statistic("rho_over_shuffled of the head with the largest one on the train split, "
+                                           "scored on the test split; selection redone in every resample",
+                                           selection=True),
         "n_sequences": Statistic("sequences with a matched motif site", kind="count"),
         "n_sites": Statistic("motif sites (runs of support tokens) in those sequences", kind="count"),
         "n_support_tokens": Statistic("support tokens with matched background", kind="count"),
@@ -209,5 +288,6 @@ FAMILY = Family(
     example={"model": "planted",
              "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 400},
              "params": {"layer": 0, "head": 2, "flank": 50},
-             "criteria": [{"statistic": "rho", "op": ">=", "threshold": 2.0}]},
+             "criteria": [{"statistic": "rho", "op": ">=", "threshold": 2.0},
+                          {"statistic": "rho_over_shuffled", "op": ">", "threshold": 1.0}]},
 )

@@ -39,6 +39,22 @@ Definitions (per head, K heads tested):
   available locally, the claim is skipped and the reason reports ideal_r computed with the claim's
   declared tokenization or `surrogate_tokens`.
 - n_sequences, n_tokens: sequences and tokens pooled. Minimum n: 20 sequences.
+
+Composition controls (`seqclaims.composition`). A head that reads only the base composition around its
+keys correlates with every motif whose sites share that composition (a GC-reading head "detects" any
+GC-rich matrix), so r alone cannot tell a motif detector from a composition reader:
+- r_partial_composition: the partial correlation of key score and motif score given the `composition`
+  of the window the motif track credits to the token (the motif-length window placed by `alignment`;
+  for overlap_max every base an overlapping window reaches): GC; A, C, G fractions (default); or those
+  and the 16 dinucleotide fractions; covariates centred within sequences with the tracks. Undefined
+  (missing) when composition explains the key score entirely.
+- r_minus_shuffled: r with the motif minus the `shuffled_quantile` (0.95) of r with `shuffles` (20)
+  copies of the matrix whose columns are permuted (the same base preferences, so the same composition
+  of high-scoring windows, but not the motif). Above 0, the head prefers the motif's arrangement of
+  bases to every arrangement but a few.
+- both for the named head (all sequences) and as max_ statistics: the head with the largest value on the
+  train split, scored on the test split, the selection redone in every resample. Intervals from the same
+  sequence bootstrap as r; ceilings from the ideal detector under the same control.
 """
 
 from __future__ import annotations
@@ -49,6 +65,7 @@ import numpy as np
 from pydantic import Field
 
 from seqclaims import attention as att
+from seqclaims import composition as comp
 from seqclaims.errors import InputError, SeqclaimsError, Unavailable
 from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, gather_inputs, rounded
 from seqclaims.figures import HeadMarks, head_heatmap
@@ -57,7 +74,7 @@ from seqclaims.schema import StrictModel
 from seqclaims.stats import correct_pvalues, percentile_interval, permutation_pvalue
 
 MIN_SEQUENCES = 20
-NAMED = ("r", "r_p", "max_r_selects_named")
+NAMED = ("r", "r_p", "max_r_selects_named", "r_partial_composition", "r_minus_shuffled")
 
 
 class SurrogateTokens(StrictModel):
@@ -68,7 +85,7 @@ class SurrogateTokens(StrictModel):
     max_length: int = Field(8, ge=1, description="random_lengths: longest token (nt)")
 
 
-class QkMotifParams(StrictModel):
+class QkMotifParams(comp.ShuffledMotifParams):
     matrix: str | None = Field(None, description="JASPAR matrix ID of the motif (default: the dataset's `matrix`)")
     release: str | None = Field(None, description="JASPAR release (default: the dataset's, else JASPAR2024)")
     pseudocount: float = Field(0.8, ge=0, description="PSSM pseudocount, split by the uniform background")
@@ -88,6 +105,9 @@ class QkMotifParams(StrictModel):
     permutations: int | None = Field(None, ge=99, le=100000, description="motif-track permutations for p-values "
                                      "(default: max(999, 20 x heads tested), so that a corrected p can go below 0.05)")
     ideal_beta: float = Field(1.0, gt=0, description="ideal detector: attention logit per bit of motif score")
+    composition: Literal["gc", "bases", "dinucleotides"] = Field(
+        "bases", description="r_partial_composition: covariates of the motif window regressed out: GC; A, C, G "
+        "fractions; or those and the 16 dinucleotide fractions")
     surrogate_tokens: SurrogateTokens | None = Field(
         None, description="tokenization for the ceiling when the model is unavailable (default: the claim's "
         "declared tokenization, else single nucleotides)")
@@ -109,7 +129,9 @@ def evaluate(claim, context) -> Evidence:
     tracks = att.paired_tracks(head_scores(table, heads, params.scale, params), motif_score, centre=params.centre)
     ideal = ideal_tracks(scores, table.offsets, motif, motif_score, params)
     lengths = np.array([len(s) for s in dataset.sequences])
-    analysis = Analysis(claim, context, tracks, ideal, lengths, dataset.split, heads, named)
+    controls = composition_controls(dataset.sequences, table.offsets, motif, tracks, ideal, params,
+                                    context.seed_for("shuffled-motifs"))
+    analysis = Analysis(claim, context, tracks, ideal, lengths, dataset.split, heads, named, controls)
     statistics = analysis.statistics()
     statistics["n_sequences"] = count(analysis.n_sequences)
     statistics["n_tokens"] = count(tracks.n_tokens, analysis.n_sequences)
@@ -136,11 +158,50 @@ def ideal_tracks(scores, offsets, motif, motif_score, params) -> att.PairedTrack
     return att.paired_tracks(key[None], motif_score, centre=params.centre)
 
 
+class Control:
+    """A composition-controlled statistic: per-sequence sums of the heads and of the ideal detector, and
+    the function that finishes summed sums into the statistic."""
+
+    def __init__(self, moments: np.ndarray, ideal_moments: np.ndarray, finish, detail: dict):
+        self.moments, self.ideal_moments, self.finish, self.detail = moments, ideal_moments, finish, detail
+
+
+def composition_controls(sequences, offsets, motif, tracks, ideal, params, seed: int) -> dict[str, Control]:
+    """r_partial_composition and r_minus_shuffled for every head and for the ideal detector."""
+    lengths = [len(s) for s in sequences]
+    spans = comp.window_spans(offsets, lengths, motif.length, params.alignment)
+    covariates = comp.composition_features(sequences, spans, params.composition)
+    z, z_ideal = (comp.prepared_covariates(covariates, t.mask, centre=params.centre) for t in (tracks, ideal))
+    partial = Control(comp.partial_moments(tracks.x, tracks.y, z, tracks.mask),
+                      comp.partial_moments(ideal.x, ideal.y, z_ideal, ideal.mask), comp.partial_from_sums,
+                      {"composition": params.composition, "covariates": comp.covariate_names(params.composition),
+                       "window": f"{motif.length} nt, {params.alignment}"})
+    shuffled = comp.shuffled_motifs(motif, params.shuffles, seed)
+    motif_tracks = [att.motif_tracks(att.window_scores(sequences, m), offsets, motif.length, params.alignment)
+                    for m in shuffled]
+
+    def with_shuffles(paired: att.PairedTracks) -> np.ndarray:
+        moments = [att.sequence_moments(paired)]
+        for track in motif_tracks:
+            y = att.prepared_track(track[None], paired.mask, centre=params.centre)[0]
+            moments.append(att.sequence_moments(att.PairedTracks(paired.x, y, paired.mask)))
+        stacked = np.stack(moments, axis=2)  # (n_seq, K, S + 1, 6)
+        return stacked.reshape(*stacked.shape[:2], -1)
+
+    quantile = params.shuffled_quantile
+    minus = Control(with_shuffles(tracks), with_shuffles(ideal),
+                    lambda sums: comp.minus_shuffled_from_sums(sums, quantile),
+                    {"shuffles": params.shuffles, "shuffled_quantile": quantile,
+                     "shuffled_columns": "permutations of the matrix's columns (seeded)"})
+    return {"r_partial_composition": partial, "r_minus_shuffled": minus}
+
+
 class Analysis:
     """r of every head and of the ideal detector, with intervals, permutation p-values and selection."""
 
-    def __init__(self, claim, context, tracks, ideal, lengths, split, heads, named):
+    def __init__(self, claim, context, tracks, ideal, lengths, split, heads, named, controls=None):
         self.claim, self.context, self.tracks, self.ideal = claim, context, tracks, ideal
+        self.controls: dict[str, Control] = controls or {}
         self.lengths, self.heads, self.named = lengths, heads, named
         self.moments = att.sequence_moments(tracks)
         self.ideal_moments = att.sequence_moments(ideal)
@@ -151,17 +212,17 @@ class Analysis:
         self.correction = claim.correction or "holm"
         self.n_permutations = claim.params.permutations or max(999, 20 * len(heads))
         self.smallest_p = min(1.0, len(heads) / (self.n_permutations + 1))
-        counts = att.split_counts(len(lengths), claim.resamples, context.seed_for("bootstrap"))
-        self.r, self.low, self.high = self.interval(self.moments, counts)
-        self.ideal_r = self.interval(self.ideal_moments, counts)
+        self.counts = att.split_counts(len(lengths), claim.resamples, context.seed_for("bootstrap"))
+        self.r, self.low, self.high = self.interval(self.moments, self.counts)
+        self.ideal_r = self.interval(self.ideal_moments, self.counts)
+        self.control_values = {name: self.interval(c.moments, self.counts, c.finish) for name, c in self.controls.items()}
         self.p_raw = self.pvalues(np.arange(len(lengths)), "permutation")
         self.p = correct_pvalues(self.p_raw, self.correction)
 
-    def interval(self, moments, counts):
+    def interval(self, moments, counts, finish=att.pearson_from_sums):
         """Point estimate and percentile interval, (K,) each, over the given bootstrap counts."""
-        point = att.pearson_from_sums(att.weighted_sums(moments, None))[0]
-        low, high = percentile_interval(att.pearson_from_sums(att.weighted_sums(moments, counts)),
-                                        self.claim.ci_level)
+        point = finish(att.weighted_sums(moments, None))[0]
+        low, high = percentile_interval(finish(att.weighted_sums(moments, counts)), self.claim.ci_level)
         return point, np.atleast_1d(low), np.atleast_1d(high)
 
     def pvalues(self, rows, purpose: str) -> np.ndarray:
@@ -174,6 +235,8 @@ class Analysis:
     def statistics(self) -> dict[str, Estimate]:
         out = dict(self.named_statistics())
         out.update(self.selected_statistics())
+        for name, control in self.controls.items():
+            out.update(self.controlled_statistics(name, control))
         out["ideal_r"] = self.estimate(self.ideal_r[0][0], self.ideal_r[1][0], self.ideal_r[2][0], self.n_sequences,
                                        detail={"alignment": self.claim.params.alignment})
         return out
@@ -182,6 +245,39 @@ class Analysis:
         if n == 0 or not np.isfinite(value):
             return Estimate.missing("no sequence with scored tokens" if n == 0 else "r undefined (no variance)", n=n)
         return Estimate(float(value), float(low), float(high), n, min_n=MIN_SEQUENCES, **kwargs)
+
+    def controlled_statistics(self, name: str, control: Control) -> dict[str, Estimate]:
+        """A composition control of the named head (all sequences) and of the head selected on train."""
+        values = self.control_values[name]
+        ideal = Ceiling(*(float(v[0]) for v in self.interval(control.ideal_moments, self.counts, control.finish)))
+        out = {}
+        if self.named is None:
+            out[name] = Estimate.missing("the claim names no head (params.layer, params.head)")
+        else:
+            k = self.named
+            out[name] = self.estimate(values[0][k], values[1][k], values[2][k], self.n_sequences, ceiling=ideal,
+                                      detail={"layer": self.heads[k][0], "head": self.heads[k][1], **control.detail})
+        out[f"max_{name}"] = self.selected_control(name, control)
+        return out
+
+    def selected_control(self, name: str, control: Control) -> Estimate:
+        if len(self.train) == 0 or len(self.test) == 0:
+            return Estimate.missing("selection needs sequences in both the train and the test split", n=len(self.test))
+        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
+        chosen = att.select_on_train_score_on_test(control.moments, control.finish, self.train, self.test,
+                                                   n_resamples=self.claim.resamples, seeds=seeds,
+                                                   level=self.claim.ci_level)
+        if chosen.index < 0:
+            return Estimate.missing(f"no head has a defined {name} on the train split", n=len(self.test))
+        test_counts = att.split_counts(len(self.test), self.claim.resamples, seeds[1])
+        ideal = self.interval(control.ideal_moments[self.test], test_counts, control.finish)
+        layer, head = self.heads[chosen.index]
+        detail = {"layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences, by {name})",
+                  "scored_on": f"test ({len(self.test)} sequences)", **control.detail,
+                  "selection_frequency": {att.head_label(h): round(float(f), 4)
+                                          for h, f in zip(self.heads, chosen.frequency) if f > 0}}
+        return self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test),
+                             ceiling=Ceiling(*(float(v[0]) for v in ideal)), detail=detail)
 
     def named_statistics(self) -> dict[str, Estimate]:
         if self.named is None:
@@ -249,6 +345,7 @@ def per_head_table(analysis: Analysis, table, heads, motif_score) -> list[dict]:
                                 ("r_log_probability_centred", "log_probability", True)):
         tracks = att.paired_tracks(head_scores(table, heads, scale, params), motif_score, centre=centre)
         compare[name] = att.pearson_from_sums(att.sequence_moments(tracks).sum(axis=0))
+    compare.update({name: values[0] for name, values in analysis.control_values.items()})
     return [{"layer": layer, "head": head, "r": rounded(analysis.r[k], 4), "ci_low": rounded(analysis.low[k], 4),
              "ci_high": rounded(analysis.high[k], 4), "p_uncorrected": rounded(analysis.p_raw[k], 4),
              "p": rounded(analysis.p[k], 4), **{name: rounded(values[k], 4) for name, values in compare.items()}}
@@ -344,6 +441,17 @@ FAMILY = Family(
         "max_r_p": Statistic("test-split permutation p-value of the selected head, corrected over all heads tested",
                              kind="pvalue", selection=True),
         "max_r_selects_named": Statistic("share of resamples whose selection is the named head"),
+        "r_partial_composition": Statistic("partial r of the named head given the composition (params.composition) "
+                                           "of the motif window each token is credited with; ceiling: the ideal "
+                                           "detector's"),
+        "max_r_partial_composition": Statistic("r_partial_composition of the head with the largest one on the train "
+                                               "split, scored on the test split; selection redone in every resample",
+                                               selection=True),
+        "r_minus_shuffled": Statistic("r of the named head minus the shuffled_quantile of its r with column-permuted "
+                                      "copies of the matrix (same base preferences); above 0: motif-specific"),
+        "max_r_minus_shuffled": Statistic("r_minus_shuffled of the head with the largest one on the train split, "
+                                          "scored on the test split; selection redone in every resample",
+                                          selection=True),
         "ideal_r": Statistic("r of an ideal detector (logit = PSSM score of the motif window anchored in the "
                              "key) under the claim's tokenization, alignment, key score and scale"),
         "n_sequences": Statistic("sequences with pooled tokens", kind="count"),
@@ -356,5 +464,7 @@ FAMILY = Family(
              "params": {"layer": 0, "head": 2, "key_score": "attention_received", "scale": "log_probability",
                         "alignment": "anchored"},
              "criteria": [{"statistic": "r", "op": ">=", "threshold": 0.5},
-                          {"statistic": "r_p", "op": "<", "threshold": 0.05}]},
+                          {"statistic": "r_p", "op": "<", "threshold": 0.05},
+                          {"statistic": "r_partial_composition", "op": ">=", "threshold": 0.3},
+                          {"statistic": "r_minus_shuffled", "op": ">", "threshold": 0}]},
 )

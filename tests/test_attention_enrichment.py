@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqclaims import attention as att
+from seqclaims import composition as comp
 from seqclaims.data import build
 from seqclaims.judge import ERROR, EVALUATED
 from seqclaims.models import load_model
@@ -78,11 +79,16 @@ def planted_tokens():
     return dataset.sequences, offsets, covered
 
 
+def token_classes(sequences, offsets, bins):
+    """GC classes of each token's own bases (the matching before windows were matched)."""
+    return comp.composition_classes(sequences, comp.window_spans(offsets, [len(s) for s in sequences], 1, "token"), bins)
+
+
 def test_background_weights_balance_each_cell_and_stay_in_the_flank(planted_tokens):
     sequences, offsets, covered = planted_tokens
     support = att.token_support(covered, offsets)
     distance = att.distance_to_support(covered, offsets)
-    classes = att.composition_classes(sequences, offsets, 5)
+    classes = token_classes(sequences, offsets, 5)
     matched = att.matched_tokens(support, distance, classes, flank=30, bins=5)
     background = matched.background > 0
     assert not (background & support).any() and (distance[background] <= 30).all()
@@ -98,7 +104,7 @@ def test_uniform_attention_has_rho_one_and_a_composition_preference_is_matched_a
     sequences, offsets, covered = planted_tokens
     support = att.token_support(covered, offsets)
     distance = att.distance_to_support(covered, offsets)
-    classes = att.composition_classes(sequences, offsets, 5)
+    classes = token_classes(sequences, offsets, 5)
     uniform = np.where(classes >= 0, 1.0, np.nan)[None]
     prefers_at = np.where(classes >= 0, 2.0 ** (4 - classes), np.nan)[None]  # TBP sites are AT-rich
     matched = att.matched_tokens(support, distance, classes, flank=50, bins=5)

@@ -349,14 +349,19 @@ def paired_tracks(key_scores: np.ndarray, motif: np.ndarray, *, centre: bool) ->
     centre: subtract each sequence's mean over its pooled tokens from both (removes per-sequence
     offsets such as the softmax normaliser and the sequence's composition)."""
     mask = np.isfinite(motif) & np.all(np.isfinite(key_scores), axis=0)
-    x = np.where(mask, key_scores, 0.0)
-    y = np.where(mask, motif, 0.0)
-    scale_x, scale_y = _root_mean_square(x, mask), _root_mean_square(y[None], mask)
+    return PairedTracks(prepared_track(key_scores, mask, centre=centre),
+                        prepared_track(motif[None], mask, centre=centre)[0], mask)
+
+
+def prepared_track(values: np.ndarray, mask: np.ndarray, *, centre: bool) -> np.ndarray:
+    """(K, n_seq, n_tok) values pooled over `mask` as `PairedTracks` holds them: 0 outside the mask,
+    centred within each sequence when `centre`, standardised over all pooled tokens."""
+    x = np.where(mask, values, 0.0)
+    magnitude = _root_mean_square(x, mask)
     if centre:
         counts = np.maximum(mask.sum(axis=1), 1)
         x = np.where(mask, x - (x.sum(axis=2) / counts)[..., None], 0.0)
-        y = np.where(mask, y - (y.sum(axis=1) / counts)[:, None], 0.0)
-    return PairedTracks(_standardised(x, mask, scale_x), _standardised(y[None], mask, scale_y)[0], mask)
+    return _standardised(x, mask, magnitude)
 
 
 RESOLUTION = 1e-5  # relative spread below which float32 key scores are taken as constant
@@ -583,19 +588,6 @@ def _distance_to_flag(flags: np.ndarray) -> np.ndarray:
     last = np.maximum.accumulate(np.where(flags, positions, -(10**12)))
     following = np.minimum.accumulate(np.where(flags, positions, 10**12)[::-1])[::-1]
     return np.minimum(positions - last, following - positions).astype(np.float64)
-
-
-def composition_classes(sequences: Sequence[str], offsets: np.ndarray, bins: int) -> np.ndarray:
-    """(n_seq, n_tok) int: GC fraction of the token's bases in `bins` equal bins (-1 at special tokens)."""
-    out = np.full(offsets.shape[:2], -1, dtype=np.int64)
-    for i, sequence in enumerate(sequences):
-        codes = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
-        gc = np.concatenate(([0], np.cumsum((codes == ord("G")) | (codes == ord("C")), dtype=np.int64)))
-        start, end = offsets[i, :, 0].astype(np.int64), offsets[i, :, 1].astype(np.int64)
-        content = end > start
-        fraction = (gc[end[content]] - gc[start[content]]) / (end[content] - start[content])
-        out[i, content] = np.minimum((fraction * bins).astype(np.int64), bins - 1)
-    return out
 
 
 def matched_tokens(support: np.ndarray, distance: np.ndarray, classes: np.ndarray, *, flank: int,
