@@ -10,7 +10,8 @@ Definitions (per head):
   consecutive support tokens.
 - matched background: content tokens that are not support and lie within `flank` nt of a support base
   (either side of a site: matched by distance from the site), in the same sequence and in the same
-  composition class: GC fraction, in `composition_bins` equal bins, of the motif-length window placed
+  composition class: GC fraction, in `composition_bins` equal bins (default one per GC count of the window,
+  at most 20, so the window's GC is matched exactly), of the motif-length window placed
   by `composition_window` (default anchored at the token's first base, as qk_motif's default motif
   track; centred; overlap_max: every base an overlapping window reaches; token: the token's own bases
   only, which for single-nucleotide tokens is 0 or 1 and leaves a head that reads the GC of the bases
@@ -54,6 +55,7 @@ from seqclaims.stats import percentile_interval
 
 MIN_SEQUENCES = 20
 DEFAULT_SUPPORT_PVALUE = 1e-3
+MAX_COMPOSITION_BINS = 20
 NAMED = ("rho", "max_rho_selects_named", "rho_over_shuffled")
 
 
@@ -74,7 +76,9 @@ class EnrichmentParams(comp.ShuffledMotifParams):
     support_fraction: float | None = Field(
         None, ge=0, le=1, description="motif hit: score >= min + fraction * (max - min) instead of a p-value")
     flank: int = Field(50, ge=1, description="background tokens lie within this many nt of a support base")
-    composition_bins: int = Field(5, ge=1, le=20, description="GC-fraction classes that background is matched on")
+    composition_bins: int | None = Field(
+        None, ge=1, le=MAX_COMPOSITION_BINS, description="GC-fraction classes that background is matched on (default: "
+        f"one class per GC count of the window, at most {MAX_COMPOSITION_BINS})")
     composition_window: Literal["anchored", "centred", "overlap_max", "token"] = Field(
         "anchored", description="whose GC is matched: the motif-length window anchored at the token, centred on "
         "it, every base an overlapping window reaches, or the token's own bases")
@@ -110,13 +114,17 @@ def matched_sites(sequences, offsets, motif, classes, params) -> att.MatchedToke
     """The motif's support tokens and their matched background (`attention.matched_tokens`)."""
     covered = att.support_bases(sequences, motif, fraction=params.support_fraction, pvalue=support_pvalue(params))
     return att.matched_tokens(att.token_support(covered, offsets), att.distance_to_support(covered, offsets), classes,
-                              flank=params.flank, bins=params.composition_bins)
+                              flank=params.flank, bins=composition_bins(params, motif.length))
 
 
 def composition_classes(sequences, offsets, motif_length: int, params) -> np.ndarray:
     """(n_seq, n_tok) GC class of each token's `composition_window` (-1: not matchable)."""
     spans = comp.window_spans(offsets, [len(s) for s in sequences], motif_length, params.composition_window)
-    return comp.composition_classes(sequences, spans, params.composition_bins)
+    return comp.composition_classes(sequences, spans, composition_bins(params, motif_length))
+
+
+def composition_bins(params, motif_length: int) -> int:
+    return params.composition_bins or min(motif_length + 1, MAX_COMPOSITION_BINS)
 
 
 def support_pvalue(params) -> float | None:
@@ -256,7 +264,7 @@ def settings_card(motif, params, matched, table) -> Card:
                else f"score >= min + {params.support_fraction} (max - min)")
     return Card("attention_enrichment settings", {
         "motif": f"{motif.matrix_id} {motif.name} ({motif.length} bp, {motif.release})",
-        "support": support, "flank_nt": params.flank, "composition_bins": params.composition_bins,
+        "support": support, "flank_nt": params.flank, "composition_bins": composition_bins(params, motif.length),
         "composition_window": params.composition_window + ("" if params.composition_window == "token"
                                                            else f" ({motif.length} nt)"),
         "key_score": params.key_score, "unmatched_support_tokens": matched.n_unmatched,

@@ -20,6 +20,13 @@ scored against the annotation (`seqclaims.features`), exactly as `sae_feature` s
   the same base and alignment: what knowing the k-mer alone achieves. Missing for other annotations.
 - auprc_over_pattern: auprc / pattern_auprc, inside every resample; above 1 the channel tells annotated
   elements from other occurrences of their k-mer.
+- composition_auprc: test-split AUPRC of the composition detector: each token scored by the train-split
+  share of annotated tokens among tokens whose window has the same base composition (the window: the
+  annotated element's length, or `composition_window` nt, placed as the annotation aligns). It is the
+  best any reader of that window's composition alone can do: a channel that fires on AT-rich tokens
+  "detects" AT-rich motif sites far above chance, but not above this.
+- auprc_over_composition: auprc / composition_auprc, inside every resample; above 1 the channel knows more
+  than the composition of the annotation's window.
 - motif_cosine: centred cosine across test sequences of the channel's mean activation with the share of
   annotated tokens (MINTS's ranking, for comparison); channel named or chosen on train.
 

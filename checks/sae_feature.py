@@ -21,6 +21,13 @@ annotation). Each latent's code is scored against the annotation (`seqclaims.fea
   the same base and alignment: what knowing the k-mer alone achieves. Missing for other annotations.
 - auprc_over_pattern: auprc / pattern_auprc, inside every resample; above 1 the latent tells annotated
   elements from other occurrences of their k-mer.
+- composition_auprc: test-split AUPRC of the composition detector: each token scored by the train-split
+  share of annotated tokens among tokens whose window has the same base composition (the window: the
+  annotated element's length, or `composition_window` nt, placed as the annotation aligns). It is the
+  best any reader of that window's composition alone can do: a latent that fires on AT-rich tokens
+  "detects" AT-rich motif sites far above chance, but not above this.
+- auprc_over_composition: auprc / composition_auprc, inside every resample; above 1 the latent knows more
+  than the composition of the annotation's window.
 - motif_cosine: MINTS's feature ranking, for comparison: the cosine across test sequences between the
   latent's per-sequence mean activation and the sequence's share of annotated tokens, both centred; the
   latent is `feature` or the one with the highest train cosine.

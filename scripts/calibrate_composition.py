@@ -8,9 +8,9 @@ dataset (windows of A. thaliana chromosome 1 centred on the best hits of a matri
 background), and runs the families' own statistics on it, with the claim's default settings:
 
 - qk_motif: r (with its permutation p), r_partial_composition and r_minus_shuffled of the named head;
-- attention_enrichment: rho with background matched on the GC of the token's own bases (the matching
-  before composition windows), and on the GC of the motif-length window (the default now), and
-  rho_over_shuffled.
+- attention_enrichment: rho with background matched on the GC of the token's own bases in 5 classes (the
+  matching before composition windows), and on the GC count of the motif-length window (the default
+  now), and rho_over_shuffled.
 
 "Wrongly supported" is what a claim with that criterion would decide: r >= 0.3 with r_p < 0.05; lower
 bound of the 95% interval above 0 for r_partial_composition and r_minus_shuffled; lower bound above 1
@@ -72,11 +72,14 @@ class Inputs:
         self.params = QK.QkMotifParams()
         self.enrichment_params = ENRICHMENT.EnrichmentParams()
         self.motif_score = att.motif_tracks(self.scores, self.offsets, self.motif.length, self.params.alignment)
-        classes = {window: ENRICHMENT.composition_classes(
-            self.sequences, self.offsets, self.motif.length,
-            self.enrichment_params.model_copy(update={"composition_window": window})) for window in ("token", "anchored")}
-        self.matched = {window: ENRICHMENT.matched_sites(self.sequences, self.offsets, self.motif, c,
-                                                          self.enrichment_params) for window, c in classes.items()}
+        # before composition windows: the token's own GC in 5 classes; now (the defaults): the window's GC count
+        settings = {"token": self.enrichment_params.model_copy(update={"composition_window": "token",
+                                                                        "composition_bins": 5}),
+                    "anchored": self.enrichment_params}
+        classes = {window: ENRICHMENT.composition_classes(self.sequences, self.offsets, self.motif.length, p)
+                   for window, p in settings.items()}
+        self.matched = {window: ENRICHMENT.matched_sites(self.sequences, self.offsets, self.motif, classes[window], p)
+                        for window, p in settings.items()}
         self.shuffled_matched = [ENRICHMENT.matched_sites(self.sequences, self.offsets, m, classes["anchored"],
                                                           self.enrichment_params)
                                  for m in comp.shuffled_motifs(self.motif, self.enrichment_params.shuffles, seed)]

@@ -45,6 +45,7 @@ from seqclaims.stats import auprc_weighted, bootstrap, expand_to_items, pearson_
 # The sequence every annotated element of a track has (the builders verify it), for the k-mer baseline.
 CONSENSUS = {"start_codon": ("ATG",), "stop_codon": ("TAA", "TAG", "TGA"), "donor": ("GT",), "acceptor": ("AG",)}
 MIN_TEST_POSITIVES = 5
+DEFAULT_COMPOSITION_WINDOW = 8  # nt, for annotations without an element length (tss, codon phase)
 _COLUMN_CHUNK = 64  # dense columns sorted at once (bounds the memory of one argsort)
 
 Units = np.ndarray | sp.spmatrix  # (n_tokens, K) dense activations, or sparse non-negative codes
@@ -125,6 +126,10 @@ class UnitParams(StrictModel):
                                    "track (start_codon, stop_codon, donor, acceptor, tss), {codon_phase: 0|1|2}, "
                                    "{motif: <JASPAR ID>} or {pattern: ACGT...}")
     top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
+    composition_window: int | None = Field(
+        None, ge=1, le=200, description="auprc_over_composition: width (nt) of the window whose base composition "
+        "the composition detector reads, placed as the annotation aligns (default: the annotated element's "
+        f"length: the motif's, the pattern's, 3 for codons, 2 for donor/acceptor, {DEFAULT_COMPOSITION_WINDOW} otherwise)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +235,8 @@ class TokenTable:
 
     row, position: (n,) dataset row and token index of each token; label: (n,) bool; test: (n,) bool
     (the row is in the test split); unit: (n,) int resampling unit (the sequence a row was cut from);
-    baseline: (n,) score of the k-mer baseline (`consensus_scores`), or None.
+    baseline: (n,) score of the k-mer baseline (`consensus_scores`), or None; composition: (n,) score of
+    the composition detector (`composition_scores`), or None.
     """
 
     row: np.ndarray
@@ -240,6 +246,7 @@ class TokenTable:
     unit: np.ndarray
     n_rows: int
     baseline: np.ndarray | None = None
+    composition: np.ndarray | None = None
 
     @classmethod
     def build(cls, dataset: Any, labels: np.ndarray, special_mask: np.ndarray,
@@ -299,6 +306,11 @@ def unit_statistics(unit: str, chosen: str) -> dict:
                                    "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
         "auprc_over_pattern": Statistic(f"auprc / pattern_auprc, inside every resample: above 1, the {unit} knows "
                                         "more than the k-mer"),
+        "composition_auprc": Statistic("test AUPRC of the composition detector: the train-split share of annotated "
+                                       "tokens among tokens whose window (params.composition_window) has the same "
+                                       "base composition; the best a reader of composition alone can do"),
+        "auprc_over_composition": Statistic(f"auprc / composition_auprc, inside every resample: above 1, the {unit} "
+                                            "knows more than the composition of the annotation's window"),
         "motif_cosine": Statistic(f"centred cosine across test sequences of the {unit}'s mean activation with the "
                                   f"share of annotated tokens (MINTS's ranking); {chosen}"),
     }
@@ -504,7 +516,7 @@ def score_units(blocks: Iterable[Units], table: TokenTable, names: list[str], *,
 
 
 _STATISTIC_NAMES = ("auprc", "best_auprc", "chance", "prevalence", "auprc_over_chance", "pattern_auprc",
-                    "auprc_over_pattern", "motif_cosine")
+                    "auprc_over_pattern", "composition_auprc", "auprc_over_composition", "motif_cosine")
 
 
 def _thin_evidence(table: TokenTable) -> str | None:
@@ -537,6 +549,7 @@ def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: n
     train_scores = [columns[unit][train] for unit in candidates]
     named_scores = None if named is None else columns[named][test]
     baseline = None if table.baseline is None else table.baseline[test]
+    composition = None if table.composition is None else table.composition[test]
 
     def chosen_test_auprc(weights: np.ndarray | None, counts: np.ndarray | None) -> np.ndarray:
         if counts is None:
@@ -555,20 +568,27 @@ def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: n
         best_ap = chosen_test_auprc(weights, counts)
         reported_ap = best_ap if named_scores is None else auprc_weighted(named_scores, labels, weights)
         pattern_ap = np.full_like(chance, np.nan) if baseline is None else auprc_weighted(baseline, labels, weights)
+        composition_ap = np.full_like(chance, np.nan) if composition is None else \
+            auprc_weighted(composition, labels, weights)
         return np.stack([reported_ap, best_ap, chance, reported_ap / chance, 1.0 / chance, pattern_ap,
-                         reported_ap / pattern_ap, positives / total], axis=1)
+                         reported_ap / pattern_ap, positives / total, composition_ap, reported_ap / composition_ap],
+                        axis=1)
 
     interval = bootstrap(statistic, unit_ids.size + train_ids.size, n_resamples=resamples, seed=seed, level=level,
                          chunk_size=32)
     n = int(unit_ids.size)
     counts = {"n_test_tokens": int(labels.size), "n_test_annotated": int(labels.sum())}
     est = [Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n,
-                    detail=counts) for i in range(8)]
+                    detail=counts) for i in range(10)]
     top = Ceiling(est[4].estimate, est[4].ci_low, est[4].ci_high)
     stats = {"auprc": est[0], "best_auprc": est[1], "chance": est[2],
              "auprc_over_chance": replace(est[3], ceiling=top, effect_size=est[3].estimate),
              "pattern_auprc": est[5], "auprc_over_pattern": replace(est[6], effect_size=est[6].estimate),
-             "prevalence": est[7]}
+             "prevalence": est[7], "composition_auprc": est[8],
+             "auprc_over_composition": replace(est[9], effect_size=est[9].estimate)}
+    if composition is None:
+        reason = "no composition detector (the annotation has no window)"
+        stats.update(composition_auprc=Estimate.missing(reason, n), auprc_over_composition=Estimate.missing(reason, n))
     if baseline is None:
         reason = "no k-mer baseline: only start_codon, stop_codon, donor and acceptor annotations have a consensus"
         stats.update(pattern_auprc=Estimate.missing(reason, n), auprc_over_pattern=Estimate.missing(reason, n))
@@ -745,7 +765,37 @@ def label_tokens(claim: Any, dataset: Any, activations: Any, annotation: Annotat
     elif annotation.motif is None:
         marks = nucleotide_annotation(dataset, annotation)
     baseline = consensus_scores(dataset, offsets, annotation)
-    return LabelledTokens(TokenTable.build(dataset, labels, special_mask, baseline), offsets, marks)
+    table = TokenTable.build(dataset, labels, special_mask, baseline)
+    table.composition = composition_scores(dataset, offsets, table, annotation, claim.params.composition_window)
+    return LabelledTokens(table, offsets, marks)
+
+
+def composition_window(annotation: Annotation, width: int | None) -> tuple[int, str]:
+    """Width (nt) and placement (`composition.window_spans`) of the window the composition detector reads."""
+    placement = {"any": "overlap_max", "anchored": "anchored", "centred": "centred"}[annotation.align]
+    if width is not None:
+        return width, placement
+    if annotation.motif is not None:
+        from seqclaims.motifs import load_motif
+
+        return load_motif(annotation.motif, release=annotation.release).length, placement
+    if annotation.pattern is not None:
+        return len(annotation.pattern), placement
+    if annotation.track in CONSENSUS:
+        return len(CONSENSUS[annotation.track][0]), placement
+    return DEFAULT_COMPOSITION_WINDOW, placement
+
+
+def composition_scores(dataset: Any, offsets: np.ndarray, table: TokenTable, annotation: Annotation,
+                       width: int | None) -> np.ndarray:
+    """(n,) composition detector score of every scored token (`composition.composition_detector`), fitted
+    on the train split's tokens."""
+    from seqclaims import composition as comp
+
+    size, placement = composition_window(annotation, width)
+    spans = comp.window_spans(offsets, [len(s) for s in dataset.sequences], size, placement)
+    fractions = table.gather(np.moveaxis(comp.composition_features(dataset.sequences, spans, "bases"), 0, -1))
+    return comp.composition_detector(fractions, table.label, ~table.test)
 
 
 def unit_dashboards(scored: Scored, tokens: LabelledTokens, dataset: Any, names: list[str], kind: str,

@@ -15,7 +15,13 @@ mechanism (and can pass) and that it does not find one where there is none (and 
 - a **composition shortcut**: a residual direction holding the token's GC fraction minus 0.5, present
   from the embeddings on and never overwritten;
 - an **ATG neuron** (layer 1, MLP channel 9): large (2.5 to 4) on tokens whose k-mer starts with ATG
-  and about 0 (|x| < 1e-3) on every other token.
+  and about 0 (|x| < 1e-3) on every other token;
+- a **composition head** (layer 0, head 3): the key of token j reads only the GC pair, so the attention
+  logit of key j is ``composition_beta * (0.5 - GC fraction of the k-mer)``: it prefers AT-rich keys and
+  knows no motif. TBP sites are AT-rich, so statistics that do not control composition call it a TBP
+  detector; its value and output projections are random filler like every other head's;
+- a **composition neuron** (layer 1, MLP channel 17): pre-activation ``composition_gain * (0.5 - GC
+  fraction) + composition_bias``, so it fires on AT-rich k-mers and knows no motif (output: random filler).
 
 Construction. Tokens are overlapping 7-mers (one per start position), so a token's identity fixes the
 PSSM score of the window anchored at it. Every named feature f is stored as a pair of dimensions
@@ -71,6 +77,11 @@ class PlantedSpec:
     atg_layer: int = 1
     atg_neuron: int = 9
     control_head: tuple[int, int] = (0, 0)  # a named uninformative head of the motif head's layer
+    composition_head: tuple[int, int] = (0, 3)  # reads only the GC pair: an AT-preferring head, no motif
+    composition_beta: float = 14.0  # attention logit per unit of (0.5 - GC fraction): 2 nats per G/C base
+    composition_neuron: tuple[int, int] = (1, 17)  # fires on AT-rich k-mers, no motif
+    composition_gain: float = 8.0
+    composition_bias: float = -1.0
     beta: float = 1.0  # attention logit per bit of motif score
     score_scale: float = 0.1  # pair value per bit of motif score
     motif_present_scale: float = 0.25  # pair value per bit of (soft maximum score - threshold)
@@ -256,7 +267,21 @@ def attention_weights(layer: int, threshold: float, rng: np.random.Generator, sp
         biases["value"][first] = -spec.score_scale * threshold
         output[:, rows] = 0.0
         _set_pair(output[:, first], spec, "motif_present", spec.motif_present_scale / spec.score_scale)
+    if layer == spec.composition_head[0]:
+        _plant_composition_head(weights, biases, spec)
     return {"weights": weights, "biases": biases, "output": output}
+
+
+def _plant_composition_head(weights: dict, biases: dict, spec: PlantedSpec) -> None:
+    """Query = constant, key dimension 0 = the GC pair's value (GC - 0.5): logit = composition_beta * (0.5 - GC).
+    Only the query and key rows change (after every random draw), so every other weight is as before."""
+    rows = _head_rows(spec, spec.composition_head[1])
+    for name in ("query", "key"):
+        weights[name][rows] = 0.0
+    reads_gc = np.zeros(spec.d_model)
+    _set_pair(reads_gc, spec, "gc", 0.5)
+    weights["key"][rows.start] = reads_gc
+    biases["query"][rows.start] = -spec.composition_beta * math.sqrt(spec.d_head)
 
 
 def mlp_weights(layer: int, rng: np.random.Generator, spec: PlantedSpec = SPEC) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -275,6 +300,11 @@ def mlp_weights(layer: int, rng: np.random.Generator, spec: PlantedSpec = SPEC) 
         b_in[n] = spec.atg_bias
         w_out[:, n] = 0.0
         _set_pair(w_out[:, n], spec, "atg_out", spec.atg_out_scale)
+    if layer == spec.composition_neuron[0]:
+        n = spec.composition_neuron[1]
+        w_in[n] = 0.0
+        _set_pair(w_in[n], spec, "gc", -spec.composition_gain / 2)
+        b_in[n] = spec.composition_bias
     return w_in, b_in, w_out
 
 
@@ -508,9 +538,29 @@ def planted_card_contents(spec: PlantedSpec, seed: int, tokenizer, features: Tok
                 "also": "mean-pooled final-layer residual projected on the motif_present direction",
                 "function": "seqclaims.planted.designated_output(model, final_resid)",
             },
+            "composition_head": {
+                "layer": spec.composition_head[0],
+                "head": spec.composition_head[1],
+                "hook": f"layer.{spec.composition_head[0]}.attn.pattern",
+                "attention_logit": f"{spec.composition_beta} * (0.5 - GC fraction of the key's k-mer): prefers "
+                "AT-rich keys, knows no motif",
+                "fools": "qk_motif r and attention_enrichment rho matched on the token's GC in 5 bins (TBP sites "
+                "are AT-rich); not r_partial_composition, r_minus_shuffled, rho matched on the window's GC, "
+                "rho_over_shuffled",
+            },
+            "composition_neuron": {
+                "layer": spec.composition_neuron[0],
+                "neuron": spec.composition_neuron[1],
+                "hook": f"layer.{spec.composition_neuron[0]}.mlp.post",
+                "pre_activation": f"{spec.composition_gain} * (0.5 - GC fraction) {spec.composition_bias:+} "
+                "(LayerNorm scale ~1)",
+                "fools": "neuron auprc_over_chance for TBP sites; not auprc_over_composition",
+            },
             "negative_controls": {
-                "other_heads": "every head but the motif head reads and writes only the filler subspace",
-                "other_neurons": "every MLP channel but the ATG neuron reads and writes only the filler subspace",
+                "other_heads": "every head but the motif and composition heads reads and writes only the filler "
+                "subspace",
+                "other_neurons": "every MLP channel but the ATG and composition neurons reads and writes only the "
+                "filler subspace",
                 "control_head": {"layer": control_layer, "head": control_head},
             },
         },
@@ -526,7 +576,12 @@ def planted_card_contents(spec: PlantedSpec, seed: int, tokenizer, features: Tok
             f"ablating layer {control_layer} head {control_head}",
             "ov_alignment": f"the top output singular vector of layer {layer} head {head}'s OV circuit is the "
             "motif_present direction (cosine with a motif-present probe direction high)",
-            "neuron": f"layer {spec.atg_layer} neuron {spec.atg_neuron}: AUPRC >= 0.9 for 'token starts with ATG'",
+            "neuron": f"layer {spec.atg_layer} neuron {spec.atg_neuron}: AUPRC >= 0.9 for 'token starts with ATG', "
+            "above the composition detector; the composition neuron far above chance for TBP sites but not above "
+            "the composition detector",
+            "composition_controls": f"layer {spec.composition_head[0]} head {spec.composition_head[1]}: qk_motif r "
+            "and rho (token GC) pass for TBP; r_partial_composition, r_minus_shuffled, rho (window GC) and "
+            "rho_over_shuffled do not; the motif head passes all of them",
         },
         "constants": {key: value for key, value in asdict(spec).items() if key != "slots"},
     }
@@ -573,6 +628,12 @@ def card_markdown(card: dict) -> str:
         f"- **ATG neuron**: layer {mech['atg_neuron']['layer']}, MLP channel {mech['atg_neuron']['neuron']} "
         f"(`{mech['atg_neuron']['hook']}`): pre-activation {mech['atg_neuron']['pre_activation']}; 2.5 to 4 on "
         "tokens whose k-mer starts with ATG (later LayerNorms rescale slightly), |x| < 1e-3 elsewhere.",
+        f"- **Composition head**: layer {mech['composition_head']['layer']}, head {mech['composition_head']['head']}. "
+        f"Attention logit = {mech['composition_head']['attention_logit']}. Fools {mech['composition_head']['fools']}.",
+        f"- **Composition neuron**: layer {mech['composition_neuron']['layer']}, MLP channel "
+        f"{mech['composition_neuron']['neuron']} (`{mech['composition_neuron']['hook']}`): pre-activation "
+        f"{mech['composition_neuron']['pre_activation']}: fires on AT-rich k-mers. Fools "
+        f"{mech['composition_neuron']['fools']}.",
         f"- **Designated output**: the masked-LM logit of `{mech['output']['token']}` (id "
         f"{mech['output']['token_id']}) at content positions; {mech['output']['logit']}. Also: "
         f"{mech['output']['also']}.",
