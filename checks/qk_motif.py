@@ -46,8 +46,9 @@ GC-rich matrix), so r alone cannot tell a motif detector from a composition read
 - r_partial_composition: the partial correlation of key score and motif score given the `composition`
   of the window the motif track credits to the token (the motif-length window placed by `alignment`;
   for overlap_max every base an overlapping window reaches): GC; A, C, G fractions (default); or those
-  and the 16 dinucleotide fractions; covariates centred within sequences with the tracks. Undefined
-  (missing) when composition explains the key score entirely.
+  and the 16 dinucleotide fractions; covariates centred within sequences with the tracks. A key score
+  that composition explains entirely (residual variance below 1e-9 of its variance) has partial r 0;
+  undefined (missing) when composition fixes the motif score.
 - r_minus_shuffled: r with the motif minus the `shuffled_quantile` (0.95) of r with `shuffles` (20)
   copies of the matrix whose columns are permuted (the same base preferences, so the same composition
   of high-scoring windows, but not the motif). Above 0, the head prefers the motif's arrangement of

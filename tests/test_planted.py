@@ -173,8 +173,26 @@ def test_motif_head_attention_tracks_the_anchored_pssm_score_and_no_other_head_d
     planted = card["mechanisms"]["motif_head"]
     layer, head = planted["layer"], planted["head"]
     assert r[layer, head] >= 0.999, r  # measured 1.0000
-    others = np.delete(r.ravel(), layer * r.shape[1] + head)
+    composition = card["mechanisms"]["composition_head"]
+    assert r[composition["layer"], composition["head"]] > 0.5, r  # AT-rich keys score high for TBP: 0.78
+    others = np.delete(r.ravel(), [layer * r.shape[1] + head, composition["layer"] * r.shape[1] + composition["head"]])
     assert np.abs(others).max() < 0.2, r  # measured at most 0.02
+
+
+def test_composition_head_attention_is_the_softmax_of_beta_times_at_richness(model, card, windows):
+    """The composition head's every query row is softmax(composition_beta * (0.5 - GC of the key's k-mer))."""
+    planted = card["mechanisms"]["composition_head"]
+    beta = card["constants"]["composition_beta"]
+    batch = model.tokenize(windows[:4])
+    hook = f"layer.{planted['layer']}.attn.pattern"
+    pattern = next(iter_run(model, batch, [hook]))[1][hook][:, planted["head"]].double()  # (n_seq, q, k)
+    for i, sequence in enumerate(windows[:4]):
+        real = batch.attention_mask[i].bool()
+        gc = np.array([0.5 if end == start else (sequence[start:end].count("G") + sequence[start:end].count("C")) / (end - start)
+                       for start, end in batch.offsets[i][real].tolist()])
+        expected = torch.softmax(torch.from_numpy(beta * (0.5 - gc)), dim=0)
+        rows = pattern[i][real][:, real]
+        assert torch.allclose(rows, expected.expand_as(rows), atol=1e-5)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -219,7 +237,10 @@ def test_motif_support_tokens_receive_far_more_motif_head_attention(run, batch, 
     rho = received[..., support].mean(-1) / received[..., background].mean(-1)  # (n_layers, n_heads)
     planted = card["mechanisms"]["motif_head"]
     assert rho[planted["layer"], planted["head"]] >= 2, rho  # measured about 500
-    others = np.delete(rho.ravel(), planted["layer"] * rho.shape[1] + planted["head"])
+    composition = card["mechanisms"]["composition_head"]
+    assert rho[composition["layer"], composition["head"]] >= 2, rho  # unmatched: AT-rich sites, measured 5.9
+    others = np.delete(rho.ravel(), [planted["layer"] * rho.shape[1] + planted["head"],
+                                     composition["layer"] * rho.shape[1] + composition["head"]])
     assert np.abs(others - 1).max() < 0.2, rho
 
 
@@ -306,6 +327,18 @@ def test_atg_neuron_fires_on_atg_tokens_only_and_no_other_channel_does(run, batc
     assert atg[starts_atg].min() > 2.0 and np.abs(atg[~starts_atg]).max() < 1e-3
     others = np.delete(auprc.ravel(), layer * auprc.shape[1] + index)
     assert others.max() < 0.2, others.max()  # prevalence about 0.02; measured at most about 0.03
+
+
+def test_composition_neuron_fires_on_at_rich_tokens_and_reads_nothing_else(run, batch, windows, card):
+    content = batch.content_mask.numpy()
+    gc = np.concatenate([[(windows[i][a:b].count("G") + windows[i][a:b].count("C")) / (b - a)
+                          for a, b in batch.offsets[i, content[i]].tolist()] for i in range(len(windows))])
+    neuron = card["mechanisms"]["composition_neuron"]
+    values = run[f"layer.{neuron['layer']}.mlp.post"].numpy()[content][:, neuron["neuron"]]
+    at_rich = gc <= 2 / 7 + 1e-9  # pre-activation above 0 (LayerNorm scales it by about 1)
+    assert values[at_rich].min() > 0.25 and np.abs(values[~at_rich]).max() < 0.2  # measured 0.29 and 0.17
+    means = [values[gc == level].mean() for level in np.unique(gc[at_rich])]
+    assert np.all(np.diff(means) < 0), means  # the fewer G/C bases, the stronger
 
 
 # ---------------------------------------------------------------------------------------------

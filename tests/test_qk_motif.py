@@ -26,7 +26,7 @@ import claim_files
 from claim_files import criterion, evaluate
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
-MOTIF_HEAD, CONTROL_HEAD = (0, 2), (0, 0)
+MOTIF_HEAD, CONTROL_HEAD, COMPOSITION_HEAD = (0, 2), (0, 0), (0, 3)
 STRICT = [{"statistic": "r", "op": ">=", "threshold": 0.5}, {"statistic": "r_p", "op": "<", "threshold": 0.05}]
 SELECTION = [{"statistic": "max_r", "op": ">=", "threshold": 0.5},
              {"statistic": "max_r_p", "op": "<", "threshold": 0.05},
@@ -63,7 +63,7 @@ def test_named_control_head_fails_r_and_other_heads_are_near_zero(tmp_path):
     r = criterion(result, "r")
     assert result.verdict == "refuted" and r.verdict == "fail"
     assert -0.05 < r.ci_low <= r.ci_high < 0.05
-    others = [row["r"] for row in r.detail["per_head"] if (row["layer"], row["head"]) != MOTIF_HEAD]
+    others = [row["r"] for row in r.detail["per_head"] if (row["layer"], row["head"]) not in (MOTIF_HEAD, COMPOSITION_HEAD)]
     assert max(abs(v) for v in others) < 0.1  # measured at most 0.03
 
 

@@ -171,8 +171,11 @@ def partial_moments(x: np.ndarray, y: np.ndarray, z: np.ndarray, mask: np.ndarra
 
 
 def partial_from_sums(sums: np.ndarray) -> np.ndarray:
-    """Partial correlation of v_0 and v_1 given v_2.. from summed (..., 1 + p + p*p) moments; NaN where
-    a residual variance vanishes (a key score that composition explains entirely has no partial r)."""
+    """Partial correlation of v_0 and v_1 given v_2.. from summed (..., 1 + p + p*p) moments.
+
+    A key score (v_0) that composition explains entirely (residual variance below 1e-9 of its variance:
+    float32 rounding) carries nothing beyond composition: its partial r is 0. NaN where the motif
+    score's residual vanishes (composition fixes the motif score) or there are too few tokens."""
     size = sums.shape[-1]
     p = int((np.sqrt(4 * size - 3) - 1) / 2)
     n = sums[..., 0]
@@ -184,7 +187,8 @@ def partial_from_sums(sums: np.ndarray) -> np.ndarray:
     floor = 1e-9 * np.maximum(head[..., 0, 0], 1e-300), 1e-9 * np.maximum(head[..., 1, 1], 1e-300)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov_xy / np.sqrt(var_x * var_y)
-    return np.where((var_x <= floor[0]) | (var_y <= floor[1]) | (n < p + 2), np.nan, np.clip(r, -1.0, 1.0))
+    r = np.where(var_x <= floor[0], 0.0, np.clip(r, -1.0, 1.0))
+    return np.where((var_y <= floor[1]) | (n < p + 2) | (head[..., 0, 0] <= 0), np.nan, r)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,5 +275,6 @@ def composition_detector(fractions: np.ndarray, labels: np.ndarray, train: np.nd
     fit = train & has
     positives = np.bincount(cls[fit], weights=labels[fit].astype(np.float64), minlength=cls.max() + 1)
     totals = np.bincount(cls[fit], minlength=cls.max() + 1).astype(np.float64)
-    share = (positives + prior_weight * prevalence) / (totals + prior_weight)
-    return np.where(has, share[cls], prevalence)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a class seen only outside train, without a prior
+        share = (positives + prior_weight * prevalence) / (totals + prior_weight)
+    return np.where(has & np.isfinite(share[cls]), share[cls], prevalence)

@@ -1,0 +1,240 @@
+"""Composition controls: the engine (windows, partial correlation, shuffles, composition detector) and the
+adversarial case they exist for, a head that reads only the GC of the bases around its keys.
+
+The planted model's composition head and neuron are tested as claims (claims/planted/*composition*) and
+in test_planted.py; scripts/calibrate_composition.py runs the full calibration over random composition
+heads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqclaims import attention as att
+from seqclaims import composition as comp
+from seqclaims.data import build
+from seqclaims.motifs import load_motif, scan, token_motif_scores
+from seqclaims.stats import mc_standard_error, resample_counts
+
+import claim_files  # noqa: F401  (loads the check families as seqclaims_checks.*)
+
+QK = importlib.import_module("seqclaims_checks.qk_motif")
+ENRICHMENT = importlib.import_module("seqclaims_checks.attention_enrichment")
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows and composition
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet="ACGT", min_size=20, max_size=80), st.integers(2, 9),
+       st.sampled_from(["anchored", "centred", "overlap_max"]), st.integers(1, 4))
+def test_window_composition_is_the_composition_of_the_window_the_motif_track_credits(sequence, width, window, k):
+    offsets = att.surrogate_offsets([sequence], "kmer_nonoverlapping", k=k)
+    spans = comp.window_spans(offsets, [len(sequence)], width, window)
+    features = comp.composition_features([sequence], spans, "dinucleotides")
+    gc = comp.composition_features([sequence], spans, "gc")[0, 0]
+    # a window exists where the motif track of the same alignment is defined (overlap_max: always)
+    scores = np.zeros(len(sequence) - width + 1)
+    track = token_motif_scores(scores, offsets[0], width, window)
+    assert np.array_equal(np.isfinite(track), spans[0, :, 0] >= 0)
+    for t, (lo, hi) in enumerate(spans[0]):
+        if lo < 0:
+            assert np.isnan(features[:, 0, t]).all()
+            continue
+        text = sequence[lo:hi]
+        assert features[:3, 0, t] == pytest.approx([text.count(b) / len(text) for b in "ACG"])
+        assert gc[t] == pytest.approx((text.count("G") + text.count("C")) / len(text))
+        pairs = [text[i:i + 2] for i in range(len(text) - 1)]
+        expected = [pairs.count(a + b) / max(len(pairs), 1) for a in "ACGT" for b in "ACGT"]
+        assert features[3:, 0, t] == pytest.approx(expected)
+
+
+def test_a_window_over_an_ambiguous_base_has_no_composition():
+    spans = comp.window_spans(att.surrogate_offsets(["ACGTNACGTA"], "single"), [10], 3, "anchored")
+    gc = comp.composition_features(["ACGTNACGTA"], spans, "gc")[0, 0]
+    assert np.isnan(gc[2:5]).all() and np.isfinite(gc[[0, 1, 5, 6, 7]]).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Partial correlation from per-sequence sums
+
+
+def residual_correlation(x, y, z, weights=None) -> float:
+    """Pearson r of the residuals of x and y after weighted least squares on (1, z)."""
+    w = np.ones_like(x) if weights is None else weights
+    design = np.column_stack([np.ones_like(x), *z])
+    root = np.sqrt(w)
+    beta_x = np.linalg.lstsq(design * root[:, None], x * root, rcond=None)[0]
+    beta_y = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)[0]
+    rx, ry = x - design @ beta_x, y - design @ beta_y
+    return float(np.sum(w * rx * ry) / np.sqrt(np.sum(w * rx * rx) * np.sum(w * ry * ry)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 4))
+def test_partial_r_from_sums_is_the_correlation_of_regression_residuals(seed, q):
+    rng = np.random.default_rng(seed)
+    n_seq, n_tok, k = 12, 30, 2
+    z = rng.normal(size=(q, n_seq, n_tok))
+    y = z.sum(axis=0) + rng.normal(size=(n_seq, n_tok))
+    x = np.stack([0.5 * y + z[0] + rng.normal(size=(n_seq, n_tok)) for _ in range(k)])
+    mask = rng.random((n_seq, n_tok)) > 0.2
+    x, y, z = np.where(mask, x, 0.0), np.where(mask, y, 0.0), np.where(mask, z, 0.0)
+    moments = comp.partial_moments(x, y, z, mask)
+    got = comp.partial_from_sums(att.weighted_sums(moments, None))[0]
+    for head in range(k):
+        assert got[head] == pytest.approx(residual_correlation(x[head][mask], y[mask], [c[mask] for c in z]), abs=1e-9)
+    counts = resample_counts(n_seq, 3, seed)  # a bootstrap resample weighs each sequence's tokens by its count
+    resampled = comp.partial_from_sums(att.weighted_sums(moments, counts))
+    weights = np.repeat(counts[:, :, None], n_tok, axis=2)
+    for b in range(3):
+        keep = mask & (weights[b] > 0)
+        expected = residual_correlation(x[0][keep], y[keep], [c[keep] for c in z], weights[b][keep].astype(float))
+        assert resampled[b, 0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_key_score_that_composition_explains_has_partial_r_zero_and_a_fixed_motif_none():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2, 10, 40))
+    y = z[0] + rng.normal(size=(10, 40))
+    mask = np.ones((10, 40), bool)
+    explained = (2 * z[0] - z[1]).astype(np.float32).astype(np.float64)[None]  # float32 rounding only
+    assert comp.partial_from_sums(comp.partial_moments(explained, y, z, mask).sum(axis=0)) == pytest.approx(0.0)
+    fixed = comp.partial_from_sums(comp.partial_moments(y[None], z[1] * 3.0, z, mask).sum(axis=0))
+    assert np.isnan(fixed).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Shuffled motifs
+
+
+def test_shuffled_motifs_are_distinct_column_permutations_with_the_same_score_distribution():
+    motif = load_motif("MA0108.3")
+    shuffled = comp.shuffled_motifs(motif, 20, seed=1)
+    assert len({m.pssm.tobytes() for m in shuffled} | {motif.pssm.tobytes()}) == 21
+    for m in shuffled:
+        assert sorted(map(tuple, m.pssm.T.round(9))) == sorted(map(tuple, motif.pssm.T.round(9)))
+        assert m.pssm.max(axis=0).sum() == pytest.approx(motif.pssm.max(axis=0).sum())
+    assert [m.pssm.tobytes() for m in comp.shuffled_motifs(motif, 20, seed=1)] == [m.pssm.tobytes() for m in shuffled]
+    with pytest.raises(Exception, match="distinct column permutations"):
+        comp.shuffled_motifs(load_motif("MA0108.3"), 6000, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The composition detector
+
+
+def test_composition_detector_scores_each_class_by_its_train_share():
+    fractions = np.array([[0.5, 0.0, 0.5]] * 4 + [[0.0, 0.5, 0.5]] * 4 + [[np.nan] * 3])
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 1, 1], bool)
+    train = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
+    score = comp.composition_detector(fractions, labels, train, prior_weight=0.0)
+    prevalence = labels[train].mean()
+    assert score[:4] == pytest.approx(0.75) and score[4:8] == pytest.approx(0.0) and score[8] == prevalence
+
+
+# ---------------------------------------------------------------------------------------------
+# The adversarial case: a head that reads the GC of the 8 nt around its key
+
+
+@pytest.fixture(scope="module")
+def gc_reading_head():
+    """SP1 (MA0079.5, GC 0.91) sites and GC-matched background, single-nucleotide tokens, and a head whose
+    attention logit is 8 x the GC fraction of the 8 nt around the key: it knows no motif."""
+    dataset = build({"dataset": "motif_sites", "matrix": "MA0079.5", "n": 200}, seed=0)
+    motif = load_motif("MA0079.5")
+    offsets = att.surrogate_offsets(dataset.sequences, "single")
+    lengths = [len(s) for s in dataset.sequences]
+    spans = comp.window_spans(offsets, lengths, 8, "centred")
+    logits = 8.0 * comp.composition_features(dataset.sequences, spans, "gc")[0]
+    key = att.ideal_key_scores(logits, "log_probability", "attention_received")
+    return dataset, motif, offsets, key
+
+
+def stand_in(params, claim_seed: int = 0):
+    claim = SimpleNamespace(params=params, resamples=300, ci_level=0.95, correction=None, criteria=[])
+    context = SimpleNamespace(seed_for=lambda purpose: zlib.crc32(f"{claim_seed}:{purpose}".encode()))
+    return claim, context
+
+
+def test_a_gc_reading_head_passes_r_but_not_the_composition_controls(gc_reading_head):
+    dataset, motif, offsets, key = gc_reading_head
+    params = QK.QkMotifParams()
+    scores = att.window_scores(dataset.sequences, motif)
+    motif_score = att.motif_tracks(scores, offsets, motif.length, params.alignment)
+    tracks = att.paired_tracks(key[None], motif_score, centre=True)
+    ideal = QK.ideal_tracks(scores, offsets, motif, motif_score, params)
+    claim, context = stand_in(params)
+    controls = QK.composition_controls(dataset.sequences, offsets, motif, tracks, ideal, params,
+                                       context.seed_for("shuffled-motifs"))
+    stats = QK.Analysis(claim, context, tracks, ideal, np.array([len(s) for s in dataset.sequences]),
+                        dataset.split, [(0, 0)], 0, controls).statistics()
+    assert stats["r"].ci_low >= 0.3 and stats["r_p"].estimate < 0.05  # fooled: measured 0.41 [0.38, 0.44]
+    assert stats["r_partial_composition"].ci_high < 0.15  # measured 0.09 [0.08, 0.10] (window half overlaps)
+    assert stats["r_minus_shuffled"].ci_high < 0.05  # measured 0.001 [-0.005, 0.009]
+    # an ideal SP1 detector: partial r 1.0, r_minus_shuffled 0.26
+    assert stats["r_partial_composition"].ceiling.estimate > 0.9 and stats["r_minus_shuffled"].ceiling.estimate > 0.2
+
+
+def test_a_gc_reading_head_looks_enriched_unless_sites_are_compared_with_shuffled_sites(gc_reading_head):
+    dataset, motif, offsets, key = gc_reading_head
+    base = ENRICHMENT.EnrichmentParams()
+    attention = np.exp(key)[None]
+    rho = {}
+    for name, params in (("token", base.model_copy(update={"composition_window": "token", "composition_bins": 5})),
+                         ("window", base)):
+        classes = ENRICHMENT.composition_classes(dataset.sequences, offsets, motif.length, params)
+        matched = ENRICHMENT.matched_sites(dataset.sequences, offsets, motif, classes, params)
+        shuffled = [att.enrichment_sums(attention, ENRICHMENT.matched_sites(dataset.sequences, offsets, m, classes,
+                                                                            params))
+                    for m in comp.shuffled_motifs(motif, params.shuffles, seed=3)]
+        claim, context = stand_in(params)
+        enrichment = ENRICHMENT.Enrichment(claim, context, att.enrichment_sums(attention, matched), matched,
+                                           dataset.split, [(0, 0)], 0, shuffled)
+        rho[name] = enrichment.named_rho()
+        over = enrichment.over_shuffled()["rho_over_shuffled"]
+        assert over.ci_low < 1, (name, over)  # not fooled under either matching
+    # fooled under both matchings (measured 7.1 [6.1, 8.4] and 6.4 [5.5, 7.6]): the head's window is not the
+    # motif window that is matched, so only the comparison with shuffled sites catches it
+    assert rho["token"].ci_low > 2 and rho["window"].ci_low > 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Null data: composition controls of unrelated heads are supported no more often than alpha allows
+
+
+def test_null_heads_are_called_motif_specific_no_more_often_than_alpha(gc_reading_head):
+    """Random-feature heads (the planted model's filler heads have none of the motif) with the motif
+    tracks permuted between sequences: lower bound above 0 for r_partial_composition and
+    r_minus_shuffled in at most alpha + 2 MC SE of repetitions."""
+    dataset, motif, offsets, _ = gc_reading_head
+    params = QK.QkMotifParams(shuffles=10)
+    scores = att.window_scores(dataset.sequences, motif)
+    motif_score = att.motif_tracks(scores, offsets, motif.length, params.alignment)
+    lengths = np.array([len(s) for s in dataset.sequences])
+    rng = np.random.default_rng(5)
+    repetitions, hits = 40, {"r_partial_composition": 0, "r_minus_shuffled": 0}
+    for repetition in range(repetitions):
+        # another sequence's motif track, circularly shifted: motif-like structure at the wrong places
+        donor = motif_score[rng.permutation(len(lengths))]
+        donor = np.stack([np.roll(row, int(shift)) for row, shift in zip(donor, rng.integers(0, donor.shape[1], len(donor)))])
+        key = rng.normal(size=motif_score.shape) + 0.3 * np.nan_to_num(donor)
+        tracks = att.paired_tracks(key[None], motif_score, centre=True)
+        ideal = QK.ideal_tracks(scores, offsets, motif, motif_score, params)
+        claim, context = stand_in(params, repetition)
+        claim.resamples = 200
+        controls = QK.composition_controls(dataset.sequences, offsets, motif, tracks, ideal, params,
+                                           context.seed_for("shuffled-motifs"))
+        analysis = QK.Analysis(claim, context, tracks, ideal, lengths, dataset.split, [(0, 0)], 0, controls)
+        for name in hits:
+            hits[name] += analysis.controlled_statistics(name, controls[name])[name].ci_low > 0
+    bar = 0.05 + 2 * mc_standard_error(0.05, repetitions)
+    assert all(count / repetitions <= bar for count in hits.values()), hits
