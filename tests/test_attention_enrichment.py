@@ -13,7 +13,7 @@ from seqclaims.data import build
 from seqclaims.judge import ERROR, EVALUATED
 from seqclaims.models import load_model
 from seqclaims.motifs import load_motif
-from test_qk_motif import CONTROL_HEAD, MOTIF_HEAD, PLANTED_DATA, criterion, evaluate, named, write_claim
+from test_qk_motif import COMPOSITION_HEAD, CONTROL_HEAD, MOTIF_HEAD, PLANTED_DATA, criterion, evaluate, named, write_claim
 
 RHO = [{"statistic": "rho", "op": ">=", "threshold": 2.0}]
 SELECTION = [{"statistic": "max_rho", "op": ">=", "threshold": 2.0},
@@ -32,6 +32,18 @@ def test_planted_head_is_enriched_and_selected(tmp_path, key_score):
     assert result.verdict == "supported", [(c.statistic, c.estimate, c.ci_low, c.verdict) for c in result.criteria]
     assert criterion(result, "rho").ci_low > 10  # measured about 50
     assert (criterion(result, "max_rho").detail["layer"], criterion(result, "max_rho").detail["head"]) == MOTIF_HEAD
+
+
+def test_composition_head_is_enriched_only_when_matched_on_the_tokens_gc_in_coarse_classes(tmp_path):
+    shuffled = [{"statistic": "rho_over_shuffled", "op": ">", "threshold": 1.0}]
+    old = evaluate(enrichment_claim(tmp_path, "composition-token-gc",
+                                    named(*COMPOSITION_HEAD, composition_window="token", composition_bins=5), RHO))
+    assert criterion(old, "rho").ci_low > 1.2  # within a coarse GC class site tokens are the AT-richer ones: 1.9
+    new = evaluate(enrichment_claim(tmp_path, "composition-window-gc", named(*COMPOSITION_HEAD), RHO + shuffled))
+    assert criterion(new, "rho").estimate == pytest.approx(1.0, abs=1e-6)  # the GC count it reads is matched
+    assert criterion(new, "rho_over_shuffled").verdict == "fail"
+    motif = evaluate(enrichment_claim(tmp_path, "motif-over-shuffled", named(*MOTIF_HEAD), shuffled))
+    assert motif.verdict == "supported" and criterion(motif, "rho_over_shuffled").ci_low > 2
 
 
 def test_named_control_head_is_not_enriched(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,22 @@ def test_new_writes_a_valid_commented_claim(claims_project):
     claim = load_claim(path, load_families([claims_project.path / "checks", TOY_FAMILY_DIR]))
     assert claim.id == "my-new-claim" and claim.check == "toy"
     assert seqclaims_main(["new", "toy", "my-new-claim", "--study", "drafts"]) == 2  # no silent overwrite
+
+
+def test_head_and_unit_templates_carry_the_composition_controls(tmp_path):
+    from seqclaims.cli import claim_template
+
+    families = load_families([Path(__file__).resolve().parents[1] / "checks"])
+    expected = {"qk_motif": ("r_partial_composition", "r_minus_shuffled"),
+                "attention_enrichment": ("rho_over_shuffled",)}
+    for name, statistics in expected.items():
+        text = claim_template(families.get(name, tmp_path), f"new-{name.replace('_', '-')}")
+        criteria = text[text.index("criteria:"):]
+        assert all(f"statistic: {statistic}" in criteria for statistic in statistics), (name, criteria)
+        path = tmp_path / "claims" / "drafts" / f"new-{name.replace('_', '-')}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        load_claim(path, families)  # the template is a valid claim
 
 
 def test_new_with_unknown_family_is_one_line(claims_project, capsys):

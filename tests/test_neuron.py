@@ -136,3 +136,18 @@ def test_channel_needs_a_single_layer(tmp_path):
     path = write_claim(tmp_path, "bad-channel", params={"layer": [0, 1], "channel": 9, "annotation": ATG_TOKENS})
     with pytest.raises(ClaimError, match="single number"):
         load_claim(path, FAMILIES)
+
+
+def test_composition_neuron_is_far_above_chance_for_tbp_sites_but_not_above_their_composition(tmp_path):
+    sites = {"motif": "MA0108.3", "align": "anchored"}
+    composition = evaluate(write_claim(tmp_path, "composition-neuron", params={"layer": 1, "channel": 17,
+                                                                             "annotation": sites},
+                                       criteria=[{"statistic": "auprc_over_chance", "op": ">=", "threshold": 2},
+                                                 {"statistic": "auprc_over_composition", "op": ">", "threshold": 1}]))
+    verdicts = {c.statistic: c.verdict for c in composition.criteria}
+    assert verdicts == {"auprc_over_chance": "pass", "auprc_over_composition": "fail"}, composition.criteria
+    atg = evaluate(write_claim(tmp_path, "atg-neuron", params={"layer": 1, "channel": 9,
+                                                               "annotation": {"pattern": "ATG", "base": 0,
+                                                                              "align": "anchored"}},
+                               criteria=[{"statistic": "auprc_over_composition", "op": ">=", "threshold": 2}]))
+    assert atg.verdict == "supported"  # ATG vs the other arrangements of A, T and G: about 5x

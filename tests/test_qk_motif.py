@@ -57,6 +57,20 @@ def test_planted_head_passes_r_and_p_and_max_r_selects_it(tmp_path, key_score):
     assert criterion(result, "max_r_selects_named").estimate == 1.0
 
 
+def test_composition_head_passes_r_but_not_the_composition_controls_and_the_motif_head_passes_both(tmp_path):
+    controls = [{"statistic": "r_partial_composition", "op": ">=", "threshold": 0.3},
+                {"statistic": "r_minus_shuffled", "op": ">", "threshold": 0}]
+    composition = evaluate(write_claim(tmp_path, "planted-composition", params=named(*COMPOSITION_HEAD),
+                                       criteria=STRICT + controls, correction="holm"))
+    verdicts = {c.statistic: c.verdict for c in composition.criteria}
+    assert verdicts == {"r": "pass", "r_p": "pass", "r_partial_composition": "fail", "r_minus_shuffled": "fail"}
+    assert criterion(composition, "r_partial_composition").estimate == 0.0  # composition explains the key score
+    motif = evaluate(write_claim(tmp_path, "planted-motif", params=named(*MOTIF_HEAD), criteria=controls))
+    assert motif.verdict == "supported", [(c.statistic, c.estimate, c.ci_low, c.verdict) for c in motif.criteria]
+    ceiling = criterion(motif, "r_minus_shuffled").ceiling  # the motif head is the ideal detector
+    assert criterion(motif, "r_minus_shuffled").estimate == pytest.approx(ceiling["estimate"], abs=0.02)
+
+
 def test_named_control_head_fails_r_and_other_heads_are_near_zero(tmp_path):
     result = evaluate(write_claim(tmp_path, "planted-control", params=named(*CONTROL_HEAD),
                                   criteria=STRICT, correction="holm"))
