@@ -19,7 +19,12 @@ r_minus_shuffled > 0); rho > 1 and rho >= 2 under either matching; rho_over_shuf
 for all heads, for heads whose window holds the whole motif window, and for the others. Nominal rate of a one-sided interval decision at this level:
 0.025; the bar is alpha = 0.05 plus 2 Monte Carlo standard errors.
 
-    python scripts/calibrate_composition.py [--repetitions 200] [--tokens single kmer7]
+Units (`--parts units`): the same composition-only functions as per-token activations of an MLP channel
+or SAE latent, scored by the `neuron` / `sae_feature` statistics against the matrix's site annotation
+(support, anchored): auprc_over_chance >= 2 (what a composition reader reaches) and
+auprc_over_composition > 1 (lower bound), the composition detector reading the motif-length window.
+
+    python scripts/calibrate_composition.py [--repetitions 300] [--tokens single kmer6] [--parts heads units]
 
 Writes benchmarks/results/calibration_composition.json and docs/figures/calibration_composition.png.
 """
@@ -40,6 +45,7 @@ import numpy as np
 from seqclaims import attention as att
 from seqclaims import composition as comp
 from seqclaims.data import build
+from seqclaims.features import Annotation, TokenTable, composition_scores, score_units, token_labels
 from seqclaims.families import checks_dirs, load_families
 from seqclaims.motifs import load_motif
 from seqclaims.stats import mc_standard_error
@@ -152,6 +158,34 @@ def one_head(inputs: Inputs, rng: np.random.Generator, resamples: int) -> dict:
     return out
 
 
+def one_unit(inputs: Inputs, rng: np.random.Generator, resamples: int, table: TokenTable) -> dict:
+    """A composition-only unit scored against the matrix's sites as `neuron` scores a named channel."""
+    values, reads = inputs.head_logits(rng)
+    column = np.nan_to_num(table.gather(values))[:, None]
+    scored = score_units([column], table, ["u"], named=0, level=0.95, resamples=resamples,
+                         seed=int(rng.integers(2**31)), min_n=20)
+    out = {"unit": reads}
+    for name in ("auprc", "auprc_over_chance", "composition_auprc", "auprc_over_composition"):
+        e = scored.statistics[name]
+        out[name] = [e.estimate, e.ci_low, e.ci_high]
+    return out
+
+
+def site_table(inputs: Inputs) -> TokenTable:
+    """The scored tokens of a dataset for the matrix's anchored site annotation, with the composition detector."""
+    annotation = Annotation(motif=inputs.motif.matrix_id, align="anchored")
+    labels = token_labels(inputs.dataset, inputs.offsets, annotation)
+    special = inputs.offsets[..., 1] <= inputs.offsets[..., 0]
+    table = TokenTable.build(inputs.dataset, labels, special)
+    table.composition = composition_scores(inputs.dataset, inputs.offsets, table, annotation, None)
+    return table
+
+
+def unit_decisions(row: dict) -> dict[str, bool]:
+    return {"auprc_over_chance_ge_2": bool(row["auprc_over_chance"][1] >= 2),
+            "auprc_over_composition": bool(row["auprc_over_composition"][1] > 1)}
+
+
 def decisions(row: dict) -> dict[str, bool]:
     """What a claim with each criterion would decide (interval decisions: the lower bound past the threshold)."""
     value = {name: row[name][0] for name in row if isinstance(row[name], list)}
@@ -218,36 +252,56 @@ def plot(results: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=200, help="composition-only heads per tokenization")
+    parser.add_argument("--repetitions", type=int, default=300, help="composition-only heads (units) per tokenization")
     parser.add_argument("--tokens", nargs="+", default=list(TOKENS), choices=list(TOKENS))
+    parser.add_argument("--parts", nargs="+", default=["heads", "units"], choices=["heads", "units"])
     parser.add_argument("--n", type=int, default=200, help="windows per dataset")
     parser.add_argument("--resamples", type=int, default=400)
     args = parser.parse_args(argv)
     started = time.time()
-    results, rows_by_tokens = {}, {}
-    for tokens in args.tokens:
-        datasets = [Inputs(matrix, TOKENS[tokens], args.n, seed=i) for i, matrix in enumerate(MATRICES)]
-        rng = np.random.default_rng(13)
-        rows = []
-        for repetition in range(args.repetitions):
-            inputs = datasets[repetition % len(datasets)]
-            row = one_head(inputs, rng, args.resamples)
-            row["matrix"] = inputs.motif.matrix_id
-            rows.append(row)
-            if (repetition + 1) % 20 == 0:
-                print(f"{tokens}: {repetition + 1}/{args.repetitions} heads ({time.time() - started:.0f} s)", flush=True)
-        results[tokens] = summarise(rows)
-        rows_by_tokens[tokens] = rows
+    saved = json.loads(RESULT.read_text()) if RESULT.is_file() else {}
+    for part in args.parts:
+        summary, rows_by_tokens = {}, {}
+        for tokens in args.tokens:
+            datasets = [Inputs(matrix, TOKENS[tokens], args.n, seed=i) for i, matrix in enumerate(MATRICES)]
+            tables = [site_table(d) for d in datasets] if part == "units" else None
+            rng = np.random.default_rng(13)
+            rows = []
+            for repetition in range(args.repetitions):
+                which = repetition % len(datasets)
+                inputs = datasets[which]
+                row = one_head(inputs, rng, args.resamples) if part == "heads" else \
+                    one_unit(inputs, rng, args.resamples, tables[which])
+                row["matrix"] = inputs.motif.matrix_id
+                rows.append(row)
+                if (repetition + 1) % 20 == 0:
+                    print(f"{part}, {tokens}: {repetition + 1}/{args.repetitions} ({time.time() - started:.0f} s)",
+                          flush=True)
+            summary[tokens] = summarise(rows) if part == "heads" else summarise_units(rows)
+            rows_by_tokens[tokens] = rows
+        saved[part] = {"summary": summary, "rows": rows_by_tokens}
+        for tokens, groups in summary.items():
+            for group, rates in groups.items():
+                print(part, tokens, group, {name: round(value["rate"], 3) for name, value in rates.items()})
+    saved.update({"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repetitions": args.repetitions,
+                  "n_windows": args.n, "resamples": args.resamples, "matrices": list(MATRICES), "alpha": ALPHA,
+                  "seconds": round(time.time() - started, 1)})
+    for stale in ("summary", "heads_rows"):
+        saved.pop(stale, None)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps({"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                  "repetitions": args.repetitions, "n_windows": args.n, "resamples": args.resamples,
-                                  "matrices": list(MATRICES), "alpha": ALPHA, "summary": results,
-                                  "heads": rows_by_tokens, "seconds": round(time.time() - started, 1)}, indent=1))
-    plot(results)
-    for tokens, summary in results.items():
-        for group, rates in summary.items():
-            print(tokens, group, rates["r_mints"]["n"], {name: round(value["rate"], 3) for name, value in rates.items()})
+    RESULT.write_text(json.dumps(saved, indent=1))
+    if "heads" in saved:
+        plot(saved["heads"]["summary"])
     return 0
+
+
+def summarise_units(rows: list[dict]) -> dict:
+    n = len(rows)
+    flags = {name: [unit_decisions(row)[name] for row in rows] for name in ("auprc_over_chance_ge_2",
+                                                                            "auprc_over_composition")}
+    return {"all": {name: {"rate": float(np.mean(values)), "n": n,
+                           "mc_se": mc_standard_error(max(float(np.mean(values)), ALPHA), n),
+                           "bar": ALPHA + 2 * mc_standard_error(ALPHA, n)} for name, values in flags.items()}}
 
 
 if __name__ == "__main__":
