@@ -394,12 +394,18 @@ def offline_ceiling(claim, context, missing: Unavailable) -> str:
     scores = att.window_scores(dataset.sequences, motif)
     motif_score = att.motif_tracks(scores, offsets, motif.length, params.alignment)
     ideal = ideal_tracks(scores, offsets, motif, motif_score, params)
-    moments = att.sequence_moments(ideal)
     counts = att.split_counts(len(dataset.sequences), claim.resamples, context.seed_for("bootstrap"))
-    value = att.pearson_from_sums(att.weighted_sums(moments, None))[0, 0]
-    low, high = percentile_interval(att.pearson_from_sums(att.weighted_sums(moments, counts))[:, 0], claim.ci_level)
-    verdicts = [reachability(c, low, high) for c in claim.criteria if c.statistic in ("r", "max_r")]
-    return (f"{missing.message}; ceiling computed without the model: ideal_r = {value:.3f} [{low:.3f}, {high:.3f}] on "
+    controls = composition_controls(dataset.sequences, offsets, motif, ideal, ideal, params,
+                                    context.seed_for("shuffled-motifs"))
+    ceilings = {"r": (att.sequence_moments(ideal), att.pearson_from_sums)}
+    ceilings.update({name: (c.ideal_moments, c.finish) for name, c in controls.items()})
+    described_ceilings, verdicts = [], []
+    for name, (moments, finish) in ceilings.items():
+        value = finish(att.weighted_sums(moments, None))[0, 0]
+        low, high = percentile_interval(finish(att.weighted_sums(moments, counts))[:, 0], claim.ci_level)
+        described_ceilings.append(f"ideal_{name} = {value:.3f} [{low:.3f}, {high:.3f}]")
+        verdicts += [reachability(c, low, high) for c in claim.criteria if c.statistic in (name, f"max_{name}")]
+    return (f"{missing.message}; ceiling computed without the model: {', '.join(described_ceilings)} on "
             f"{int(ideal.mask.any(axis=1).sum())} sequences of {dataset.name} ({described}, {motif.matrix_id}, "
             f"alignment {params.alignment}, {params.scale}{' centred' if params.centre else ''})"
             + "".join(f"; {v}" for v in verdicts))
