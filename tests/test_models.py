@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from seqclaims import models
-from seqclaims.errors import InputError, Unavailable
+from seqclaims.errors import HookInfidelity, InputError, Unavailable
 from seqclaims.models import (
     ModelRef,
     hook_names,
@@ -438,19 +438,61 @@ def test_unknown_hook_suggests_the_closest_name(tiny, batch):
         run_with_cache(tiny, batch, ["layer.7.resid_post"])
 
 
-def test_attention_from_an_sdpa_model_is_never_empty(tiny, batch, clean):
+ORIGINAL_SDPA = torch.nn.functional.scaled_dot_product_attention
+
+
+def test_attention_from_an_sdpa_model_is_recovered_at_the_kernel(tiny, batch, clean):
     sdpa = load_model({"path": str(tiny.folder), "attn_implementation": "sdpa"})
     assert sdpa.model.config._attn_implementation == "sdpa"
     got = run_with_cache(sdpa, batch, ["layer.1.attn.pattern", "logits"])
     assert torch.allclose(got["layer.1.attn.pattern"], clean["layer.1.attn.pattern"], atol=1e-5)
     assert torch.allclose(got["logits"], clean["logits"], atol=1e-4)
-    assert sdpa.model.config._attn_implementation == "sdpa"  # switched back after the run
+    assert sdpa.model.config._attn_implementation == "sdpa"  # never switched
+    assert torch.nn.functional.scaled_dot_product_attention is ORIGINAL_SDPA  # the kernel is restored after the run
 
 
-def test_missing_attention_probabilities_raise_instead_of_returning_nothing(tiny, batch, monkeypatch):
+@pytest.mark.parametrize("name", ["planted", "organism", "organism-6mer"])
+def test_sdpa_patterns_of_the_embedded_models_equal_eager_within_1e_5(name):
+    from seqclaims.data import build
+
+    eager, sdpa = load_model(name), load_model({"name": name, "attn_implementation": "sdpa"})
+    batch = eager.tokenize(build({"dataset": "motif_sites", "matrix": "MA0108.3", "n": 20}, seed=0).sequences[:4])
+    hooks = [f"layer.{layer}.attn.pattern" for layer in range(eager.n_layers)]
+    expected, got = run_with_cache(eager, batch, hooks), run_with_cache(sdpa, batch, hooks)
+    for hook in hooks:
+        assert torch.allclose(got[hook], expected[hook], atol=1e-5), (name, hook)
+
+
+@pytest.mark.parametrize("case", ["bool_mask", "float_bias", "causal", "grouped_query"])
+def test_kernel_probabilities_reproduce_scaled_dot_product_attention(case):
+    """softmax(q k^T scale + mask) @ v equals torch's own kernel output, for every mask form it takes."""
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 4, 9, 8, generator=generator)
+    k = torch.randn(2, 2 if case == "grouped_query" else 4, 9, 8, generator=generator)
+    v = torch.randn(*k.shape, generator=generator)
+    options = {"scale": 0.3}
+    if case == "bool_mask":
+        options["attn_mask"] = torch.rand(2, 1, 9, 9, generator=generator) > 0.3
+        options["attn_mask"][..., 0] = True
+    elif case == "float_bias":  # e.g. ALiBi: a per-head linear penalty on distance
+        distance = (torch.arange(9)[None, :] - torch.arange(9)[:, None]).abs()
+        options["attn_mask"] = -torch.tensor([0.5, 0.25, 0.125, 0.0625])[:, None, None] * distance
+    elif case == "causal":
+        options["is_causal"] = True
+    else:
+        options["enable_gqa"] = True
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, **options)
+    probabilities = models.attention_probabilities(q, k, options.get("attn_mask"), is_causal=options.get("is_causal", False),
+                                                   scale=0.3, gqa=case == "grouped_query")
+    values = v.repeat_interleave(2, dim=1) if case == "grouped_query" else v
+    assert torch.allclose(probabilities @ values, expected, atol=1e-5)
+    assert torch.allclose(probabilities.sum(-1), torch.ones(2, 4, 9), atol=1e-6)
+
+
+def test_a_layer_without_the_kernel_says_how_to_get_its_probabilities(tiny, batch, monkeypatch):
     sdpa = load_model({"path": str(tiny.folder), "attn_implementation": "sdpa"})
-    monkeypatch.setattr(models, "_attention_for", lambda model, points: _no_switch())
-    with pytest.raises(InputError, match="returned no attention probabilities"):
+    monkeypatch.setattr(models, "kernel_patterns", lambda model, wanted, store: _no_switch())
+    with pytest.raises(InputError, match="without torch.nn.functional.scaled_dot_product_attention"):
         run_with_cache(sdpa, batch, ["layer.0.attn.pattern"])
 
 
@@ -460,6 +502,26 @@ class _no_switch:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_a_capture_that_alters_the_model_makes_its_claims_inconclusive(tiny, batch, monkeypatch, tmp_path):
+    """Reading hooks must not change what the model computes; a capture that does is caught once per model."""
+    def altering_capture(point, token_mask, store):
+        def hook(module, args, output):
+            value = output[0] if isinstance(output, (tuple, list)) else output
+            value.neg_()  # an in-place edit: what a careless hook does
+            store[point.name] = value
+        return hook
+
+    fresh = load_model({"path": str(tiny.folder), "attn_implementation": "sdpa", "tokenization": None})
+    fresh._fidelity.clear()
+    monkeypatch.setattr(models, "_output_capture", altering_capture)
+    with pytest.raises(HookInfidelity, match="changes the logits"):
+        run_with_cache(fresh, batch, ["layer.0.resid_post"])
+    monkeypatch.undo()
+    fresh._fidelity.clear()
+    run_with_cache(fresh, batch, ["layer.0.resid_post", "layer.1.attn.pattern"])  # faithful hooks pass
+    assert max(fresh._fidelity.values()) < models.FIDELITY_TOLERANCE
 
 
 def test_declared_module_map_reads_the_same_hooks(tiny, batch, clean):
@@ -566,3 +628,19 @@ def test_negative_token_positions_are_rejected_not_wrapped(tiny, batch, clean):
     mask = torch.zeros(batch.n_tok, dtype=torch.bool)
     mask[-1] = True  # a bool mask may be built with negative indexing; it is not an index list
     run_with_interventions(tiny, batch, [zero_ablate_head(0, 1, positions=mask)])
+
+
+def test_hook_infidelity_is_an_inconclusive_verdict_with_its_reason(tmp_path, monkeypatch):
+    import claim_files
+
+    def unfaithful(model, batch, points):
+        raise HookInfidelity("reading hooks layer.0.resid_post changes the logits of model planted by 0.5")
+
+    monkeypatch.setattr(models, "check_hook_fidelity", unfaithful)
+    path = claim_files.write_claim(tmp_path, "planted-infidelity", check="neuron",
+                                   data={"dataset": "motif_sites", "matrix": "MA0108.3", "n": 60},
+                                   params={"layer": 1, "channel": 9, "annotation": {"pattern": "ATG"}},
+                                   criteria=[{"statistic": "auprc", "op": ">=", "threshold": 0.9}])
+    result = claim_files.evaluate(path)
+    assert result.status == "evaluated" and result.verdict == "inconclusive"
+    assert "changes the logits" in result.reason

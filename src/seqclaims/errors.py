@@ -26,3 +26,8 @@ class InputError(SeqclaimsError):
 
 class Unavailable(SeqclaimsError):
     """A model or dataset that is not present locally; the claim is skipped with this reason."""
+
+
+class HookInfidelity(SeqclaimsError):
+    """Reading a model's hooks changed its outputs: its evidence cannot be trusted, so its claims are
+    inconclusive with this reason (not an error of the claim)."""

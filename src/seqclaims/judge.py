@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, evidence_store
-from .errors import SeqclaimsError, Unavailable
+from .errors import HookInfidelity, SeqclaimsError, Unavailable
 from .evidence import Card, Estimate, Evidence
 from .families import Context, Family
 from .figures import Figure, draw_for_criteria
@@ -106,6 +106,8 @@ def _compute_and_decide(result: ClaimResult, claim: Claim, family: Family, conte
     except Unavailable as exc:
         result.status, result.reason = SKIPPED, exc.message
         evidence_store.save_skip(key, exc.message, claim.criteria)
+    except HookInfidelity as exc:
+        result.verdict, result.reason = INCONCLUSIVE, exc.message
     except SeqclaimsError as exc:
         result.status, result.reason = ERROR, exc.message
     except Exception as exc:  # a bug in a family is an error result for this claim only

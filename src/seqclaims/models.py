@@ -17,8 +17,11 @@ name                        shape                                 what
 
 ``logits`` (n_seq, n_tok, d_vocab) can be asked for beside the hooks. Positions past a sequence's end
 are zero. ``head_out`` and ``mlp.post`` are read (and patched) with forward pre-hooks on the output
-projections, which works whatever the attention implementation; ``attn.pattern`` needs eager attention,
-and a model loaded with sdpa is switched to eager for the runs that ask for it.
+projections, which works whatever the attention implementation. ``attn.pattern`` is read from the
+attention module's returned probabilities under eager attention; under any other implementation (sdpa,
+or a model's own code, e.g. a fused QKV projection with an ALiBi bias) it is recomputed at the kernel: the
+query, key, mask or bias and scale that the layer passes to ``torch.nn.functional.scaled_dot_product_attention``
+are captured and softmax(q k^T scale + bias) is computed in float64 (equal to eager within 1e-5).
 
 Architectures: BERT and RoBERTa (BertForMaskedLM, RobertaForMaskedLM) and ESM (EsmForMaskedLM:
 Nucleotide Transformer v2, AgroNT, ESM-2) work out of the box. Any other masked LM (for example
@@ -46,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors import SafetensorError
 
 from seqclaims import fsutil
-from seqclaims.errors import InputError, Unavailable
+from seqclaims.errors import HookInfidelity, InputError, Unavailable
 from seqclaims.paths import cache_dir, fixtures_dir
 from seqclaims.tokenizers import Batch, Tokenization, declared_scheme, tokenize
 
@@ -187,6 +190,7 @@ class LoadedModel:
     d_mlp: int
     max_length: int
     _modules: dict[str, Any] = field(default_factory=dict, repr=False)
+    _fidelity: dict[frozenset, float] = field(default_factory=dict, repr=False)  # hooks -> relative logit change
 
     @property
     def architecture(self) -> str:
@@ -506,7 +510,7 @@ class HookPoint:
 
 def hook_names(model: LoadedModel) -> list[str]:
     """Every hook point the model offers, in forward order."""
-    sites = [s for s in _SITES if s != "attn.pattern" or model.module_map.attn_probs]
+    sites = [s for s in _SITES if s != "attn.pattern" or _offers_patterns(model)]
     per_layer = [f"layer.{l}.{site}" for l in range(model.n_layers) for site in sites]
     return (["embed"] if model.module_map.embed else []) + per_layer
 
@@ -817,6 +821,7 @@ def iter_run(
     reads = _metric_source(model, metric, metric_input)
     for intervention in interventions:
         _check_intervention(model, intervention)
+    check_hook_fidelity(model, batch, [p for p in points if p.site != "logits"])
     for start in range(0, len(batch), batch_size):
         stop = min(start + batch_size, len(batch))
         seq_index = torch.arange(start, stop)
@@ -829,6 +834,34 @@ def iter_run(
             name: _unstack(_to_batch_layout(value, name, token_mask, batch.n_tok), copies)
             for name, value in outputs.items()
         }
+
+
+FIDELITY_TOLERANCE = 1e-4  # largest logit change, relative to the largest logit, that reading hooks may cause
+_FIDELITY_ROWS = 2
+
+
+def check_hook_fidelity(model: LoadedModel, batch: Batch, points: list[HookPoint]) -> None:
+    """HookInfidelity when reading `points` changes the model's logits on a few sequences by more than
+    FIDELITY_TOLERANCE of their largest magnitude (a capture that alters what it observes). Checked once
+    per model and set of hooks in a process."""
+    key = frozenset(p.name for p in points)
+    if not key or key in model._fidelity or len(batch) == 0:
+        return
+    rows = batch.select(slice(0, min(_FIDELITY_ROWS, len(batch))))
+    with torch.inference_mode():
+        plain = model.model(**rows.model_inputs())
+    plain = plain.logits if hasattr(plain, "logits") else plain[0]
+    hooked = _forward(model, rows, [*points, HookPoint("logits", "logits")], (), torch.arange(len(rows)), None)
+    real = rows.attention_mask.bool()
+    change = float((hooked["logits"][real] - plain[real]).abs().max())
+    scale = max(float(plain[real].abs().max()), 1e-12)
+    model._fidelity[key] = change / scale
+    if change > FIDELITY_TOLERANCE * scale:
+        raise HookInfidelity(
+            f"reading hooks {', '.join(sorted(key)[:3])}{' ...' if len(key) > 3 else ''} changes the logits of model "
+            f"{model.ref.describe()} by {change:.3g} (largest logit {scale:.3g}; tolerance {FIDELITY_TOLERANCE:g} of "
+            "it): its hooks do not observe the model faithfully"
+        )
 
 
 _HIDDEN = "hidden"  # the final hidden states: the input of the masked-LM head
@@ -948,7 +981,7 @@ def _forward(
         handles.append(_stop_after(model, captured))
     output = None
     try:
-        with torch.inference_mode(), _attention_for(model, captured):
+        with torch.inference_mode(), _attention_for(model, captured, store):
             network = model.model if wants_logits else model.model.base_model
             output = network(**rows.model_inputs())
     except _EnoughComputed:
@@ -956,6 +989,7 @@ def _forward(
     finally:
         for handle in handles:
             handle.remove()
+    _require_patterns(model, captured, store)
     if wants_logits:
         store["logits"] = output.logits if hasattr(output, "logits") else output[0]
     if reads is not None:
@@ -1001,7 +1035,7 @@ def _install_hooks(model, points, interventions, token_mask, row_index, store) -
                 f"{model.module_map.layers}.{point.layer}"
             )
             handles.append(module.register_forward_hook(_output_capture(point, token_mask, store)))
-        elif point.site == "attn.pattern":
+        elif point.site == "attn.pattern" and _eager(model):
             module = model.block_module(point.layer, model.module_map.attn_probs)
             handles.append(module.register_forward_hook(_pattern_capture(model, point, store)))
     projections = {p.name for p in captured.values() if p.site in ("attn.head_out", "mlp.post")}
@@ -1069,24 +1103,89 @@ def _module_layout(padded: torch.Tensor, like: torch.Tensor, token_mask: torch.T
     return padded if like.ndim >= 3 else padded[token_mask]
 
 
+def _eager(model: LoadedModel) -> bool:
+    """Whether the attention modules return their probabilities (eager attention with a declared module)."""
+    return bool(model.module_map.attn_probs) and getattr(model.model.config, "_attn_implementation", None) == "eager"
+
+
+def _offers_patterns(model: LoadedModel) -> bool:
+    """Eager attention with a declared probabilities module, or any other implementation (read at the kernel)."""
+    return _eager(model) or getattr(model.model.config, "_attn_implementation", "eager") != "eager"
+
+
 @contextmanager
-def _attention_for(model: LoadedModel, points: list[HookPoint]):
-    """Eager attention while attention probabilities are read (sdpa returns none, silently)."""
-    config = model.model.config
-    current = config._attn_implementation
-    if current == "eager" or not any(p.site == "attn.pattern" for p in points):
+def _attention_for(model: LoadedModel, points: list[HookPoint], store: dict):
+    """Attention probabilities at the kernel while a run asks for them from a model that is not eager."""
+    wanted = {p.layer: p.name for p in points if p.site == "attn.pattern"}
+    if not wanted or _eager(model):
         yield
         return
-    model.model.set_attn_implementation("eager")
-    if config._attn_implementation != "eager":
+    with kernel_patterns(model, wanted, store):
+        yield
+
+
+def _require_patterns(model: LoadedModel, points: list[HookPoint], store: dict) -> None:
+    """InputError when a layer's attention probabilities were asked for and could not be recovered."""
+    missing = [p.name for p in points if p.site == "attn.pattern" and p.name not in store]
+    if missing:
         raise InputError(
-            f"model {model.ref.describe()} cannot switch to eager attention to give attention probabilities; "
-            "load it with attn_implementation: eager"
+            f"model {model.ref.describe()} computed {missing[0].rsplit('.attn', 1)[0]}'s attention without "
+            "torch.nn.functional.scaled_dot_product_attention, so its probabilities cannot be recovered; load it "
+            "with attn_implementation: eager and declare module_map.attn_probs"
         )
+
+
+@contextmanager
+def kernel_patterns(model: LoadedModel, wanted: dict[int, str], store: dict):
+    """Record softmax(q k^T scale + mask) of every scaled_dot_product_attention call made inside block l
+    under store[wanted[l]] (the last call of the block counts)."""
+    functional = torch.nn.functional
+    original = functional.scaled_dot_product_attention
+    current: list[int | None] = [None]
+
+    def entering(layer: int):
+        def hook(module, args):
+            current[0] = layer
+        return hook
+
+    def leaving(module, args, output):
+        current[0] = None
+
+    handles = []
+    for layer in wanted:
+        block = model.module(f"{model.module_map.layers}.{layer}")
+        handles += [block.register_forward_pre_hook(entering(layer)), block.register_forward_hook(leaving)]
+
+    def recording(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **options):
+        if current[0] in wanted:
+            store[wanted[current[0]]] = attention_probabilities(query, key, attn_mask, is_causal=is_causal,
+                                                                scale=scale, gqa=options.get("enable_gqa", False))
+        return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                        scale=scale, **options)
+
+    functional.scaled_dot_product_attention = recording
     try:
         yield
     finally:
-        model.model.set_attn_implementation(current)
+        functional.scaled_dot_product_attention = original
+        for handle in handles:
+            handle.remove()
+
+
+def attention_probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None = None, *,
+                            is_causal: bool = False, scale: float | None = None, gqa: bool = False) -> torch.Tensor:
+    """(n_seq, n_heads, n_q, n_k) float32 probabilities of scaled_dot_product_attention's inputs, computed in
+    float64: softmax(q k^T scale + mask); a bool mask keeps True entries; rows with no key allowed are 0."""
+    q, k = query.double(), key.double()
+    if gqa and k.shape[-3] != q.shape[-3]:
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+    scores = q @ k.transpose(-2, -1) * (scale if scale is not None else q.shape[-1] ** -0.5)
+    if is_causal:
+        allowed = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask.double()
+    return torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0).float()
 
 
 def _to_batch_layout(value: torch.Tensor, name: str, token_mask: torch.Tensor, n_tok: int) -> torch.Tensor:
