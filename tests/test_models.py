@@ -542,7 +542,7 @@ def test_unpadded_layout_round_trips(lengths, width):
     n_tok = max(lengths)
     token_mask = torch.arange(n_tok)[None, :] < torch.tensor(lengths)[:, None]
     unpadded = torch.randn(int(token_mask.sum()), width)
-    padded = models._padded(unpadded, token_mask)
+    padded = models.padded_tokens(unpadded, token_mask)
     assert padded.shape == (len(lengths), n_tok, width)
     assert padded[~token_mask].abs().sum() == 0
     assert torch.equal(models._module_layout(padded, unpadded, token_mask), unpadded)

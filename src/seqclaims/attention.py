@@ -168,19 +168,29 @@ def _received_from_pattern(pattern, real) -> dict:
 
 
 def _capture_projection_inputs(model, captured: dict) -> list:
-    """Forward pre-hooks that keep the input of each layer's query projection (b, n_tok, d_model)."""
+    """Forward pre-hooks that keep the input of each layer's query (or fused qkv) projection: (b, n_tok,
+    d_model), or (n_real_tokens, d_model) for models that remove padding."""
     handles = []
     for layer in range(model.n_layers):
-        query, _ = _query_key_modules(model, layer)
+        module, _, _ = _query_key_projections(model, layer)
 
         def keep(module, args, layer=layer):
             captured[layer] = args[0].detach()
 
-        handles.append(query.register_forward_pre_hook(keep))
+        handles.append(module.register_forward_pre_hook(keep))
     return handles
 
 
-def _query_key_modules(model, layer: int):
+def _query_key_projections(model, layer: int):
+    """(module whose input is read, (W_Q, b_Q), (W_K, b_K)): separate `<attn_probs>.query` / `.key`
+    projections, or the first two thirds of a declared fused `qkv` projection."""
+    fused = model.module_map.qkv
+    if fused:
+        module = model.block_module(layer, fused)
+        d = model.d_model
+        bias = module.bias if module.bias is not None else None
+        return module, (module.weight[:d], None if bias is None else bias[:d]), \
+            (module.weight[d:2 * d], None if bias is None else bias[d:2 * d])
     relative = model.module_map.attn_probs
     try:
         query = model.block_module(layer, f"{relative}.query")
@@ -189,26 +199,30 @@ def _query_key_modules(model, layer: int):
         query = key = None
     if relative is None or query is None or not hasattr(query, "weight") or not hasattr(key, "weight"):
         raise InputError(f"key_score qk_weights needs separate query and key projections "
-                         f"(`<attn_probs>.query` / `.key`), which model {model.ref.describe()} "
-                         f"({model.architecture}) lacks; use key_score: attention_received")
-    return query, key
+                         f"(`<attn_probs>.query` / `.key`) or a fused one (`module_map.qkv`), which model "
+                         f"{model.ref.describe()} ({model.architecture}) lacks; use key_score: attention_received")
+    return query, (query.weight, query.bias), (key.weight, key.bias)
 
 
 def _received_from_weights(model, layer: int, hidden, real) -> dict:
-    """Weight-only logits of every head from the projection input hidden (b, t, d_model); real (b, n_tok).
+    """Weight-only logits of every head from the projection input hidden (b, t, d_model), or (n_real,
+    d_model) for unpadded models; real (b, n_tok).
 
     Returns mean over real queries of the logits and of their softmax over real keys, with and
     without the projection biases; each (b, n_heads, t)."""
     import torch
 
-    query, key = _query_key_modules(model, layer)
+    from seqclaims.models import padded_tokens
+
+    hidden = padded_tokens(hidden, real)
+    _, (w_q, b_q), (w_k, b_k) = _query_key_projections(model, layer)
     b, t, _ = hidden.shape
     mask = real[:, :t]
     queries = mask[:, None, :, None].to(hidden.dtype)  # (b, 1, q, 1)
     parts = {}
     for suffix, with_bias in (("", True), ("_nobias", False)):
-        q = _heads(torch.nn.functional.linear(hidden, query.weight, query.bias if with_bias else None), model)
-        k = _heads(torch.nn.functional.linear(hidden, key.weight, key.bias if with_bias else None), model)
+        q = _heads(torch.nn.functional.linear(hidden, w_q, b_q if with_bias else None), model)
+        k = _heads(torch.nn.functional.linear(hidden, w_k, b_k if with_bias else None), model)
         logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(model.d_head)
         count = queries.sum(2)
         parts[f"logit{suffix}"] = (logits * queries).sum(2) / count

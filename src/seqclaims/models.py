@@ -69,7 +69,12 @@ class ModuleMap(BaseModel):
         nonlinearity (e.g. ``output.dense`` for BERT, ``mlp.wo`` for MosaicBERT's gated MLP).
     embed: module whose output is the embedding (e.g. ``bert.embeddings``); optional.
     attn_probs: module, relative to a block, whose output's second item is the attention probabilities
-        (e.g. ``attention.self``); optional, without it ``attn.pattern`` is not offered.
+        under eager attention (e.g. ``attention.self``); optional.
+    attn_probs_input: module, relative to a block, whose input is the attention probabilities, whatever
+        the implementation (e.g. ``attention.self.dropout`` in DNABERT-2's MosaicBERT); optional. Without
+        either, ``attn.pattern`` is recomputed at the scaled_dot_product_attention kernel.
+    qkv: fused query-key-value projection, relative to a block, whose output is [q; k; v] along the last
+        axis (e.g. ``attention.self.Wqkv``); optional, lets ``key_score: qk_weights`` read fused models.
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -79,6 +84,8 @@ class ModuleMap(BaseModel):
     mlp_out_proj: str
     embed: str | None = None
     attn_probs: str | None = None
+    attn_probs_input: str | None = None
+    qkv: str | None = None
 
 
 class ModelRef(BaseModel):
@@ -994,7 +1001,7 @@ def _forward(
         store["logits"] = output.logits if hasattr(output, "logits") else output[0]
     if reads is not None:
         if reads.site == _HIDDEN:
-            value = _padded(output[0], token_mask)
+            value = padded_tokens(output[0], token_mask)
         else:
             value = store["logits"] if reads.site == "logits" else store[reads.name]
         store["metric"] = metric(value, row_index)
@@ -1035,6 +1042,9 @@ def _install_hooks(model, points, interventions, token_mask, row_index, store) -
                 f"{model.module_map.layers}.{point.layer}"
             )
             handles.append(module.register_forward_hook(_output_capture(point, token_mask, store)))
+        elif point.site == "attn.pattern" and model.module_map.attn_probs_input:
+            module = model.block_module(point.layer, model.module_map.attn_probs_input)
+            handles.append(module.register_forward_pre_hook(_pattern_input_capture(point, store)))
         elif point.site == "attn.pattern" and _eager(model):
             module = model.block_module(point.layer, model.module_map.attn_probs)
             handles.append(module.register_forward_hook(_pattern_capture(model, point, store)))
@@ -1052,7 +1062,7 @@ def _install_hooks(model, points, interventions, token_mask, row_index, store) -
 def _output_capture(point: HookPoint, token_mask: torch.Tensor, store: dict):
     def hook(module, args, output):
         value = output[0] if isinstance(output, (tuple, list)) else output
-        store[point.name] = _padded(value, token_mask)
+        store[point.name] = padded_tokens(value, token_mask)
 
     return hook
 
@@ -1070,13 +1080,20 @@ def _pattern_capture(model: LoadedModel, point: HookPoint, store: dict):
     return hook
 
 
+def _pattern_input_capture(point: HookPoint, store: dict):
+    def hook(module, args):
+        store[point.name] = args[0]
+
+    return hook
+
+
 def _projection_input_hook(model, point, edits, capture: bool, token_mask, row_index, store):
     """Forward pre-hook on an output projection: apply edits to its input, then record it."""
     per_head = point.site == "attn.head_out"
 
     def hook(module, args):
         given = args[0]
-        padded = _padded(given, token_mask)
+        padded = padded_tokens(given, token_mask)
         value = padded.unflatten(-1, (model.n_heads, model.d_head)) if per_head else padded
         for edit in edits:
             value = edit.edit(value, row_index)
@@ -1089,7 +1106,7 @@ def _projection_input_hook(model, point, edits, capture: bool, token_mask, row_i
     return hook
 
 
-def _padded(x: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+def padded_tokens(x: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
     """(n_seq, n_tok, ...) from a module tensor that may be unpadded (n_real_tokens, ...)."""
     if x.ndim >= 3:
         return x
@@ -1099,7 +1116,7 @@ def _padded(x: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
 
 
 def _module_layout(padded: torch.Tensor, like: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-    """Back to the layout the module uses (inverse of `_padded`)."""
+    """Back to the layout the module uses (inverse of `padded_tokens`)."""
     return padded if like.ndim >= 3 else padded[token_mask]
 
 
@@ -1109,15 +1126,17 @@ def _eager(model: LoadedModel) -> bool:
 
 
 def _offers_patterns(model: LoadedModel) -> bool:
-    """Eager attention with a declared probabilities module, or any other implementation (read at the kernel)."""
-    return _eager(model) or getattr(model.model.config, "_attn_implementation", "eager") != "eager"
+    """A declared probabilities module, or attention that can be read at the kernel: any implementation
+    but eager without a declared module (eager code that does not return probabilities may still call the
+    kernel, as custom code does; a run that finds no kernel call says so)."""
+    return True
 
 
 @contextmanager
 def _attention_for(model: LoadedModel, points: list[HookPoint], store: dict):
     """Attention probabilities at the kernel while a run asks for them from a model that is not eager."""
     wanted = {p.layer: p.name for p in points if p.site == "attn.pattern"}
-    if not wanted or _eager(model):
+    if not wanted or _eager(model) or model.module_map.attn_probs_input:
         yield
         return
     with kernel_patterns(model, wanted, store):

@@ -1,0 +1,88 @@
+"""Tiny, random-initialised models of the architectures the published studies use, built offline.
+
+Each builder writes a local model folder (config, weights, tokenizer, and the model's own code where the
+original needs `trust_remote_code`), deterministic for a seed, so that tests and claims can exercise an
+architecture without its weights:
+
+- ``build_dnabert2_like``: DNABERT-2's MosaicBERT (`seqclaims/remote_code/dnabert2_like.py`): BPE tokens,
+  fused Wqkv, ALiBi, padding removed inside the encoder, gated-linear-unit MLP, no attention
+  probabilities returned. Its claims declare ``DNABERT2_MODULE_MAP`` (the real model's module names).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+REMOTE_CODE = Path(__file__).resolve().parent / "remote_code"
+
+DNABERT2_MODULE_MAP = {
+    "layers": "bert.encoder.layer",
+    "attn_out_proj": "attention.output.dense",
+    "mlp_out_proj": "mlp.wo",
+    "embed": "bert.embeddings",
+    "attn_probs_input": "attention.self.dropout",
+    "qkv": "attention.self.Wqkv",
+}
+
+
+def train_bpe_tokenizer(sequences: Sequence[str], vocab_size: int, *, model_max_length: int = 512):
+    """A DNABERT-2-style BPE tokenizer ([CLS] ... [SEP], offsets) trained on `sequences`."""
+    from tokenizers import Tokenizer, models, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    backend = Tokenizer(models.BPE(unk_token="[UNK]"))
+    backend.train_from_iterator(list(sequences), trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=list("ACGTN"), show_progress=False))
+    ids = {token: backend.token_to_id(token) for token in specials}
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=model_max_length)
+
+
+def build_dnabert2_like(folder: Path | str, *, sequences: Sequence[str], seed: int = 0, n_layers: int = 2,
+                        d_model: int = 64, n_heads: int = 4, d_mlp: int = 128, vocab_size: int = 256) -> Path:
+    """Write a DNABERT-2-like model folder (random weights from `seed`, BPE trained on `sequences`)."""
+    import torch
+    from transformers import BertConfig
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_bpe_tokenizer(sequences, vocab_size)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
+                        num_attention_heads=n_heads, intermediate_size=d_mlp, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, max_position_embeddings=512,
+                        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    shutil.copyfile(REMOTE_CODE / "dnabert2_like.py", folder / "dnabert2_like.py")
+    config.auto_map = {"AutoModelForMaskedLM": "dnabert2_like.BertForMaskedLM"}
+    config.architectures = ["BertForMaskedLM"]
+    config.save_pretrained(folder)
+    module = _import_remote(folder / "dnabert2_like.py")
+    torch.manual_seed(seed)
+    model = module.BertForMaskedLM(config)
+    model.save_pretrained(folder)
+    _restore_auto_map(folder, config.auto_map)
+    return folder
+
+
+def _import_remote(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"seqclaims_remote_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _restore_auto_map(folder: Path, auto_map: dict) -> None:
+    """save_pretrained of a class outside transformers may drop auto_map; the folder needs it to load."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config["auto_map"] = auto_map
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
