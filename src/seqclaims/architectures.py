@@ -7,6 +7,9 @@ architecture without its weights:
 - ``build_dnabert2_like``: DNABERT-2's MosaicBERT (`seqclaims/remote_code/dnabert2_like.py`): BPE tokens,
   fused Wqkv, ALiBi, padding removed inside the encoder, gated-linear-unit MLP, no attention
   probabilities returned. Its claims declare ``DNABERT2_MODULE_MAP`` (the real model's module names).
+- ``build_nt_v2_like``: Nucleotide Transformer v2's ESM (`seqclaims/remote_code/nt_v2_like.py`): rotary
+  positions, pre-LN, non-overlapping 6-mer tokens, SwiGLU MLP without feed-forward biases; ESM's module
+  names, so the built-in map reads it.
 """
 
 from __future__ import annotations
@@ -67,6 +70,35 @@ def build_dnabert2_like(folder: Path | str, *, sequences: Sequence[str], seed: i
     torch.manual_seed(seed)
     model = module.BertForMaskedLM(config)
     model.save_pretrained(folder)
+    _restore_auto_map(folder, config.auto_map)
+    return folder
+
+
+def build_nt_v2_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_model: int = 64, n_heads: int = 4,
+                     d_mlp: int = 128, k: int = 6) -> Path:
+    """Write an NT-v2-like model folder (random weights from `seed`, non-overlapping k-mer tokens)."""
+    import torch
+    from transformers import EsmConfig
+
+    from seqclaims.tokenizers import build_nucleotide_tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_nucleotide_tokenizer("kmer_nonoverlapping", k, model_max_length=512)
+    tokenizer.save_pretrained(folder)
+    config = EsmConfig(vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
+                       num_attention_heads=n_heads, intermediate_size=d_mlp, hidden_dropout_prob=0.0,
+                       attention_probs_dropout_prob=0.0, max_position_embeddings=512,
+                       position_embedding_type="rotary", emb_layer_norm_before=False, token_dropout=False,
+                       pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id,
+                       add_bias_fnn=False, tie_word_embeddings=True)
+    shutil.copyfile(REMOTE_CODE / "nt_v2_like.py", folder / "nt_v2_like.py")
+    config.auto_map = {"AutoModelForMaskedLM": "nt_v2_like.EsmForMaskedLM"}
+    config.architectures = ["EsmForMaskedLM"]
+    config.save_pretrained(folder)
+    module = _import_remote(folder / "nt_v2_like.py")
+    torch.manual_seed(seed)
+    module.EsmForMaskedLM(config).save_pretrained(folder)
     _restore_auto_map(folder, config.auto_map)
     return folder
 
