@@ -92,9 +92,9 @@ def evaluate(claim, context) -> Evidence:
     inputs = gather_inputs(claim, whole_sequences=True)
     dataset, model = inputs.dataset, inputs.model
     motif = att.claim_motif(claim, dataset)
+    heads, named = att.claim_heads(claim, model)
     table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
-    heads, named = att.claim_heads(claim, model)
     classes = composition_classes(dataset.sequences, table.offsets, motif.length, params)
     matched = matched_sites(dataset.sequences, table.offsets, motif, classes, params)
     layers, indices = np.array(heads).T

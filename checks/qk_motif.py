@@ -122,9 +122,9 @@ def evaluate(claim, context) -> Evidence:
         raise Unavailable(offline_ceiling(claim, context, missing)) from None
     params, dataset, model = claim.params, inputs.dataset, inputs.model
     motif = att.claim_motif(claim, dataset)
+    heads, named = att.claim_heads(claim, model)
     table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
-    heads, named = att.claim_heads(claim, model)
     scores = att.window_scores(dataset.sequences, motif)
     motif_score = att.motif_tracks(scores, table.offsets, motif.length, params.alignment)
     tracks = att.paired_tracks(head_scores(table, heads, params.scale, params), motif_score, centre=params.centre)

@@ -18,7 +18,8 @@ import torch
 import yaml
 
 from seqclaims import models
-from seqclaims.architectures import DNABERT2_MODULE_MAP, build_dnabert2_like, build_nt_v2_like
+from seqclaims.architectures import (CADUCEUS_MODULE_MAP, DNABERT2_MODULE_MAP, build_caduceus_like, build_dnabert2_like,
+                                      build_nt_v2_like)
 from seqclaims.data import build
 from seqclaims.judge import EVALUATED
 from seqclaims.models import folder_hash, load_model, patch_head, run_with_cache, run_with_interventions, zero_ablate_head
@@ -160,3 +161,58 @@ def test_mints_ctcf_attention_claims_run_end_to_end_on_the_fixtures(name, dnaber
     assert result.verdict == "refuted", [(c.statistic, c.estimate, c.ci_low, c.ci_high, c.verdict) for c in result.criteria]
     for criterion in result.criteria:
         assert np.isfinite(criterion.estimate), criterion
+
+
+# ---------------------------------------------------------------------------------------------
+# A state-space model: no attention heads
+
+
+@pytest.fixture(scope="module")
+def caduceus_folder(tmp_path_factory):
+    return build_caduceus_like(tmp_path_factory.mktemp("caduceus-like"))
+
+
+def caduceus_ref(folder: Path) -> dict:
+    return {"path": str(folder), "trust_remote_code": True, "module_map": CADUCEUS_MODULE_MAP}
+
+
+def test_caduceus_like_offers_residual_and_mixer_hooks_independent_of_padding(caduceus_folder, tmp_path, windows):
+    assert folder_hash(build_caduceus_like(tmp_path / "again")) == folder_hash(caduceus_folder)
+    model = load_model(caduceus_ref(caduceus_folder))
+    assert model.n_heads == 0 and model.d_mlp == 0
+    assert model.hook_names() == ["embed", "layer.0.resid_post", "layer.0.mixer.out", "layer.1.resid_post",
+                                  "layer.1.mixer.out"]
+    short = windows[1][:120]
+    batch = model.tokenize([windows[0], short])
+    out = run_with_cache(model, batch, model.hook_names() + ["logits"])
+    for hook in model.hook_names():
+        assert tuple(out[hook].shape) == models.hook_shape(model, hook, len(batch), batch.n_tok)
+    alone = run_with_cache(model, model.tokenize([short]), ["layer.1.resid_post"])["layer.1.resid_post"][0]
+    assert torch.allclose(out["layer.1.resid_post"][1, : alone.shape[0]], alone, atol=1e-5)  # reverse pass too
+    model._fidelity.clear()
+    run_with_cache(model, batch, model.hook_names())
+    assert max(model._fidelity.values()) < models.FIDELITY_TOLERANCE
+
+
+def test_families_that_need_heads_say_a_state_space_model_has_none(caduceus_folder, tmp_path):
+    model = load_model(caduceus_ref(caduceus_folder))
+    with pytest.raises(models.InputError, match="has no attention heads: 'layer.0.attn.pattern' does not exist"):
+        run_with_cache(model, model.tokenize(["ACGT" * 10]), ["layer.0.attn.pattern"])
+    for check, params in (("qk_motif", {"matrix": "MA0108.3"}), ("attention_enrichment", {"matrix": "MA0108.3"})):
+        path = claim_files.write_claim(tmp_path, f"ssm-{check.replace('_', '-')}", check=check, model=caduceus_ref(caduceus_folder),
+                                       data={"dataset": "motif_sites", "matrix": "MA0108.3", "n": 40}, params=params,
+                                       criteria=[{"statistic": "max_r" if check == "qk_motif" else "max_rho", "op": ">=",
+                                                  "threshold": 0.5}])
+        result = claim_files.evaluate(path)
+        assert result.status == "error" and "has no attention heads (a state-space model)" in result.reason
+        assert "\n" not in result.reason
+
+
+def test_a_probe_claim_runs_on_the_state_space_model(caduceus_folder, tmp_path):
+    path = claim_files.write_claim(tmp_path, "ssm-probe", check="probe", model=caduceus_ref(caduceus_folder),
+                                   data={"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200, "gc_match": False},
+                                   params={"layer": 1, "pooling": "mean"},
+                                   criteria=[{"statistic": "auroc", "op": ">=", "threshold": 0.5}])
+    result = claim_files.evaluate(path)
+    assert result.status == EVALUATED, result.reason
+    assert np.isfinite(result.criteria[0].estimate)

@@ -10,6 +10,9 @@ architecture without its weights:
 - ``build_nt_v2_like``: Nucleotide Transformer v2's ESM (`seqclaims/remote_code/nt_v2_like.py`): rotary
   positions, pre-LN, non-overlapping 6-mer tokens, SwiGLU MLP without feed-forward biases; ESM's module
   names, so the built-in map reads it.
+- ``build_caduceus_like``: a Caduceus-like bidirectional Mamba (`seqclaims/remote_code/caduceus_like.py`):
+  single-nucleotide tokens, no attention, BiMamba mixers from transformers' Mamba blocks. Its claims
+  declare ``CADUCEUS_MODULE_MAP`` (hooks `layer.{l}.resid_post`, `layer.{l}.mixer.out`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ DNABERT2_MODULE_MAP = {
     "attn_probs_input": "attention.self.dropout",
     "qkv": "attention.self.Wqkv",
 }
+
+CADUCEUS_MODULE_MAP = {"layers": "caduceus.layers", "mixer": "mixer", "embed": "caduceus.embeddings"}
 
 
 def train_bpe_tokenizer(sequences: Sequence[str], vocab_size: int, *, model_max_length: int = 512):
@@ -51,7 +56,6 @@ def train_bpe_tokenizer(sequences: Sequence[str], vocab_size: int, *, model_max_
 def build_dnabert2_like(folder: Path | str, *, sequences: Sequence[str], seed: int = 0, n_layers: int = 2,
                         d_model: int = 64, n_heads: int = 4, d_mlp: int = 128, vocab_size: int = 256) -> Path:
     """Write a DNABERT-2-like model folder (random weights from `seed`, BPE trained on `sequences`)."""
-    import torch
     from transformers import BertConfig
 
     folder = Path(folder)
@@ -62,22 +66,12 @@ def build_dnabert2_like(folder: Path | str, *, sequences: Sequence[str], seed: i
                         num_attention_heads=n_heads, intermediate_size=d_mlp, hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0, max_position_embeddings=512,
                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
-    shutil.copyfile(REMOTE_CODE / "dnabert2_like.py", folder / "dnabert2_like.py")
-    config.auto_map = {"AutoModelForMaskedLM": "dnabert2_like.BertForMaskedLM"}
-    config.architectures = ["BertForMaskedLM"]
-    config.save_pretrained(folder)
-    module = _import_remote(folder / "dnabert2_like.py")
-    torch.manual_seed(seed)
-    model = module.BertForMaskedLM(config)
-    model.save_pretrained(folder)
-    _restore_auto_map(folder, config.auto_map)
-    return folder
+    return _write_remote_model(folder, "dnabert2_like", "BertForMaskedLM", config, seed)
 
 
 def build_nt_v2_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_model: int = 64, n_heads: int = 4,
                      d_mlp: int = 128, k: int = 6) -> Path:
     """Write an NT-v2-like model folder (random weights from `seed`, non-overlapping k-mer tokens)."""
-    import torch
     from transformers import EsmConfig
 
     from seqclaims.tokenizers import build_nucleotide_tokenizer
@@ -92,13 +86,37 @@ def build_nt_v2_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_
                        position_embedding_type="rotary", emb_layer_norm_before=False, token_dropout=False,
                        pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id,
                        add_bias_fnn=False, tie_word_embeddings=True)
-    shutil.copyfile(REMOTE_CODE / "nt_v2_like.py", folder / "nt_v2_like.py")
-    config.auto_map = {"AutoModelForMaskedLM": "nt_v2_like.EsmForMaskedLM"}
-    config.architectures = ["EsmForMaskedLM"]
+    return _write_remote_model(folder, "nt_v2_like", "EsmForMaskedLM", config, seed)
+
+
+def build_caduceus_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_model: int = 32,
+                        d_state: int = 8, bidirectional_weight_tie: bool = True) -> Path:
+    """Write a Caduceus-like model folder (random weights from `seed`, single-nucleotide tokens)."""
+    from transformers import MambaConfig
+
+    from seqclaims.tokenizers import build_nucleotide_tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_nucleotide_tokenizer("single", model_max_length=1024)
+    tokenizer.save_pretrained(folder)
+    config = MambaConfig(vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
+                         state_size=d_state, expand=2, conv_kernel=4, pad_token_id=tokenizer.pad_token_id,
+                         bidirectional_weight_tie=bidirectional_weight_tie, use_cache=False, tie_word_embeddings=False)
+    return _write_remote_model(folder, "caduceus_like", "CaduceusForMaskedLM", config, seed)
+
+
+def _write_remote_model(folder: Path, module_name: str, class_name: str, config, seed: int) -> Path:
+    """Copy the model's code into the folder, map AutoModelForMaskedLM to it, save random weights."""
+    import torch
+
+    shutil.copyfile(REMOTE_CODE / f"{module_name}.py", folder / f"{module_name}.py")
+    config.auto_map = {"AutoModelForMaskedLM": f"{module_name}.{class_name}"}
+    config.architectures = [class_name]
     config.save_pretrained(folder)
-    module = _import_remote(folder / "nt_v2_like.py")
+    module = _import_remote(folder / f"{module_name}.py")
     torch.manual_seed(seed)
-    module.EsmForMaskedLM(config).save_pretrained(folder)
+    getattr(module, class_name)(config).save_pretrained(folder)
     _restore_auto_map(folder, config.auto_map)
     return folder
 

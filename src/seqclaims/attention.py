@@ -92,6 +92,9 @@ def extract_key_scores(model, sequences: Sequence[str], *, dataset_hash: str, ke
 
     if key_score not in KEY_SCORES:
         raise InputError(f"unknown key score {key_score!r}; use one of {', '.join(KEY_SCORES)}")
+    if model.n_heads == 0:
+        raise InputError(f"model {model.ref.describe()} ({model.architecture}) has no attention heads (a state-space "
+                         "model): it has no key scores")
     scheme = model.tokenization
     options = {
         "sequences": sequences_hash(sequences),
@@ -692,6 +695,10 @@ def head_grid(values: Sequence[float], heads: Sequence[tuple[int, int]], model) 
 
 def claim_heads(claim, model) -> tuple[list[tuple[int, int]], int | None]:
     """The heads a claim tests (`candidate_heads`) and the index among them of the one it names (or None)."""
+    if model.n_heads == 0:
+        raise InputError(f"{claim.path}: model {model.ref.describe()} ({model.architecture}) has no attention heads "
+                         f"(a state-space model); family {claim.check} needs them: use probe, neuron or sae_feature "
+                         "on layer.{l}.resid_post or layer.{l}.mixer.out")
     heads = candidate_heads(claim, model.n_layers, model.n_heads)
     return heads, named_head(claim, heads, model.n_heads)
 

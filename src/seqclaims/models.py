@@ -13,7 +13,12 @@ name                        shape                                 what
                                                                   attention output projection
 ``layer.{l}.mlp.post``      (n_seq, n_tok, d_mlp)                 MLP activations after the nonlinearity (the
                                                                   input of the MLP output projection)
+``layer.{l}.mixer.out``     (n_seq, n_tok, d_model)               output of a state-space block's sequence
+                                                                  mixer (Mamba, Caduceus), before the residual
 ==========================  ====================================  ==============================================
+
+A model offers the sites its module map declares: a state-space model has no attention heads and no MLP
+(`n_heads` and `d_mlp` are 0), and the families that need heads say so.
 
 ``logits`` (n_seq, n_tok, d_vocab) can be asked for beside the hooks. Positions past a sequence's end
 are zero. ``head_out`` and ``mlp.post`` are read (and patched) with forward pre-hooks on the output
@@ -67,6 +72,8 @@ class ModuleMap(BaseModel):
         (e.g. ``attention.output.dense``).
     mlp_out_proj: linear layer, relative to a block, whose input is the MLP activations after the
         nonlinearity (e.g. ``output.dense`` for BERT, ``mlp.wo`` for MosaicBERT's gated MLP).
+    mixer: module, relative to a block, whose output is a state-space model's sequence mixing (e.g.
+        ``mixer``); attention-free models declare it instead of the two projections.
     embed: module whose output is the embedding (e.g. ``bert.embeddings``); optional.
     attn_probs: module, relative to a block, whose output's second item is the attention probabilities
         under eager attention (e.g. ``attention.self``); optional.
@@ -80,12 +87,19 @@ class ModuleMap(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     layers: str
-    attn_out_proj: str
-    mlp_out_proj: str
+    attn_out_proj: str | None = None
+    mlp_out_proj: str | None = None
+    mixer: str | None = None
     embed: str | None = None
     attn_probs: str | None = None
     attn_probs_input: str | None = None
     qkv: str | None = None
+
+    @model_validator(mode="after")
+    def _transformer_or_state_space(self) -> "ModuleMap":
+        if not self.mixer and not (self.attn_out_proj and self.mlp_out_proj):
+            raise ValueError("declare attn_out_proj and mlp_out_proj (a transformer) or mixer (a state-space model)")
+        return self
 
 
 class ModelRef(BaseModel):
@@ -282,7 +296,7 @@ def _load(ref: ModelRef, folder: Path) -> LoadedModel:
         ref=ref,
         folder=folder,
         module_map=module_map,
-        **_dimensions(model, ref),
+        **_dimensions(model, ref, module_map),
         max_length=_context_length(model.config, tokenizer),
     )
     loaded.module(module_map.layers)  # a wrong path to the blocks fails at load, not at first use
@@ -333,15 +347,22 @@ def builtin_module_map(model, ref: ModelRef) -> ModuleMap:
     )
 
 
-def _dimensions(model, ref: ModelRef) -> dict[str, int]:
+def _dimensions(model, ref: ModelRef, module_map: ModuleMap) -> dict[str, int]:
+    """n_heads, d_model, d_head, d_mlp from the config; 0 for what the module map declares absent (a
+    state-space model has neither heads nor an MLP)."""
     config = model.config
-    try:
-        n_heads, d_model, d_mlp = config.num_attention_heads, config.hidden_size, config.intermediate_size
-    except AttributeError as error:
+    wanted = {"hidden_size": True, "num_attention_heads": bool(module_map.attn_out_proj),
+              "intermediate_size": bool(module_map.mlp_out_proj)}
+    missing = [key for key, needed in wanted.items() if needed and not hasattr(config, key)]
+    if missing:
         raise InputError(
-            f"model {ref.describe()}'s config lacks {error.name}; it is not a BERT-like encoder this tool can read"
-        ) from None
-    return dict(n_heads=n_heads, d_model=d_model, d_head=d_model // n_heads, d_mlp=d_mlp)
+            f"model {ref.describe()}'s config lacks {missing[0]}; it is not an encoder this tool can read without "
+            "a module_map that leaves that part out"
+        )
+    n_heads = config.num_attention_heads if module_map.attn_out_proj else 0
+    d_model = config.hidden_size
+    return dict(n_heads=n_heads, d_model=d_model, d_head=d_model // n_heads if n_heads else 0,
+                d_mlp=config.intermediate_size if module_map.mlp_out_proj else 0)
 
 
 _UNBOUNDED = 10**6  # tokenizers without a limit report a huge model_max_length
@@ -502,8 +523,8 @@ def _remembered_digest(path: Path, kind: str, compute: Callable[[Path], str]) ->
 # ---------------------------------------------------------------------------------------------
 # Hook names
 
-_SITES = ("resid_post", "attn.pattern", "attn.head_out", "mlp.post")
-_HOOK_PATTERN = re.compile(r"layer\.(\d+)\.(resid_post|attn\.pattern|attn\.head_out|mlp\.post)")
+_SITES = ("resid_post", "attn.pattern", "attn.head_out", "mlp.post", "mixer.out")
+_HOOK_PATTERN = re.compile(r"layer\.(\d+)\.(resid_post|attn\.pattern|attn\.head_out|mlp\.post|mixer\.out)")
 
 
 @dataclass(frozen=True)
@@ -517,9 +538,16 @@ class HookPoint:
 
 def hook_names(model: LoadedModel) -> list[str]:
     """Every hook point the model offers, in forward order."""
-    sites = [s for s in _SITES if s != "attn.pattern" or _offers_patterns(model)]
+    sites = [s for s in _SITES if _site_offered(model, s)]
     per_layer = [f"layer.{l}.{site}" for l in range(model.n_layers) for site in sites]
     return (["embed"] if model.module_map.embed else []) + per_layer
+
+
+def _site_offered(model: LoadedModel, site: str) -> bool:
+    """Whether the model's module map declares the modules a per-layer site is read from."""
+    declared = {"attn": model.module_map.attn_out_proj, "mlp": model.module_map.mlp_out_proj,
+                "mixer": model.module_map.mixer}
+    return site == "resid_post" or bool(declared[site.split(".")[0]])
 
 
 def parse_hook(model: LoadedModel, name: str) -> HookPoint:
@@ -531,11 +559,17 @@ def parse_hook(model: LoadedModel, name: str) -> HookPoint:
             return HookPoint(name, "embed")
         layer, site = _HOOK_PATTERN.fullmatch(name).groups()
         return HookPoint(name, site, int(layer))
+    matched = _HOOK_PATTERN.fullmatch(name)
+    if matched and not _site_offered(model, matched.group(2)):
+        part = {"attn": "attention heads", "mlp": "MLP", "mixer": "state-space mixer"}[matched.group(2).split(".")[0]]
+        offered = sorted({n.split(".", 2)[-1] for n in hook_names(model) if n.startswith("layer.")})
+        raise InputError(f"model {model.ref.describe()} ({model.architecture}) has no {part}: '{name}' does not exist; "
+                         f"its layers offer {', '.join(offered)}")
     close = difflib.get_close_matches(name, hook_names(model) + ["logits"], n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise InputError(
         f"'{name}' is not a hook of model {model.ref.describe()} ({model.n_layers} layers); {hint}"
-        "hooks are embed and layer.{l}.{resid_post, attn.pattern, attn.head_out, mlp.post}"
+        "hooks are embed and layer.{l}.{resid_post, attn.pattern, attn.head_out, mlp.post, mixer.out}"
     )
 
 
@@ -547,6 +581,7 @@ def hook_shape(model: LoadedModel, name: str, n_seq: int, n_tok: int) -> tuple[i
     trailing = {
         "embed": (model.d_model,),
         "resid_post": (model.d_model,),
+        "mixer.out": (model.d_model,),
         "attn.head_out": (model.n_heads, model.d_head),
         "mlp.post": (model.d_mlp,),
         "logits": (model.model.config.vocab_size,),
@@ -1037,10 +1072,10 @@ def _install_hooks(model, points, interventions, token_mask, row_index, store) -
     handles = []
     captured = {p.name: p for p in points if p.site != "logits"}
     for point in captured.values():
-        if point.site in ("embed", "resid_post"):
-            module = model.module(model.module_map.embed) if point.site == "embed" else model.module(
-                f"{model.module_map.layers}.{point.layer}"
-            )
+        if point.site in ("embed", "resid_post", "mixer.out"):
+            module = model.module(model.module_map.embed) if point.site == "embed" else \
+                model.block_module(point.layer, model.module_map.mixer) if point.site == "mixer.out" else \
+                model.module(f"{model.module_map.layers}.{point.layer}")
             handles.append(module.register_forward_hook(_output_capture(point, token_mask, store)))
         elif point.site == "attn.pattern" and model.module_map.attn_probs_input:
             module = model.block_module(point.layer, model.module_map.attn_probs_input)
