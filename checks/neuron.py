@@ -44,6 +44,7 @@ from seqclaims.cache import extract
 from seqclaims.errors import InputError
 from seqclaims.evidence import Evidence, gather_inputs
 from seqclaims.families import Family
+from seqclaims.models import require_part
 from seqclaims.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
 
 MIN_N = 20
@@ -65,6 +66,7 @@ class NeuronParams(UnitParams):
 def evaluate(claim, context) -> Evidence:
     params: NeuronParams = claim.params
     inputs = gather_inputs(claim)
+    require_part(inputs.model, "mlp", f"{claim.path}: family neuron")
     layers = _layers(claim, inputs.model, params)
     d_mlp = inputs.model.d_mlp
     if params.channel is not None and params.channel >= d_mlp:

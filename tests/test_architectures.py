@@ -196,7 +196,7 @@ def test_caduceus_like_offers_residual_and_mixer_hooks_independent_of_padding(ca
 
 def test_families_that_need_heads_say_a_state_space_model_has_none(caduceus_folder, tmp_path):
     model = load_model(caduceus_ref(caduceus_folder))
-    with pytest.raises(models.InputError, match="has no attention heads: 'layer.0.attn.pattern' does not exist"):
+    with pytest.raises(models.InputError, match="has no attention heads .a state-space model.; hook 'layer.0.attn.pattern' needs them"):
         run_with_cache(model, model.tokenize(["ACGT" * 10]), ["layer.0.attn.pattern"])
     for check, params in (("qk_motif", {"matrix": "MA0108.3"}), ("attention_enrichment", {"matrix": "MA0108.3"})):
         path = claim_files.write_claim(tmp_path, f"ssm-{check.replace('_', '-')}", check=check, model=caduceus_ref(caduceus_folder),
@@ -216,3 +216,44 @@ def test_a_probe_claim_runs_on_the_state_space_model(caduceus_folder, tmp_path):
     result = claim_files.evaluate(path)
     assert result.status == EVALUATED, result.reason
     assert np.isfinite(result.criteria[0].estimate)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every family on every fixture, where it means something
+
+
+SMALL = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
+HEADLESS = {"qk_motif", "attention_enrichment", "activation_patching", "head_ablation", "ov_alignment", "neuron"}
+
+
+def family_claim(family: str, model: dict, tmp_path: Path) -> Path:
+    """The family's example claim (its `seqclaims new` template) on a fixture, with small data and a
+    metric every vocabulary has (the probe's decision value instead of a planted token's logit)."""
+    example = claim_files.FAMILIES.get(family, tmp_path).example
+    params = dict(example.get("params", {}))
+    if "metric" in params:
+        params["metric"] = {"kind": "probe", "probe_layer": 1}
+    if family == "probe":
+        params = {"layer": 1, "pooling": "mean", "random_label_permutations": 3}
+    if family == "sae_feature":
+        params["sae"] = {**params.get("sae", {}), "tokens": 20000, "epochs": 2}
+    criteria = [{**criterion, "statistic": criterion["statistic"]} for criterion in example["criteria"]]
+    data = {**SMALL, **({"window": example["data"]["window"]} if "window" in example["data"] else {})}
+    return claim_files.write_claim(tmp_path, f"{family.replace('_', '-')}-on-fixture", check=family, model=model,
+                                   data={**data, "gc_match": False} if family == "probe" else data, params=params,
+                                   criteria=criteria)
+
+
+@pytest.mark.parametrize("family", sorted(claim_files.FAMILIES.families))
+@pytest.mark.parametrize("architecture", ["dnabert2-like", "nt-v2-like", "caduceus-like"])
+def test_every_family_runs_on_every_fixture_or_says_in_one_line_why_not(family, architecture, dnabert2_folder,
+                                                                       nt_v2_folder, caduceus_folder, tmp_path):
+    model = {"dnabert2-like": lambda: dnabert2_ref(dnabert2_folder), "nt-v2-like": lambda: nt_v2_ref(nt_v2_folder),
+             "caduceus-like": lambda: caduceus_ref(caduceus_folder)}[architecture]()
+    result = claim_files.evaluate(family_claim(family, model, tmp_path))
+    if architecture == "caduceus-like" and family in HEADLESS:
+        assert result.status == "error" and "\n" not in result.reason, result.reason
+        assert "has no attention heads (a state-space model)" in result.reason or "has no MLP" in result.reason, result.reason
+    else:
+        assert result.status == EVALUATED, result.reason
+        assert result.verdict in ("supported", "refuted", "inconclusive")

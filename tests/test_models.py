@@ -644,3 +644,62 @@ def test_hook_infidelity_is_an_inconclusive_verdict_with_its_reason(tmp_path, mo
     result = claim_files.evaluate(path)
     assert result.status == "evaluated" and result.verdict == "inconclusive"
     assert "changes the logits" in result.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Device, precision and out-of-memory backoff (run on the CPU here; a GPU uses the same paths)
+
+
+def test_a_device_that_is_not_one_or_not_here_is_one_line(monkeypatch):
+    monkeypatch.setenv("SEQCLAIMS_DEVICE", "gpu0")
+    with pytest.raises(InputError, match="is not a device; use cpu, cuda or cuda:N"):
+        models.run_device()
+    monkeypatch.setenv("SEQCLAIMS_DEVICE", f"cuda:{torch.cuda.device_count()}")
+    with pytest.raises(InputError, match="is not available here"):
+        models.run_device()
+    monkeypatch.setenv("SEQCLAIMS_DEVICE", "cpu")
+    assert models.run_device() == "cpu"
+    monkeypatch.setenv("SEQCLAIMS_DTYPE", "float8")
+    with pytest.raises(InputError, match="is not a precision"):
+        models.compute_dtype()
+
+
+def test_bfloat16_forward_passes_come_back_as_float32_near_float32_and_cache_apart(tiny, batch, clean, monkeypatch, tmp_path):
+    from seqclaims.cache import extract
+
+    monkeypatch.setenv("SEQCLAIMS_DTYPE", "bfloat16")
+    half = load_model({"path": str(tiny.folder)})
+    assert half is not tiny and half.dtype == "bfloat16"
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    got = run_with_cache(half, batch, ["layer.1.resid_post", "layer.1.attn.pattern"])
+    for name, value in got.items():
+        assert value.dtype == torch.float32 and value.device.type == "cpu"
+        scale = clean[name].abs().max()
+        assert (value - clean[name]).abs().max() < 0.05 * scale, name  # bfloat16 keeps about 3 digits
+    monkeypatch.setenv("SEQCLAIMS_CACHE", str(tmp_path / "cache"))
+    keys = {extract(m, SEQUENCES, ["layer.0.resid_post"], dataset_hash="d").key for m in (tiny, half)}
+    assert len(keys) == 2
+
+
+def test_out_of_memory_halves_the_sub_batch_and_gives_the_same_results(tiny, batch, monkeypatch):
+    expected = run_with_cache(tiny, batch, ["layer.1.resid_post"], batch_size=2)
+    forward, sizes = models._forward, []
+
+    def small_memory(model, rows, *args, **kwargs):
+        sizes.append(len(rows))
+        if len(rows) > 2:
+            raise models.OUT_OF_MEMORY("CUDA out of memory (simulated)")
+        return forward(model, rows, *args, **kwargs)
+
+    monkeypatch.setattr(models, "_forward", small_memory)
+    got = run_with_cache(tiny, batch, ["layer.1.resid_post"], batch_size=8)
+    # other sub-batches pad differently, which moves float32 results by rounding only
+    assert torch.allclose(got["layer.1.resid_post"], expected["layer.1.resid_post"], atol=1e-5)
+    assert sizes[0] == min(8, len(batch)) and max(sizes[1:]) <= 2
+
+    def no_memory(model, rows, *args, **kwargs):
+        raise models.OUT_OF_MEMORY("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(models, "_forward", no_memory)
+    with pytest.raises(InputError, match="runs out of memory on cpu even one sequence at a time"):
+        run_with_cache(tiny, batch, ["layer.0.resid_post"])

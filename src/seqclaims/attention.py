@@ -88,13 +88,13 @@ def extract_key_scores(model, sequences: Sequence[str], *, dataset_hash: str, ke
     sequences, tokenization, module map, attention implementation, library versions) plus this
     module's code version.
     """
-    from seqclaims.cache import CacheEntry, attention_implementation, cache_key, sequences_hash
+    from seqclaims.cache import CacheEntry, attention_implementation, cache_key, forward_precision, sequences_hash
 
     if key_score not in KEY_SCORES:
         raise InputError(f"unknown key score {key_score!r}; use one of {', '.join(KEY_SCORES)}")
-    if model.n_heads == 0:
-        raise InputError(f"model {model.ref.describe()} ({model.architecture}) has no attention heads (a state-space "
-                         "model): it has no key scores")
+    from seqclaims.models import require_part
+
+    require_part(model, "attn", "attention key scores")
     scheme = model.tokenization
     options = {
         "sequences": sequences_hash(sequences),
@@ -102,6 +102,7 @@ def extract_key_scores(model, sequences: Sequence[str], *, dataset_hash: str, ke
         "module_map": model.module_map.model_dump(),
         "attn_implementation": attention_implementation(model),
         "derived": f"key_scores/{CODE_VERSION}",
+        **forward_precision(model),
     }
     entry = CacheEntry(cache_key(model.model_hash, dataset_hash, [f"key_scores.{key_score}"], options))
     arrays, _ = entry.read()
@@ -695,10 +696,9 @@ def head_grid(values: Sequence[float], heads: Sequence[tuple[int, int]], model) 
 
 def claim_heads(claim, model) -> tuple[list[tuple[int, int]], int | None]:
     """The heads a claim tests (`candidate_heads`) and the index among them of the one it names (or None)."""
-    if model.n_heads == 0:
-        raise InputError(f"{claim.path}: model {model.ref.describe()} ({model.architecture}) has no attention heads "
-                         f"(a state-space model); family {claim.check} needs them: use probe, neuron or sae_feature "
-                         "on layer.{l}.resid_post or layer.{l}.mixer.out")
+    from seqclaims.models import require_part
+
+    require_part(model, "attn", f"{claim.path}: family {claim.check}")
     heads = candidate_heads(claim, model.n_layers, model.n_heads)
     return heads, named_head(claim, heads, model.n_heads)
 

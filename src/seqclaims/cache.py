@@ -118,6 +118,7 @@ def extract(
         "attn_implementation": attention_implementation(model),
         "reduce": reduce,
         "dtype": dtype,
+        **forward_precision(model),
     }
     key = cache_key(model.model_hash, dataset_hash, hooks, options)
     entry = CacheEntry(key)
@@ -135,6 +136,11 @@ def extract(
         inputs = {"model_hash": model.model_hash, "dataset_hash": dataset_hash, "hooks": hooks, **options}
         entry.write(arrays, inputs)
     return Activations(arrays, key, "computed")
+
+
+def forward_precision(model: LoadedModel) -> dict:
+    """The forward passes' precision as a cache-key entry (absent for float32, the keys made before it)."""
+    return {} if model.dtype == "float32" else {"forward_dtype": model.dtype}
 
 
 def attention_implementation(model: LoadedModel) -> str:

@@ -210,6 +210,8 @@ class LoadedModel:
     d_head: int
     d_mlp: int
     max_length: int
+    device: str = "cpu"
+    dtype: str = "float32"  # precision of the forward passes; hooks come back as float32 on the CPU
     _modules: dict[str, Any] = field(default_factory=dict, repr=False)
     _fidelity: dict[frozenset, float] = field(default_factory=dict, repr=False)  # hooks -> relative logit change
 
@@ -255,19 +257,45 @@ class LoadedModel:
 
 
 _LOADED: dict[tuple, LoadedModel] = {}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def run_device() -> str:
+    """Where models run: $SEQCLAIMS_DEVICE (cpu, cuda, cuda:N), else cuda when available, else cpu."""
+    wanted = os.environ.get("SEQCLAIMS_DEVICE", "").strip()
+    if not wanted:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", wanted):
+        raise InputError(f"SEQCLAIMS_DEVICE / --claims-device {wanted!r} is not a device; use cpu, cuda or cuda:N")
+    if wanted.startswith("cuda"):
+        index = int(wanted.split(":")[1]) if ":" in wanted else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise InputError(f"device {wanted} is not available here ({torch.cuda.device_count()} CUDA devices); "
+                             "use --claims-device cpu")
+    return wanted
+
+
+def compute_dtype() -> str:
+    """Precision of forward passes: $SEQCLAIMS_DTYPE (float32, bfloat16, float16), else float32."""
+    wanted = os.environ.get("SEQCLAIMS_DTYPE", "").strip() or "float32"
+    if wanted not in DTYPES:
+        raise InputError(f"SEQCLAIMS_DTYPE / --claims-dtype {wanted!r} is not a precision; use {', '.join(DTYPES)}")
+    return wanted
 
 
 def load_model(ref: ModelRef | str | dict) -> LoadedModel:
     """Load (once per process and set of options) the masked LM a claim names."""
     ref = as_model_ref(ref)
     folder = resolve_folder(ref).resolve()
-    key = (str(folder), ref.revision, ref.trust_remote_code, ref.attn_implementation, ref.tokenization, ref.module_map)
+    device, dtype = run_device(), compute_dtype()
+    key = (str(folder), ref.revision, ref.trust_remote_code, ref.attn_implementation, ref.tokenization, ref.module_map,
+           device, dtype)
     if key not in _LOADED:
-        _LOADED[key] = _load(ref, folder)
+        _LOADED[key] = _load(ref, folder, device, dtype)
     return _LOADED[key]
 
 
-def _load(ref: ModelRef, folder: Path) -> LoadedModel:
+def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     config = _read_config(folder)
@@ -289,6 +317,7 @@ def _load(ref: ModelRef, folder: Path) -> LoadedModel:
             "folder's config, weights and tokenizer files"
         ) from None
     model.eval()
+    model.to(device=device, dtype=DTYPES[dtype])
     module_map = ref.module_map or builtin_module_map(model, ref)
     loaded = LoadedModel(
         model=model,
@@ -298,6 +327,8 @@ def _load(ref: ModelRef, folder: Path) -> LoadedModel:
         module_map=module_map,
         **_dimensions(model, ref, module_map),
         max_length=_context_length(model.config, tokenizer),
+        device=device,
+        dtype=dtype,
     )
     loaded.module(module_map.layers)  # a wrong path to the blocks fails at load, not at first use
     return loaded
@@ -550,6 +581,18 @@ def _site_offered(model: LoadedModel, site: str) -> bool:
     return site == "resid_post" or bool(declared[site.split(".")[0]])
 
 
+_PARTS = {"attn": "attention heads", "mlp": "MLP", "mixer": "state-space mixer"}
+
+
+def require_part(model: LoadedModel, part: str, needed_by: str) -> None:
+    """InputError, one line, when the model lacks a part ("attn", "mlp", "mixer") that `needed_by` reads."""
+    if not _site_offered(model, f"{part}.x"):
+        offered = sorted({n.split(".", 2)[-1] for n in hook_names(model) if n.startswith("layer.")})
+        kind = " (a state-space model)" if model.module_map.mixer else ""
+        raise InputError(f"model {model.ref.describe()} ({model.architecture}) has no {_PARTS[part]}{kind}; "
+                         f"{needed_by} needs them: its layers offer {', '.join(offered)} (probe, sae_feature)")
+
+
 def parse_hook(model: LoadedModel, name: str) -> HookPoint:
     """Validate a hook name against the model; InputError with the closest valid name otherwise."""
     if name == "logits":
@@ -560,11 +603,8 @@ def parse_hook(model: LoadedModel, name: str) -> HookPoint:
         layer, site = _HOOK_PATTERN.fullmatch(name).groups()
         return HookPoint(name, site, int(layer))
     matched = _HOOK_PATTERN.fullmatch(name)
-    if matched and not _site_offered(model, matched.group(2)):
-        part = {"attn": "attention heads", "mlp": "MLP", "mixer": "state-space mixer"}[matched.group(2).split(".")[0]]
-        offered = sorted({n.split(".", 2)[-1] for n in hook_names(model) if n.startswith("layer.")})
-        raise InputError(f"model {model.ref.describe()} ({model.architecture}) has no {part}: '{name}' does not exist; "
-                         f"its layers offer {', '.join(offered)}")
+    if matched and matched.group(2).split(".")[0] in _PARTS:
+        require_part(model, matched.group(2).split(".")[0], f"hook '{name}'")
     close = difflib.get_close_matches(name, hook_names(model) + ["logits"], n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise InputError(
@@ -616,8 +656,9 @@ class Intervention:
     def edit(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """x: (n_rows, n_tok, n_heads, d_head) or (n_rows, n_tok, d_mlp); rows: (n_rows,) sequence indices."""
         n_tok = x.shape[1]
-        values = _rows_of(self.values, rows, n_tok, self.values.ndim - self.channel_ndim).to(x.dtype)
+        values = _rows_of(self.values, rows, n_tok, self.values.ndim - self.channel_ndim).to(x.device, x.dtype)
         where = _positions_mask(self.positions, rows, n_tok).reshape(len(rows), n_tok, *[1] * self.channel_ndim)
+        where = where.to(x.device)
         edited = x.clone()
         edited[:, :, self.index] = torch.where(where, values, x[:, :, self.index])
         return edited
@@ -678,9 +719,9 @@ class _EveryHeadPatch:
         n_heads = x.shape[2]
         n_seq = len(rows) // n_heads
         originals, n_tok = rows[:n_seq], x.shape[1]
-        values = self.values[originals, :n_tok].to(x.dtype)  # (n_seq, n_tok, n_heads, d_head)
-        where = _positions_mask(self.positions, originals, n_tok)  # (n_seq, n_tok)
-        own_head = torch.eye(n_heads, dtype=torch.bool)  # (copy, head)
+        values = self.values[originals, :n_tok].to(x.device, x.dtype)  # (n_seq, n_tok, n_heads, d_head)
+        where = _positions_mask(self.positions, originals, n_tok).to(x.device)  # (n_seq, n_tok)
+        own_head = torch.eye(n_heads, dtype=torch.bool, device=x.device)  # (copy, head)
         mask = own_head[:, None, None, :, None] & where[None, :, :, None, None]
         copies = x.reshape(n_heads, n_seq, *x.shape[1:])
         return torch.where(mask, values.unsqueeze(0), copies).reshape(x.shape)
@@ -812,7 +853,7 @@ def _record_prefix(model: LoadedModel, layer: int, plain: Batch) -> list[tuple[t
                ((("block", blocks[-1]),) if blocks else ()) + ((("attention", attention),) if attention is not None else ())]
     try:
         with torch.inference_mode():
-            model.model.base_model(**plain.model_inputs())
+            model.model.base_model(**model_inputs(model, plain))
     except _EnoughComputed:
         pass
     finally:
@@ -864,18 +905,37 @@ def iter_run(
     for intervention in interventions:
         _check_intervention(model, intervention)
     check_hook_fidelity(model, batch, [p for p in points if p.site != "logits"])
-    for start in range(0, len(batch), batch_size):
-        stop = min(start + batch_size, len(batch))
+    start, size = 0, batch_size
+    while start < len(batch):
+        stop = min(start + size, len(batch))
         seq_index = torch.arange(start, stop)
         plain = batch.select(slice(start, stop))
         rows = plain.repeated(copies) if copies > 1 else plain
-        with around(plain) if around is not None else nullcontext():
-            outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric, reads)
+        try:
+            with around(plain) if around is not None else nullcontext():
+                outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric, reads)
+        except OUT_OF_MEMORY:
+            size = _smaller_batch(model, stop - start)
+            continue
         token_mask = rows.attention_mask.bool()
         yield seq_index, {
             name: _unstack(_to_batch_layout(value, name, token_mask, batch.n_tok), copies)
             for name, value in outputs.items()
         }
+        start = stop
+
+
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def _smaller_batch(model: LoadedModel, size: int) -> int:
+    """Half the sub-batch after an out-of-memory error; InputError when one sequence does not fit."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if size <= 1:
+        raise InputError(f"model {model.ref.describe()} runs out of memory on {model.device} even one sequence at a "
+                         "time; use shorter sequences, --claims-dtype bfloat16 or a device with more memory")
+    return size // 2
 
 
 FIDELITY_TOLERANCE = 1e-4  # largest logit change, relative to the largest logit, that reading hooks may cause
@@ -891,8 +951,8 @@ def check_hook_fidelity(model: LoadedModel, batch: Batch, points: list[HookPoint
         return
     rows = batch.select(slice(0, min(_FIDELITY_ROWS, len(batch))))
     with torch.inference_mode():
-        plain = model.model(**rows.model_inputs())
-    plain = plain.logits if hasattr(plain, "logits") else plain[0]
+        plain = model.model(**model_inputs(model, rows))
+    plain = on_cpu(plain.logits if hasattr(plain, "logits") else plain[0])
     hooked = _forward(model, rows, [*points, HookPoint("logits", "logits")], (), torch.arange(len(rows)), None)
     real = rows.attention_mask.bool()
     change = float((hooked["logits"][real] - plain[real]).abs().max())
@@ -932,12 +992,13 @@ def masked_lm_logits(model: LoadedModel, hidden: torch.Tensor, token_ids=None) -
     any head whose last step is ``logits = projection(x) + bias`` is served without model-specific code.
     """
     head = _lm_head(model)
+    hidden = hidden.to(device=model.device, dtype=DTYPES[model.dtype])
     with torch.inference_mode():
         if token_ids is None:
-            return head(hidden)
-        ids = torch.as_tensor(token_ids, dtype=torch.long)
+            return on_cpu(head(hidden))
+        ids = torch.as_tensor(token_ids, dtype=torch.long, device=model.device)
         decoder = model.model.get_output_embeddings()
-        return _decoder_input(head, decoder, hidden) @ decoder.weight[ids].T + _output_bias(model)[ids]
+        return on_cpu(_decoder_input(head, decoder, hidden) @ decoder.weight[ids].T) + _output_bias(model)[ids.cpu()]
 
 
 class _DecoderInput(Exception):
@@ -980,10 +1041,10 @@ def _output_bias(model: LoadedModel) -> torch.Tensor:
     """(d_vocab,) what the head adds after its output projection: full logits minus the projection alone."""
     if model not in _OUTPUT_BIAS:
         head, decoder = _lm_head(model), model.model.get_output_embeddings()
-        probe = torch.zeros(1, model.d_model)
+        probe = torch.zeros(1, model.d_model, device=model.device, dtype=DTYPES[model.dtype])
         with torch.inference_mode():
             x = _decoder_input(head, decoder, probe)
-            _OUTPUT_BIAS[model] = (head(probe) - torch.nn.functional.linear(x, decoder.weight))[0]
+            _OUTPUT_BIAS[model] = on_cpu((head(probe) - torch.nn.functional.linear(x, decoder.weight))[0])
     return _OUTPUT_BIAS[model]
 
 
@@ -1013,7 +1074,7 @@ def _forward(
     reads: HookPoint | None = None,
 ) -> dict[str, torch.Tensor]:
     store: dict[str, torch.Tensor] = {}
-    token_mask = rows.attention_mask.bool()
+    token_mask = rows.attention_mask.bool().to(model.device)
     reads_hook = reads is not None and reads.site not in ("logits", _HIDDEN)
     captured = [*points, *([reads] if reads_hook else [])]
     wanted = {p.site for p in captured} | ({reads.site} if reads is not None else set())
@@ -1025,7 +1086,7 @@ def _forward(
     try:
         with torch.inference_mode(), _attention_for(model, captured, store):
             network = model.model if wants_logits else model.model.base_model
-            output = network(**rows.model_inputs())
+            output = network(**model_inputs(model, rows))
     except _EnoughComputed:
         pass
     finally:
@@ -1039,12 +1100,23 @@ def _forward(
             value = padded_tokens(output[0], token_mask)
         else:
             value = store["logits"] if reads.site == "logits" else store[reads.name]
-        store["metric"] = metric(value, row_index)
+        store["metric"] = metric(on_cpu(value), row_index)
         if reads_hook and reads.name not in {p.name for p in points}:
             del store[reads.name]
         if reads.site == "logits" and not any(p.site == "logits" for p in points):
             del store["logits"]
-    return store
+    return {name: on_cpu(value) for name, value in store.items()}
+
+
+def model_inputs(model: LoadedModel, rows: Batch) -> dict[str, torch.Tensor]:
+    """The batch's input tensors on the model's device."""
+    return {name: value.to(model.device) for name, value in rows.model_inputs().items()}
+
+
+def on_cpu(value: torch.Tensor) -> torch.Tensor:
+    """float32 on the CPU (statistics are computed there; reduced-precision runs come back as float32)."""
+    value = value.cpu()
+    return value.float() if value.is_floating_point() and value.dtype != torch.float64 else value
 
 
 def _stop_after(model: LoadedModel, points: list[HookPoint]):

@@ -24,6 +24,9 @@ DEFAULT_FLOOR = 1e-3
 
 def ov_matrix(model, layer: int, head: int, *, fold_layernorm: bool = True) -> np.ndarray:
     """(d_model, d_model) float64 OV circuit of `head` in row-vector convention: x -> x M."""
+    from seqclaims.models import require_part
+
+    require_part(model, "attn", "the OV circuit")
     if not (0 <= layer < model.n_layers and 0 <= head < model.n_heads):
         raise InputError(f"params: layer {layer} head {head} is not a head of this model "
                          f"({model.n_layers} layers x {model.n_heads} heads)")

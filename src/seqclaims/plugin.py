@@ -44,9 +44,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--claims-no-report", action="store_true", help="do not render a report")
     group.addoption("--claims-strict", action="store_true",
                     help="fail claims on embedded models that skip, and fail a run that evaluates no claim")
+    group.addoption("--claims-device", default=None, metavar="DEVICE",
+                    help="where models run: cpu, cuda or cuda:N (default: $SEQCLAIMS_DEVICE, else cuda when "
+                         "available, else cpu); statistics always run in float64 on the CPU")
+    group.addoption("--claims-dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                    help="precision of the forward passes (default: $SEQCLAIMS_DTYPE, else float32); part of "
+                         "every activation cache key")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import os
+
+    for option, variable in (("--claims-device", "SEQCLAIMS_DEVICE"), ("--claims-dtype", "SEQCLAIMS_DTYPE")):
+        if config.getoption(option):  # the environment carries it to xdist workers
+            os.environ[variable] = config.getoption(option)
     if hasattr(config, "workerinput"):  # one torch thread per xdist worker: two workers share two cores
         import torch
 
