@@ -18,7 +18,8 @@ import torch
 import yaml
 
 from seqclaims import models
-from seqclaims.architectures import (CADUCEUS_MODULE_MAP, DNABERT2_MODULE_MAP, build_caduceus_like, build_dnabert2_like,
+from seqclaims.architectures import (CADUCEUS_MODULE_MAP, DNABERT2_MODULE_MAP, RELEASED_CADUCEUS_MODULE_MAP,
+                                      build_caduceus_like, build_dnabert2_like,
                                       build_nt_v2_like)
 from seqclaims.data import build
 from seqclaims.judge import EVALUATED
@@ -257,3 +258,29 @@ def test_every_family_runs_on_every_fixture_or_says_in_one_line_why_not(family, 
     else:
         assert result.status == EVALUATED, result.reason
         assert result.verdict in ("supported", "refuted", "inconclusive")
+
+
+def test_the_released_caduceus_layout_reads_the_residual_stream_and_never_the_padding(tmp_path, windows):
+    """Blocks that return (hidden, residual), a forward without attention_mask: resid_post is their sum, and
+    sequences of unequal length run one at a time, so a short one gives what it gives alone."""
+    folder = build_caduceus_like(tmp_path / "released", released_layout=True)
+    model = load_model({"path": str(folder), "trust_remote_code": True, "module_map": RELEASED_CADUCEUS_MODULE_MAP})
+    assert not model.takes_attention_mask
+    short = windows[1][:120]
+    batch = model.tokenize([windows[0], short])
+    out = run_with_cache(model, batch, ["embed", "layer.0.mixer.out", "layer.0.resid_post", "layer.1.resid_post"])
+    assert torch.allclose(out["layer.0.resid_post"], out["embed"] + out["layer.0.mixer.out"], atol=1e-6)
+    alone = run_with_cache(model, model.tokenize([short]), ["layer.1.resid_post"])["layer.1.resid_post"][0]
+    assert torch.allclose(out["layer.1.resid_post"][1, : alone.shape[0]], alone, atol=1e-6)
+    model._fidelity.clear()
+    run_with_cache(model, batch, model.hook_names())
+    assert max(model._fidelity.values()) < models.FIDELITY_TOLERANCE
+
+
+def test_two_folders_with_their_own_code_for_one_config_type_each_load_their_own_class(caduceus_folder, tmp_path):
+    """AutoModelForMaskedLM registers the first remote class for its config type (MambaConfig here), and a
+    second folder of that type would then load with the first folder's class."""
+    first = load_model(caduceus_ref(caduceus_folder))
+    released = build_caduceus_like(tmp_path / "released-after", released_layout=True)
+    second = load_model({"path": str(released), "trust_remote_code": True, "module_map": RELEASED_CADUCEUS_MODULE_MAP})
+    assert (first.architecture, second.architecture) == ("CaduceusForMaskedLM", "ReleasedLayoutCaduceusForMaskedLM")

@@ -506,7 +506,7 @@ class _no_switch:
 
 def test_a_capture_that_alters_the_model_makes_its_claims_inconclusive(tiny, batch, monkeypatch, tmp_path):
     """Reading hooks must not change what the model computes; a capture that does is caught once per model."""
-    def altering_capture(point, token_mask, store):
+    def altering_capture(point, token_mask, store, pair_sum=False):
         def hook(module, args, output):
             value = output[0] if isinstance(output, (tuple, list)) else output
             value.neg_()  # an in-place edit: what a careless hook does

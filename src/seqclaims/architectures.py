@@ -12,7 +12,8 @@ architecture without its weights:
   names, so the built-in map reads it.
 - ``build_caduceus_like``: a Caduceus-like bidirectional Mamba (`seqclaims/remote_code/caduceus_like.py`):
   single-nucleotide tokens, no attention, BiMamba mixers from transformers' Mamba blocks. Its claims
-  declare ``CADUCEUS_MODULE_MAP`` (hooks `layer.{l}.resid_post`, `layer.{l}.mixer.out`).
+  declare ``CADUCEUS_MODULE_MAP`` (hooks `layer.{l}.resid_post`, `layer.{l}.mixer.out`); with
+  `released_layout=True` the released code's layout, read with ``RELEASED_CADUCEUS_MODULE_MAP``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ DNABERT2_MODULE_MAP = {
 }
 
 CADUCEUS_MODULE_MAP = {"layers": "caduceus.layers", "mixer": "mixer", "embed": "caduceus.embeddings"}
+# the released Caduceus / PlantCAD2 layout (and `build_caduceus_like(released_layout=True)`)
+RELEASED_CADUCEUS_MODULE_MAP = {"layers": "caduceus.backbone.layers", "mixer": "mixer",
+                                "embed": "caduceus.backbone.embeddings", "block_output": "hidden_plus_residual"}
 
 
 def train_bpe_tokenizer(sequences: Sequence[str], vocab_size: int, *, model_max_length: int = 512):
@@ -90,8 +94,11 @@ def build_nt_v2_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_
 
 
 def build_caduceus_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_model: int = 32,
-                        d_state: int = 8, bidirectional_weight_tie: bool = True) -> Path:
-    """Write a Caduceus-like model folder (random weights from `seed`, single-nucleotide tokens)."""
+                        d_state: int = 8, bidirectional_weight_tie: bool = True, released_layout: bool = False) -> Path:
+    """Write a Caduceus-like model folder (random weights from `seed`, single-nucleotide tokens).
+
+    released_layout: the released code's layout instead (blocks return (hidden, residual), a backbone under
+    `caduceus.backbone`, no attention_mask argument); read it with RELEASED_CADUCEUS_MODULE_MAP."""
     from transformers import MambaConfig
 
     from seqclaims.tokenizers import build_nucleotide_tokenizer
@@ -103,7 +110,8 @@ def build_caduceus_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2,
     config = MambaConfig(vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
                          state_size=d_state, expand=2, conv_kernel=4, pad_token_id=tokenizer.pad_token_id,
                          bidirectional_weight_tie=bidirectional_weight_tie, use_cache=False, tie_word_embeddings=False)
-    return _write_remote_model(folder, "caduceus_like", "CaduceusForMaskedLM", config, seed)
+    name = "ReleasedLayoutCaduceusForMaskedLM" if released_layout else "CaduceusForMaskedLM"
+    return _write_remote_model(folder, "caduceus_like", name, config, seed)
 
 
 def _write_remote_model(folder: Path, module_name: str, class_name: str, config, seed: int) -> Path:

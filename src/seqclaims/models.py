@@ -82,6 +82,8 @@ class ModuleMap(BaseModel):
         either, ``attn.pattern`` is recomputed at the scaled_dot_product_attention kernel.
     qkv: fused query-key-value projection, relative to a block, whose output is [q; k; v] along the last
         axis (e.g. ``attention.self.Wqkv``); optional, lets ``key_score: qk_weights`` read fused models.
+    block_output: what a block returns: its output (``hidden``), or a (hidden, residual) pair whose sum is
+        the residual stream (``hidden_plus_residual``: mamba_ssm blocks, the released Caduceus and PlantCAD2).
     """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -94,6 +96,7 @@ class ModuleMap(BaseModel):
     attn_probs: str | None = None
     attn_probs_input: str | None = None
     qkv: str | None = None
+    block_output: Literal["hidden", "hidden_plus_residual"] = "hidden"
 
     @model_validator(mode="after")
     def _transformer_or_state_space(self) -> "ModuleMap":
@@ -229,6 +232,11 @@ class LoadedModel:
         return self.ref.tokenization or declared_scheme(self.tokenizer)
 
     @cached_property
+    def takes_attention_mask(self) -> bool:
+        """Whether the model and its base model accept an attention_mask (the released Caduceus does not)."""
+        return all(_takes_argument(m, "attention_mask") for m in (self.model, self.model.base_model))
+
+    @cached_property
     def model_hash(self) -> str:
         return folder_hash(self.folder)
 
@@ -296,7 +304,7 @@ def load_model(ref: ModelRef | str | dict) -> LoadedModel:
 
 
 def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     config = _read_config(folder)
     if "auto_map" in config and not ref.trust_remote_code:
@@ -307,8 +315,8 @@ def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float3
     options = dict(local_files_only=True, trust_remote_code=ref.trust_remote_code)
     try:
         # attn_implementation is not saved in config.json: it must be passed at every load.
-        model = AutoModelForMaskedLM.from_pretrained(
-            str(folder), attn_implementation=ref.attn_implementation, dtype=torch.float32, **options
+        model = _masked_lm_class(folder, config).from_pretrained(
+            str(folder), attn_implementation=ref.attn_implementation, dtype=torch.float32, local_files_only=True
         )
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **options)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
@@ -332,6 +340,24 @@ def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float3
     )
     loaded.module(module_map.layers)  # a wrong path to the blocks fails at load, not at first use
     return loaded
+
+
+def _masked_lm_class(folder: Path, config: dict):
+    """The folder's masked-LM class, resolved without AutoModelForMaskedLM: that registers a remote class for
+    its config type for the rest of the process, so that a later folder of the same config type with its
+    own, different code would silently load with the first folder's class."""
+    import transformers
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    remote = (config.get("auto_map") or {}).get("AutoModelForMaskedLM")
+    if remote:
+        return get_class_from_dynamic_module(remote, str(folder), local_files_only=True)
+    name = MODEL_FOR_MASKED_LM_MAPPING_NAMES.get(config.get("model_type"))
+    if name is None:
+        raise InputError(f"model folder {folder} is a {config.get('model_type')!r} model with no masked-LM class in "
+                         "transformers and no auto_map entry for AutoModelForMaskedLM; give a masked LM")
+    return getattr(transformers, name)
 
 
 def _read_config(folder: Path) -> dict:
@@ -905,6 +931,8 @@ def iter_run(
     for intervention in interventions:
         _check_intervention(model, intervention)
     check_hook_fidelity(model, batch, [p for p in points if p.site != "logits"])
+    if not model.takes_attention_mask and len(set(batch.lengths.tolist())) > 1:
+        batch_size = 1  # the model would read the padding of the shorter sequences
     start, size = 0, batch_size
     while start < len(batch):
         stop = min(start + size, len(batch))
@@ -1109,8 +1137,19 @@ def _forward(
 
 
 def model_inputs(model: LoadedModel, rows: Batch) -> dict[str, torch.Tensor]:
-    """The batch's input tensors on the model's device."""
-    return {name: value.to(model.device) for name, value in rows.model_inputs().items()}
+    """The batch's input tensors on the model's device (without attention_mask for a model whose forward
+    takes none; `iter_run` then runs unequal lengths one at a time, so that no padding is read)."""
+    inputs = {name: value.to(model.device) for name, value in rows.model_inputs().items()}
+    if not model.takes_attention_mask:
+        inputs.pop("attention_mask")
+    return inputs
+
+
+def _takes_argument(module: torch.nn.Module, name: str) -> bool:
+    import inspect
+
+    parameters = inspect.signature(module.forward).parameters.values()
+    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in parameters)
 
 
 def on_cpu(value: torch.Tensor) -> torch.Tensor:
@@ -1148,7 +1187,8 @@ def _install_hooks(model, points, interventions, token_mask, row_index, store) -
             module = model.module(model.module_map.embed) if point.site == "embed" else \
                 model.block_module(point.layer, model.module_map.mixer) if point.site == "mixer.out" else \
                 model.module(f"{model.module_map.layers}.{point.layer}")
-            handles.append(module.register_forward_hook(_output_capture(point, token_mask, store)))
+            pair_sum = point.site == "resid_post" and model.module_map.block_output == "hidden_plus_residual"
+            handles.append(module.register_forward_hook(_output_capture(point, token_mask, store, pair_sum)))
         elif point.site == "attn.pattern" and model.module_map.attn_probs_input:
             module = model.block_module(point.layer, model.module_map.attn_probs_input)
             handles.append(module.register_forward_pre_hook(_pattern_input_capture(point, store)))
@@ -1166,9 +1206,12 @@ def _install_hooks(model, points, interventions, token_mask, row_index, store) -
     return handles
 
 
-def _output_capture(point: HookPoint, token_mask: torch.Tensor, store: dict):
+def _output_capture(point: HookPoint, token_mask: torch.Tensor, store: dict, pair_sum: bool = False):
+    """Record a module's output; pair_sum: the output is (hidden, residual) and the value is their sum."""
     def hook(module, args, output):
         value = output[0] if isinstance(output, (tuple, list)) else output
+        if pair_sum and isinstance(output, (tuple, list)) and output[1] is not None:
+            value = value + output[1]
         store[point.name] = padded_tokens(value, token_mask)
 
     return hook

@@ -89,3 +89,56 @@ class CaduceusForMaskedLM(PreTrainedModel):
     def forward(self, input_ids, attention_mask=None, labels=None, **ignored):
         hidden = self.caduceus(input_ids, attention_mask)[0]
         return MaskedLMOutput(logits=self.lm_head(hidden))
+
+
+# ---------------------------------------------------------------------------------------------
+# The layout of the released Caduceus / PlantCAD2 code: mamba_ssm-style blocks that return (hidden, residual)
+# (the residual stream is their sum), a backbone under `caduceus.backbone`, no attention_mask argument (the
+# whole sequence, padding included, is reversed), as in kuleshov-group's modeling_caduceus.py.
+
+
+class ResidualPairBlock(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.norm = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.mixer = BiMambaMixer(config, layer_idx)
+
+    def forward(self, hidden, residual):
+        residual = hidden if residual is None else hidden + residual
+        normed = self.norm(residual)
+        everything = torch.ones(normed.shape[:2], dtype=torch.long, device=normed.device)
+        return self.mixer(normed, everything), residual
+
+
+class ReleasedLayoutBackbone(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList([ResidualPairBlock(config, i) for i in range(config.num_hidden_layers)])
+        self.norm_f = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+
+    def forward(self, input_ids):
+        hidden, residual = self.embeddings(input_ids), None
+        for block in self.layers:
+            hidden, residual = block(hidden, residual)
+        return self.norm_f(hidden + residual)
+
+
+class ReleasedLayoutCaduceus(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.backbone = ReleasedLayoutBackbone(config)
+
+    def forward(self, input_ids, inputs_embeds=None, output_hidden_states=None, return_dict=None):
+        return (self.backbone(input_ids),)
+
+
+class ReleasedLayoutCaduceusForMaskedLM(CaduceusForMaskedLM):
+    def __init__(self, config):
+        PreTrainedModel.__init__(self, config)
+        self.caduceus = ReleasedLayoutCaduceus(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids, inputs_embeds=None, labels=None, output_hidden_states=None, return_dict=None):
+        return MaskedLMOutput(logits=self.lm_head(self.caduceus(input_ids)[0]))
