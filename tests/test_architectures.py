@@ -104,6 +104,24 @@ def test_nt_v2_like_patterns_at_the_sdpa_kernel_equal_eager_within_1e_5(nt_v2_fo
         assert torch.allclose(got[hook], expected[hook], atol=1e-5), hook
 
 
+def test_a_module_map_qkv_that_is_not_a_fused_projection_is_one_line(dnabert2_folder, windows):
+    from seqclaims.attention import extract_key_scores
+
+    wrong = load_model(dnabert2_ref(dnabert2_folder, module_map={**DNABERT2_MODULE_MAP, "qkv": "attention.self"}))
+    with pytest.raises(models.InputError, match="module_map.qkv: attention.self .* is not a linear layer"):
+        extract_key_scores(wrong, windows[:2], dataset_hash="qkv-test", key_score="qk_weights")
+
+
+def test_remote_code_that_needs_a_missing_package_is_one_line(nt_v2_folder, tmp_path):
+    import shutil
+
+    broken = Path(shutil.copytree(nt_v2_folder, tmp_path / "needs-mamba-ssm"))
+    code = broken / "nt_v2_like.py"
+    code.write_text("import mamba_ssm_not_installed_here\n" + code.read_text())
+    with pytest.raises(models.InputError, match="cannot load a masked LM"):
+        load_model(nt_v2_ref(broken))
+
+
 def test_patterns_equal_an_eager_recomputation_from_wqkv_and_alibi(dnabert2, windows):
     batch = dnabert2.tokenize(windows[:6])
     out = run_with_cache(dnabert2, batch, ["embed", "layer.0.resid_post", "layer.0.attn.pattern", "layer.1.attn.pattern"])

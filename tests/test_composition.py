@@ -57,10 +57,12 @@ def test_window_composition_is_the_composition_of_the_window_the_motif_track_cre
         assert features[3:, 0, t] == pytest.approx(expected)
 
 
-def test_a_window_over_an_ambiguous_base_has_no_composition():
-    spans = comp.window_spans(att.surrogate_offsets(["ACGTNACGTA"], "single"), [10], 3, "anchored")
-    gc = comp.composition_features(["ACGTNACGTA"], spans, "gc")[0, 0]
-    assert np.isnan(gc[2:5]).all() and np.isfinite(gc[[0, 1, 5, 6, 7]]).all()
+def test_an_ambiguous_base_is_left_out_of_its_windows_composition():
+    spans = comp.window_spans(att.surrogate_offsets(["ACGTNACGTA", "ANNNA"], "single"), [10, 5], 3, "anchored")
+    gc = comp.composition_features(["ACGTNACGTA", "ANNNA"], spans, "gc")[0]
+    assert gc[0, 2] == pytest.approx(0.5)  # GTN: G and T
+    assert gc[0, 3] == pytest.approx(0.0)  # TNA: T and A
+    assert np.isnan(gc[1, 1])  # NNN: no base to count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,8 +126,16 @@ def test_shuffled_motifs_are_distinct_column_permutations_with_the_same_score_di
         assert sorted(map(tuple, m.pssm.T.round(9))) == sorted(map(tuple, motif.pssm.T.round(9)))
         assert m.pssm.max(axis=0).sum() == pytest.approx(motif.pssm.max(axis=0).sum())
     assert [m.pssm.tobytes() for m in comp.shuffled_motifs(motif, 20, seed=1)] == [m.pssm.tobytes() for m in shuffled]
-    with pytest.raises(Exception, match="distinct column permutations"):
+    with pytest.raises(Exception, match="distinct column arrangements"):
         comp.shuffled_motifs(load_motif("MA0108.3"), 6000, seed=0)
+
+
+def test_a_matrix_with_identical_columns_never_shuffles_into_itself():
+    pif4 = load_motif("MA0561.1")  # two of its eight columns are identical
+    assert len({tuple(column) for column in pif4.pssm.T.round(12)}) < pif4.length
+    shuffled = comp.shuffled_motifs(pif4, 200, seed=0)
+    assert pif4.pssm.tobytes() not in {m.pssm.tobytes() for m in shuffled}
+    assert len({m.pssm.tobytes() for m in shuffled}) == 200
 
 
 # ---------------------------------------------------------------------------------------------

@@ -518,6 +518,8 @@ def test_a_capture_that_alters_the_model_makes_its_claims_inconclusive(tiny, bat
     monkeypatch.setattr(models, "_output_capture", altering_capture)
     with pytest.raises(HookInfidelity, match="changes the logits"):
         run_with_cache(fresh, batch, ["layer.0.resid_post"])
+    with pytest.raises(HookInfidelity, match="changes the logits"):  # and every later run with these hooks
+        run_with_cache(fresh, batch, ["layer.0.resid_post"])
     monkeypatch.undo()
     fresh._fidelity.clear()
     run_with_cache(fresh, batch, ["layer.0.resid_post", "layer.1.attn.pattern"])  # faithful hooks pass
@@ -679,6 +681,18 @@ def test_bfloat16_forward_passes_come_back_as_float32_near_float32_and_cache_apa
     monkeypatch.setenv("SEQCLAIMS_CACHE", str(tmp_path / "cache"))
     keys = {extract(m, SEQUENCES, ["layer.0.resid_post"], dataset_hash="d").key for m in (tiny, half)}
     assert len(keys) == 2
+
+
+def test_weight_only_key_scores_run_in_bfloat16_and_come_back_as_float32(monkeypatch):
+    from seqclaims.attention import extract_key_scores
+
+    sequences = ["ACGTTATAAAAGGCATCGATTACG" * 3, "TTGACCATATAAAAGCGC" * 4]
+    full = extract_key_scores(load_model("planted"), sequences, dataset_hash="bf16-test", key_score="qk_weights")
+    monkeypatch.setenv("SEQCLAIMS_DTYPE", "bfloat16")
+    half = extract_key_scores(load_model("planted"), sequences, dataset_hash="bf16-test", key_score="qk_weights")
+    for name, value in half.values.items():
+        assert value.dtype == np.float32
+        assert np.allclose(value, full.values[name], atol=0.05 * np.abs(full.values[name]).max()), name
 
 
 def test_out_of_memory_halves_the_sub_batch_and_gives_the_same_results(tiny, batch, monkeypatch):

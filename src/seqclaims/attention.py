@@ -188,10 +188,15 @@ def _capture_projection_inputs(model, captured: dict) -> list:
 def _query_key_projections(model, layer: int):
     """(module whose input is read, (W_Q, b_Q), (W_K, b_K)): separate `<attn_probs>.query` / `.key`
     projections, or the first two thirds of a declared fused `qkv` projection."""
+    import torch
+
     fused = model.module_map.qkv
     if fused:
         module = model.block_module(layer, fused)
         d = model.d_model
+        if not isinstance(module, torch.nn.Linear) or module.weight.shape[0] != 3 * d:
+            raise InputError(f"module_map.qkv: {fused} of model {model.ref.describe()} is not a linear layer with "
+                             f"3 x d_model = {3 * d} outputs (query, key, value); name the fused projection")
         bias = module.bias if module.bias is not None else None
         return module, (module.weight[:d], None if bias is None else bias[:d]), \
             (module.weight[d:2 * d], None if bias is None else bias[d:2 * d])
@@ -216,12 +221,13 @@ def _received_from_weights(model, layer: int, hidden, real) -> dict:
     without the projection biases; each (b, n_heads, t)."""
     import torch
 
-    from seqclaims.models import padded_tokens
+    from seqclaims.models import on_cpu, padded_tokens
 
-    hidden = padded_tokens(hidden, real)
+    hidden = padded_tokens(hidden, real.to(hidden.device)).float()  # float32 on the model's device
     _, (w_q, b_q), (w_k, b_k) = _query_key_projections(model, layer)
+    w_q, b_q, w_k, b_k = (None if v is None else v.float() for v in (w_q, b_q, w_k, b_k))
     b, t, _ = hidden.shape
-    mask = real[:, :t]
+    mask = real[:, :t].to(hidden.device)
     queries = mask[:, None, :, None].to(hidden.dtype)  # (b, 1, q, 1)
     parts = {}
     for suffix, with_bias in (("", True), ("_nobias", False)):
@@ -232,7 +238,7 @@ def _received_from_weights(model, layer: int, hidden, real) -> dict:
         parts[f"logit{suffix}"] = (logits * queries).sum(2) / count
         masked = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
         parts[f"probability{suffix}"] = (torch.softmax(masked, dim=-1) * queries).sum(2) / count
-    return parts
+    return {name: on_cpu(value) for name, value in parts.items()}
 
 
 def _heads(x, model):

@@ -83,8 +83,9 @@ def covariate_names(kind: Covariates) -> list[str]:
 
 def composition_features(sequences: Sequence[str], spans: np.ndarray, kind: Covariates) -> np.ndarray:
     """(q, n_seq, n_tok) fractions of the windows `spans` (`window_spans`): GC; A, C, G (T is the rest);
-    or those and the 16 dinucleotides (share of the window's adjacent pairs). NaN where a span is
-    missing or holds a base other than ACGT."""
+    or those and the 16 dinucleotides (share of the window's adjacent ACGT pairs). Fractions are of the
+    window's ACGT bases (an N is left out, not counted as A or T); NaN where a span is missing or holds
+    no ACGT base."""
     names = covariate_names(kind)
     out = np.full((len(names), *spans.shape[:2]), np.nan)
     for i, sequence in enumerate(sequences):
@@ -95,15 +96,14 @@ def composition_features(sequences: Sequence[str], spans: np.ndarray, kind: Cova
         codes = _CODE[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
         counts = _window_counts(np.eye(4, dtype=np.int64)[np.maximum(codes, 0)] * (codes >= 0)[:, None], lo[ok], hi[ok])
         total = counts.sum(axis=1)
-        clean = total == hi[ok] - lo[ok]
-        fractions = counts / np.maximum(hi[ok] - lo[ok], 1)[:, None]
+        fractions = counts / np.maximum(total, 1)[:, None]
         if kind == "gc":
             values = fractions[:, [1, 2]].sum(axis=1, keepdims=True)
         else:
             values = fractions[:, :3]
             if kind == "dinucleotides":
                 values = np.concatenate([values, _dinucleotide_fractions(codes, lo[ok], hi[ok])], axis=1)
-        values[~clean] = np.nan
+        values[total == 0] = np.nan
         out[:, i, np.flatnonzero(ok)] = values.T
     return out
 
@@ -115,11 +115,11 @@ def _window_counts(indicators: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
 
 
 def _dinucleotide_fractions(codes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """(m, 16) share of each dinucleotide among the adjacent pairs inside each window."""
+    """(m, 16) share of each dinucleotide among the adjacent ACGT pairs inside each window (0 without any)."""
     pair = np.where((codes[:-1] >= 0) & (codes[1:] >= 0), 4 * codes[:-1] + codes[1:], -1)
     indicators = np.eye(16, dtype=np.int64)[np.maximum(pair, 0)] * (pair >= 0)[:, None]
     counts = _window_counts(np.vstack([indicators, np.zeros((1, 16), np.int64)]), lo, np.maximum(hi - 1, lo))
-    return counts / np.maximum(hi - lo - 1, 1)[:, None]
+    return counts / np.maximum(counts.sum(axis=1), 1)[:, None]
 
 
 def composition_classes(sequences: Sequence[str], spans: np.ndarray, bins: int) -> np.ndarray:
@@ -207,21 +207,22 @@ def shuffled_motifs(motif, count: int, seed: int) -> list:
     """`count` copies of `motif` with their columns permuted (distinct permutations other than the
     identity, seeded): the same base preferences, hence the same composition of high-scoring windows,
     arranged so as not to be the motif."""
-    from math import factorial
+    from collections import Counter
+    from math import factorial, prod
 
     length = motif.length
-    available = factorial(length) - 1 if length < 13 else count
+    repeats = Counter(tuple(column) for column in motif.pssm.T.round(12)).values()  # identical columns
+    available = factorial(length) // prod(factorial(r) for r in repeats) - 1 if length < 13 else count
     if available < count:
         raise InputError(f"motif {motif.matrix_id} has {length} columns: only {available} distinct column "
-                         f"permutations exist; set `shuffles` to at most {available}")
+                         f"arrangements other than the motif exist; set `shuffles` to at most {available}")
     rng = np.random.default_rng(seed)
-    seen, out = {tuple(range(length))}, []
+    seen, out = {motif.pssm.tobytes()}, []  # distinct matrices: identical columns make permutations coincide
     while len(out) < count:
-        order = tuple(int(i) for i in rng.permutation(length))
-        if order in seen:
+        columns = [int(i) for i in rng.permutation(length)]
+        if motif.pssm[:, columns].tobytes() in seen:
             continue
-        seen.add(order)
-        columns = list(order)
+        seen.add(motif.pssm[:, columns].tobytes())
         out.append(replace(motif, name=f"{motif.name} (columns shuffled {len(out) + 1})",
                            counts=motif.counts[:, columns], pssm=motif.pssm[:, columns]))
     return out

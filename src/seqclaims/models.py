@@ -319,7 +319,7 @@ def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float3
             str(folder), attn_implementation=ref.attn_implementation, dtype=torch.float32, local_files_only=True
         )
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **options)
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, SafetensorError) as error:
         raise InputError(
             f"cannot load a masked LM with its tokenizer from {folder}: {_load_failure(error)}; check the "
             "folder's config, weights and tokenizer files"
@@ -975,7 +975,10 @@ def check_hook_fidelity(model: LoadedModel, batch: Batch, points: list[HookPoint
     FIDELITY_TOLERANCE of their largest magnitude (a capture that alters what it observes). Checked once
     per model and set of hooks in a process."""
     key = frozenset(p.name for p in points)
-    if not key or key in model._fidelity or len(batch) == 0:
+    if not key or len(batch) == 0:
+        return
+    if key in model._fidelity:
+        _raise_if_unfaithful(model, key, model._fidelity[key])
         return
     rows = batch.select(slice(0, min(_FIDELITY_ROWS, len(batch))))
     with torch.inference_mode():
@@ -985,12 +988,16 @@ def check_hook_fidelity(model: LoadedModel, batch: Batch, points: list[HookPoint
     real = rows.attention_mask.bool()
     change = float((hooked["logits"][real] - plain[real]).abs().max())
     scale = max(float(plain[real].abs().max()), 1e-12)
-    model._fidelity[key] = change / scale
-    if change > FIDELITY_TOLERANCE * scale:
+    model._fidelity[key] = change / scale  # remembered, so that every later run with these hooks fails too
+    _raise_if_unfaithful(model, key, change / scale)
+
+
+def _raise_if_unfaithful(model: LoadedModel, key: frozenset, relative_change: float) -> None:
+    if relative_change > FIDELITY_TOLERANCE:
         raise HookInfidelity(
             f"reading hooks {', '.join(sorted(key)[:3])}{' ...' if len(key) > 3 else ''} changes the logits of model "
-            f"{model.ref.describe()} by {change:.3g} (largest logit {scale:.3g}; tolerance {FIDELITY_TOLERANCE:g} of "
-            "it): its hooks do not observe the model faithfully"
+            f"{model.ref.describe()} by {relative_change:.3g} of their largest magnitude (tolerance "
+            f"{FIDELITY_TOLERANCE:g}): its hooks do not observe the model faithfully"
         )
 
 

@@ -37,7 +37,7 @@ def ov_matrix(model, layer: int, head: int, *, fold_layernorm: bool = True) -> n
     scale = _pre_attention_layernorm_scale(model, layer) if fold_layernorm else None
     if scale is not None:
         circuit = scale[:, None] * circuit
-    return circuit.detach().numpy()
+    return circuit.detach().cpu().numpy()
 
 
 def _value_weight(model, layer: int) -> torch.Tensor:

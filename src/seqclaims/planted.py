@@ -706,10 +706,13 @@ def designated_output(model, final_resid, token: str | None = None):
     token_id = model.tokenizer.get_vocab().get(token)
     if token_id is None:
         raise InputError(f"token {token!r} is not in the vocabulary of {model.ref.describe()}; use a {SPEC.k}-mer of A, C, G, T")
+    from seqclaims.models import DTYPES, on_cpu
+
     esm, head = model.model.esm, model.model.lm_head
+    final_resid = final_resid.to(device=model.device, dtype=DTYPES[model.dtype])
     with torch.inference_mode():
         hidden = head.layer_norm(gelu(head.dense(esm.encoder.emb_layer_norm_after(final_resid))))
-        return hidden @ head.decoder.weight[token_id] + head.bias[token_id]
+        return on_cpu(hidden @ head.decoder.weight[token_id] + head.bias[token_id])
 
 
 # ---------------------------------------------------------------------------------------------
