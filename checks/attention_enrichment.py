@@ -184,22 +184,14 @@ class Enrichment:
                 "layer": self.heads[k][0], "head": self.heads[k][1], **detail})
         else:
             out["rho_over_shuffled"] = self.estimate(np.nan, np.nan, np.nan, 0)
-        if len(self.train) == 0 or len(self.test) == 0:
-            out["max_rho_over_shuffled"] = Estimate.missing("selection needs matched sites in both the train and the "
-                                                            "test split", n=len(self.test))
+        chosen = att.select_head(self.with_shuffles, finish, self.train, self.test, self.claim, self.context,
+                                 units="matched sites", statistic="rho_over_shuffled")
+        if isinstance(chosen, str):
+            out["max_rho_over_shuffled"] = Estimate.missing(chosen, n=len(self.test))
             return out
-        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
-        chosen = att.select_on_train_score_on_test(self.with_shuffles, finish, self.train, self.test,
-                                                   n_resamples=self.claim.resamples, seeds=seeds,
-                                                   level=self.claim.ci_level)
-        if chosen.index < 0:
-            out["max_rho_over_shuffled"] = Estimate.missing("no head has a defined rho_over_shuffled on the train "
-                                                            "split", n=len(self.test))
-            return out
-        layer, head = self.heads[chosen.index]
         out["max_rho_over_shuffled"] = self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test), detail={
-            "layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences, by rho_over_shuffled)",
-            "scored_on": f"test ({len(self.test)} sequences)", **detail})
+            **att.selection_detail(self.heads, chosen, len(self.train), len(self.test), by="rho_over_shuffled"),
+            **detail})
         return out
 
     def estimate(self, value, low, high, n, **kwargs) -> Estimate:
@@ -219,32 +211,15 @@ class Enrichment:
                                      "per_head": self.table()})
 
     def selected(self) -> dict[str, Estimate]:
-        if len(self.train) == 0 or len(self.test) == 0:
-            missing = Estimate.missing("selection needs matched sites in both the train and the test split",
-                                       n=len(self.test))
+        chosen = att.select_head(self.sums, att.ratio_from_sums, self.train, self.test, self.claim, self.context,
+                                 units="matched sites", statistic="rho")
+        if isinstance(chosen, str):
+            missing = Estimate.missing(chosen, n=len(self.test))
             return {"max_rho": missing, "max_rho_selects_named": missing}
-        resamples = self.claim.resamples
-        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
-        chosen = att.select_on_train_score_on_test(self.sums, att.ratio_from_sums, self.train, self.test,
-                                                   n_resamples=resamples, seeds=seeds, level=self.claim.ci_level)
-        if chosen.index < 0:
-            missing = Estimate.missing("no head has a defined rho on the train split", n=len(self.test))
-            return {"max_rho": missing, "max_rho_selects_named": missing}
-        layer, head = self.heads[chosen.index]
-        detail = {"layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences)",
-                  "scored_on": f"test ({len(self.test)} sequences)",
-                  "selection_frequency": {att.head_label(h): round(float(f), 4)
-                                          for h, f in zip(self.heads, chosen.frequency) if f > 0},
-                  "per_head": self.table()}
-        out = {"max_rho": self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test), detail=detail)}
-        if self.named is None:
-            out["max_rho_selects_named"] = Estimate.missing("the claim names no head (params.layer, params.head)")
-        else:
-            share = float(chosen.frequency[self.named])
-            low, high = att.wilson_interval(share, resamples, self.claim.ci_level)
-            out["max_rho_selects_named"] = Estimate(share, low, high, len(self.train), min_n=MIN_SEQUENCES,
-                                                    detail={"resamples": resamples})
-        return out
+        detail = {**att.selection_detail(self.heads, chosen, len(self.train), len(self.test)), "per_head": self.table()}
+        return {"max_rho": self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test), detail=detail),
+                "max_rho_selects_named": att.selects_named(chosen, self.named, self.claim, len(self.train),
+                                                           MIN_SEQUENCES)}
 
     def table(self) -> list[dict]:
         return [{"layer": layer, "head": head, "rho": rounded(self.rho[k], 4), "ci_low": rounded(self.low[k], 4),

@@ -262,23 +262,18 @@ class Analysis:
         return out
 
     def selected_control(self, name: str, control: Control) -> Estimate:
-        if len(self.train) == 0 or len(self.test) == 0:
-            return Estimate.missing("selection needs sequences in both the train and the test split", n=len(self.test))
-        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
-        chosen = att.select_on_train_score_on_test(control.moments, control.finish, self.train, self.test,
-                                                   n_resamples=self.claim.resamples, seeds=seeds,
-                                                   level=self.claim.ci_level)
-        if chosen.index < 0:
-            return Estimate.missing(f"no head has a defined {name} on the train split", n=len(self.test))
-        test_counts = att.split_counts(len(self.test), self.claim.resamples, seeds[1])
-        ideal = self.interval(control.ideal_moments[self.test], test_counts, control.finish)
-        layer, head = self.heads[chosen.index]
-        detail = {"layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences, by {name})",
-                  "scored_on": f"test ({len(self.test)} sequences)", **control.detail,
-                  "selection_frequency": {att.head_label(h): round(float(f), 4)
-                                          for h, f in zip(self.heads, chosen.frequency) if f > 0}}
+        chosen = att.select_head(control.moments, control.finish, self.train, self.test, self.claim, self.context,
+                                 statistic=name)
+        if isinstance(chosen, str):
+            return Estimate.missing(chosen, n=len(self.test))
+        detail = {**att.selection_detail(self.heads, chosen, len(self.train), len(self.test), by=name), **control.detail}
         return self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test),
-                             ceiling=Ceiling(*(float(v[0]) for v in ideal)), detail=detail)
+                             ceiling=self.test_ceiling(control.ideal_moments, control.finish), detail=detail)
+
+    def test_ceiling(self, ideal_moments, finish=att.pearson_from_sums) -> Ceiling:
+        """The ideal detector's statistic on the test split, with its interval (the ceiling of a max_ statistic)."""
+        counts = att.split_counts(len(self.test), self.claim.resamples, self.context.seed_for("bootstrap-test"))
+        return Ceiling(*(float(v[0]) for v in self.interval(ideal_moments[self.test], counts, finish)))
 
     def named_statistics(self) -> dict[str, Estimate]:
         if self.named is None:
@@ -299,37 +294,17 @@ class Analysis:
                                        "correction": self.correction, "smallest_attainable_p": self.smallest_p})
 
     def selected_statistics(self) -> dict[str, Estimate]:
-        if len(self.train) == 0 or len(self.test) == 0:
-            missing = Estimate.missing("selection needs sequences in both the train and the test split",
-                                       n=len(self.test))
+        chosen = att.select_head(self.moments, att.pearson_from_sums, self.train, self.test, self.claim, self.context)
+        if isinstance(chosen, str):
+            missing = Estimate.missing(chosen, n=len(self.test))
             return {"max_r": missing, "max_r_p": missing, "max_r_selects_named": missing}
-        level, resamples = self.claim.ci_level, self.claim.resamples
-        seeds = (self.context.seed_for("bootstrap-train"), self.context.seed_for("bootstrap-test"))
-        chosen = att.select_on_train_score_on_test(self.moments, att.pearson_from_sums, self.train, self.test,
-                                                   n_resamples=resamples, seeds=seeds, level=level)
-        if chosen.index < 0:
-            missing = Estimate.missing("no head has a defined r on the train split", n=len(self.test))
-            return {"max_r": missing, "max_r_p": missing, "max_r_selects_named": missing}
-        test_counts = att.split_counts(len(self.test), resamples, seeds[1])
-        ideal = self.interval(self.ideal_moments[self.test], test_counts)
         p_test = correct_pvalues(self.pvalues(self.test, "permutation-test"), self.correction)
         n_test = len(self.test)
-        layer, head = self.heads[chosen.index]
-        detail = {"layer": layer, "head": head, "selected_on": f"train ({len(self.train)} sequences)",
-                  "scored_on": f"test ({n_test} sequences)", "correction": self.correction,
-                  "selection_frequency": {att.head_label(h): round(float(f), 4)
-                                          for h, f in zip(self.heads, chosen.frequency) if f > 0}}
-        out = {"max_r": self.estimate(chosen.estimate, chosen.low, chosen.high, n_test,
-                                      p=float(p_test[chosen.index]), ceiling=Ceiling(*(float(v[0]) for v in ideal)),
-                                      detail=detail),
-               "max_r_p": self.pvalue(p_test[chosen.index], n_test, (layer, head))}
-        if self.named is None:
-            out["max_r_selects_named"] = Estimate.missing("the claim names no head (params.layer, params.head)")
-        else:
-            share = float(chosen.frequency[self.named])
-            low, high = att.wilson_interval(share, resamples, level)
-            out["max_r_selects_named"] = Estimate(share, low, high, len(self.train), min_n=MIN_SEQUENCES,
-                                                  detail={"resamples": resamples})
+        detail = {**att.selection_detail(self.heads, chosen, len(self.train), n_test), "correction": self.correction}
+        out = {"max_r": self.estimate(chosen.estimate, chosen.low, chosen.high, n_test, p=float(p_test[chosen.index]),
+                                      ceiling=self.test_ceiling(self.ideal_moments), detail=detail),
+               "max_r_p": self.pvalue(p_test[chosen.index], n_test, self.heads[chosen.index])}
+        out["max_r_selects_named"] = att.selects_named(chosen, self.named, self.claim, len(self.train), MIN_SEQUENCES)
         return out
 
 

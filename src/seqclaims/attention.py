@@ -42,6 +42,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from seqclaims.errors import InputError
+from seqclaims.evidence import Estimate
 from seqclaims.code_keys import group_digest
 from seqclaims.fsutil import file_lock
 
@@ -543,6 +544,37 @@ def select_on_train_score_on_test(
     estimate = float(finish(weighted_sums(test_sums, None))[0, index]) if index >= 0 else float("nan")
     low, high = percentile_interval(samples, level)
     return Selected(index, estimate, float(low), float(high), frequency, samples)
+
+
+def select_head(per_sequence: np.ndarray, finish: Callable[[np.ndarray], np.ndarray], train: np.ndarray,
+                test: np.ndarray, claim, context, *, units: str = "sequences", statistic: str = "r") -> Selected | str:
+    """`select_on_train_score_on_test` with the claim's resamples, level and seeds, or the reason (a missing
+    estimate's) why no head can be selected."""
+    if len(train) == 0 or len(test) == 0:
+        return f"selection needs {units} in both the train and the test split"
+    seeds = (context.seed_for("bootstrap-train"), context.seed_for("bootstrap-test"))
+    chosen = select_on_train_score_on_test(per_sequence, finish, train, test, n_resamples=claim.resamples,
+                                           seeds=seeds, level=claim.ci_level)
+    return chosen if chosen.index >= 0 else f"no head has a defined {statistic} on the train split"
+
+
+def selection_detail(heads: Sequence[tuple[int, int]], chosen: Selected, n_train: int, n_test: int,
+                     by: str | None = None) -> dict:
+    """Which head was selected, on what, and how often each head was selected across resamples."""
+    return {"layer": heads[chosen.index][0], "head": heads[chosen.index][1],
+            "selected_on": f"train ({n_train} sequences{f', by {by}' if by else ''})",
+            "scored_on": f"test ({n_test} sequences)",
+            "selection_frequency": {head_label(h): round(float(f), 4)
+                                    for h, f in zip(heads, chosen.frequency) if f > 0}}
+
+
+def selects_named(chosen: Selected, named: int | None, claim, n_train: int, min_n: int) -> Estimate:
+    """Share of resamples whose selection is the named head, with its Wilson interval."""
+    if named is None:
+        return Estimate.missing("the claim names no head (params.layer, params.head)")
+    share = float(chosen.frequency[named])
+    low, high = wilson_interval(share, claim.resamples, claim.ci_level)
+    return Estimate(share, low, high, n_train, min_n=min_n, detail={"resamples": claim.resamples})
 
 
 def _argmax_rows(values: np.ndarray) -> np.ndarray:

@@ -1282,13 +1282,6 @@ def _eager(model: LoadedModel) -> bool:
     return bool(model.module_map.attn_probs) and getattr(model.model.config, "_attn_implementation", None) == "eager"
 
 
-def _offers_patterns(model: LoadedModel) -> bool:
-    """A declared probabilities module, or attention that can be read at the kernel: any implementation
-    but eager without a declared module (eager code that does not return probabilities may still call the
-    kernel, as custom code does; a run that finds no kernel call says so)."""
-    return True
-
-
 @contextmanager
 def _attention_for(model: LoadedModel, points: list[HookPoint], store: dict):
     """Attention probabilities at the kernel while a run asks for them from a model that is not eager."""
