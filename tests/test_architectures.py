@@ -2,7 +2,8 @@
 
 DNABERT-2-like (MosaicBERT: BPE, fused Wqkv, ALiBi, unpadded encoder, gated MLP, no attention
 probabilities returned) and NT-v2-like (ESM with rotary positions, SwiGLU without feed-forward biases,
-6-mer tokens), each loaded through its own code with `trust_remote_code`: every hook, attention patterns
+6-mer tokens), each loaded through its own code with `trust_remote_code`, and a Caduceus-like bidirectional
+Mamba (with a reverse-complement-equivariant option): every hook, attention patterns
 equal to an eager recomputation, patching identity, hook fidelity, and MINTS's CTCF attention claims run
 end to end.
 """
@@ -293,6 +294,36 @@ def test_the_released_caduceus_layout_reads_the_residual_stream_and_never_the_pa
     model._fidelity.clear()
     run_with_cache(model, batch, model.hook_names())
     assert max(model._fidelity.values()) < models.FIDELITY_TOLERANCE
+
+
+def strand_flipped(hidden: torch.Tensor, length: int) -> torch.Tensor:
+    """What the reverse complement's hidden states are under RC-PS: real positions and channels reversed."""
+    return hidden[:length].flip(0).flip(-1)
+
+
+def test_the_rc_equivariant_option_makes_every_layer_equivariant_to_the_reverse_complement(tmp_path, windows):
+    """Caduceus-PS: h(rc(x))[i] = flip(h(x)[L-1-i]) at every hook, padding included, and the logits of rc(x)
+    at i are the complement's logits of x at L-1-i; the default build is not equivariant."""
+    from seqclaims.architectures import complement_map
+    from seqclaims.genome import reverse_complement
+
+    equivariant = load_model(caduceus_ref(build_caduceus_like(tmp_path / "rcps", rc_equivariant=True)))
+    plain = load_model(caduceus_ref(build_caduceus_like(tmp_path / "plain")))
+    assert folder_hash(build_caduceus_like(tmp_path / "rcps-again", rc_equivariant=True)) == folder_hash(tmp_path / "rcps")
+    sequences = [windows[0], windows[1][:120]]
+    hooks = equivariant.hook_names()
+    assert hooks == plain.hook_names()
+    complement = torch.tensor(complement_map(equivariant.tokenizer))
+    for model, should_hold in ((equivariant, True), (plain, False)):
+        batch = model.tokenize(sequences)
+        forward = run_with_cache(model, batch, hooks + ["logits"])
+        reverse = run_with_cache(model, model.tokenize([reverse_complement(s) for s in sequences]), hooks + ["logits"])
+        for row, n in enumerate(batch.attention_mask.sum(dim=1).tolist()):
+            for hook in hooks:
+                holds = torch.allclose(reverse[hook][row, :n], strand_flipped(forward[hook][row], n), atol=1e-5)
+                assert holds == should_hold, (hook, row)
+            logits = reverse["logits"][row, :n]
+            assert torch.allclose(logits, forward["logits"][row, :n].flip(0)[:, complement], atol=1e-5) == should_hold
 
 
 def test_two_folders_with_their_own_code_for_one_config_type_each_load_their_own_class(caduceus_folder, tmp_path):

@@ -94,8 +94,13 @@ def build_nt_v2_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_
 
 
 def build_caduceus_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2, d_model: int = 32,
-                        d_state: int = 8, bidirectional_weight_tie: bool = True, released_layout: bool = False) -> Path:
+                        d_state: int = 8, bidirectional_weight_tie: bool = True, released_layout: bool = False,
+                        rc_equivariant: bool = False) -> Path:
     """Write a Caduceus-like model folder (random weights from `seed`, single-nucleotide tokens).
+
+    rc_equivariant: Caduceus-PS's reverse-complement equivariance by parameter sharing (d_model channels as two
+    strands of d_model / 2); every layer's hidden states of the reverse complement are those of the sequence,
+    positions and channels reversed.
 
     released_layout: the released code's layout instead (blocks return (hidden, residual), a backbone under
     `caduceus.backbone`, no attention_mask argument); read it with RELEASED_CADUCEUS_MODULE_MAP."""
@@ -110,8 +115,22 @@ def build_caduceus_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2,
     config = MambaConfig(vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
                          state_size=d_state, expand=2, conv_kernel=4, pad_token_id=tokenizer.pad_token_id,
                          bidirectional_weight_tie=bidirectional_weight_tie, use_cache=False, tie_word_embeddings=False)
+    if rc_equivariant:
+        if released_layout or d_model % 2:
+            raise ValueError("rc_equivariant needs the own layout and an even d_model")
+        config.rcps, config.complement_map = True, complement_map(tokenizer)
     name = "ReleasedLayoutCaduceusForMaskedLM" if released_layout else "CaduceusForMaskedLM"
     return _write_remote_model(folder, "caduceus_like", name, config, seed)
+
+
+def complement_map(tokenizer) -> list[int]:
+    """Token id -> the id of its complement (A<->T, C<->G, case kept, and [CLS]<->[SEP]: one strand's start is
+    the other's end, so the tokens of rc(x) are those of x reversed and complemented); others map to themselves."""
+    pairs = {"A": "T", "T": "A", "C": "G", "G": "C", "a": "t", "t": "a", "c": "g", "g": "c",
+             "[CLS]": "[SEP]", "[SEP]": "[CLS]"}
+    vocab = tokenizer.get_vocab()
+    by_id = {index: token for token, index in vocab.items()}
+    return [vocab.get(pairs.get(by_id[i], by_id[i]), i) for i in range(len(vocab))]
 
 
 def _write_remote_model(folder: Path, module_name: str, class_name: str, config, seed: int) -> Path:
