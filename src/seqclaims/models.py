@@ -58,7 +58,8 @@ from seqclaims.errors import HookInfidelity, InputError, Unavailable
 from seqclaims.paths import cache_dir, fixtures_dir
 from seqclaims.tokenizers import Batch, Tokenization, declared_scheme, tokenize
 
-EMBEDDED_MODELS = ("organism", "organism-6mer", "planted")
+# `<name>@step<N>`: the checkpoint `seqclaims train-organism` kept after N steps (step0: the initialisation)
+EMBEDDED_MODELS = ("organism", "organism-6mer", "planted", "organism@step0", "organism@step200")
 
 # ---------------------------------------------------------------------------------------------
 # What a claim's `model:` says
@@ -117,7 +118,7 @@ class ModelRef(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    name: str | None = Field(None, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    name: str | None = Field(None, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*(@step[0-9]+)?$")
     path: str | None = None
     hf_id: str | None = None
     revision: str | None = None
@@ -162,7 +163,7 @@ def resolve_folder(ref: ModelRef | str | dict) -> Path:
     """The local folder holding the model, or Unavailable with a message saying how to provide it."""
     ref = as_model_ref(ref)
     if ref.name:
-        folder = fixtures_dir() / "models" / ref.name
+        folder = embedded_folder(ref.name)
         if not (folder / "config.json").is_file():
             raise Unavailable(
                 f"embedded model '{ref.name}' is not at {folder} (embedded models: {', '.join(EMBEDDED_MODELS)}); "
@@ -178,6 +179,13 @@ def resolve_folder(ref: ModelRef | str | dict) -> Path:
             )
         return folder
     return _hub_cache_folder(ref.hf_id, ref.revision)
+
+
+def embedded_folder(name: str) -> Path:
+    """fixtures/models/<name>, or for `<name>@step<N>` the checkpoint train-organism kept there."""
+    base, _, step = name.partition("@")
+    folder = fixtures_dir() / "models" / base
+    return folder / "checkpoints" / step if step else folder
 
 
 def _hub_cache_folder(hf_id: str, revision: str) -> Path:

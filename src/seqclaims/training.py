@@ -108,6 +108,9 @@ class Recipe(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+# the checkpoints train-organism keeps besides the final model: the initialisation and an early model
+KEPT_STEPS = (0, 200)
+
 DEFAULT_RECIPES: dict[str, Recipe] = {
     "single": Recipe(),
     "6mer": Recipe(name="organism-6mer", k=6, steps=700),
@@ -418,6 +421,27 @@ def train_step(model, optimizer, recipe: Recipe, inputs: torch.Tensor, labels: t
     return {"loss": float(loss.detach()), "accuracy": float(accuracy), "n_masked": int(predicted.sum())}
 
 
+def kept_checkpoint_folder(folder: Path, step: int) -> Path:
+    """Where `train-organism` keeps the model after `step` steps: the embedded model `<name>@step<step>`."""
+    return Path(folder) / "checkpoints" / f"step{step}"
+
+
+def checkpoint_keeper(folder: Path, recipe: Recipe, log: Callable[[str], None]) -> Callable[[Any, Any, TrainState], None]:
+    """Save a kept checkpoint as a model folder with a small card of what it is."""
+
+    def keep(model, tokenizer, state: TrainState) -> None:
+        target = save_model(model, tokenizer, kept_checkpoint_folder(folder, state.step))
+        facts = {"name": f"{recipe.name}@step{state.step}", "recipe_sha256": recipe.digest(), "step": state.step,
+                 "schedule_steps": recipe.steps, "tokens_seen": state.tokens_seen, "torch": torch.__version__,
+                 "threads": torch.get_num_threads(),
+                 "what": "the initialisation (random weights, the recipe's constructed local heads)" if state.step == 0
+                 else f"the recipe's model after {state.step} of {recipe.steps} optimisation steps"}
+        (target / "checkpoint.json").write_text(json.dumps(facts, indent=1) + "\n")
+        log(f"kept {facts['name']} in {target}")
+
+    return keep
+
+
 def checkpoint_path(recipe: Recipe) -> Path:
     return cache_dir() / "training" / f"{recipe.name}-{recipe.digest()[:12]}" / "checkpoint.pt"
 
@@ -443,13 +467,16 @@ def train(
     max_steps: int | None = None,
     resume: bool = True,
     checkpoint: bool = True,
+    keep: Callable[[Any, Any, TrainState], None] | None = None,
+    keep_steps: Sequence[int] = (),
     log: Callable[[str], None] = print,
 ) -> tuple[Any, Any, TrainState]:
     """Train (or resume) the recipe's model; returns (model, tokenizer, state).
 
     Stops at `recipe.steps`, at `max_steps` (a short run of the same schedule), or when the run's total
     wall time reaches `minutes`. Logs every step up to `log_first`, then the mean of every `log_every`
-    steps; a held-out loss every `eval_every` steps.
+    steps; a held-out loss every `eval_every` steps. `keep(model, tokenizer, state)` is called when the
+    model has taken each of `keep_steps` optimisation steps (0: the initialisation).
     """
     tokenizer = build_tokenizer(recipe)
     vocab = Vocabulary.of(tokenizer, recipe.k)
@@ -464,6 +491,9 @@ def train(
     last_step = min(recipe.steps, max_steps or recipe.steps)
     window: list[dict] = []
     started = time.perf_counter() - state.elapsed_s
+    keep_now = (lambda: keep(model, tokenizer, state)) if keep else (lambda: None)
+    if state.step in keep_steps:
+        keep_now()
     while state.step < last_step and not (minutes and time.perf_counter() - started >= minutes * 60):
         inputs, labels = make_batch(recipe, region, vocab, state.step)
         result = train_step(model, optimizer, recipe, inputs, labels, state.step)
@@ -483,6 +513,8 @@ def train(
             log(f"held-out at step {state.step}: {state.heldout_curve[-1]}")
         if checkpoint and state.step % recipe.checkpoint_every == 0:
             save_checkpoint(path, model, optimizer, state)
+        if state.step in keep_steps:
+            keep_now()
     if window:  # stopped by the wall-time budget between two logged steps
         state.curve.append(_curve_point(state, window, learning_rate(recipe, state.step - 1)))
     if checkpoint:
@@ -792,7 +824,23 @@ def add_command(subparsers) -> None:
     command.add_argument("--notes", type=Path, default=None, help="Markdown file appended to the card (what was tried)")
     command.add_argument("--evaluate-only", action="store_true",
                          help="evaluate the model already in --out again and rewrite its card (no training)")
+    command.add_argument("--keep-checkpoints", default=",".join(map(str, KEPT_STEPS)),
+                         help="steps whose model is kept in <out>/checkpoints/step<N>, the embedded model "
+                              "<name>@step<N> (default %(default)s; 0 is the initialisation; '' keeps none)")
+    command.add_argument("--stop-at", type=int, default=None,
+                         help="stop after this many steps of the schedule and write only the kept checkpoints "
+                              "(to add checkpoints to a model trained before, with --fresh)")
     command.set_defaults(run=run_train_organism)
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise InputError(f"--keep-checkpoints {text!r} is not a comma-separated list of steps; e.g. 0,200") from None
+    if any(step < 0 for step in steps):
+        raise InputError(f"--keep-checkpoints {text!r}: steps count from 0")
+    return steps
 
 
 def run_train_organism(args: argparse.Namespace) -> int:
@@ -805,8 +853,13 @@ def run_train_organism(args: argparse.Namespace) -> int:
         evaluation = reevaluate(folder, notes if args.notes else None, log=log)
         _report(folder, evaluation, log)
         return 0
+    keep_steps = parse_steps(args.keep_checkpoints)
+    if args.stop_at is not None:
+        train(recipe, max_steps=args.stop_at, resume=not args.fresh, keep=checkpoint_keeper(folder, recipe, log),
+              keep_steps=keep_steps, log=log)
+        return 0
     evaluation = train_and_describe(recipe, folder, minutes=args.minutes, resume=not args.fresh,
-                                    threads=args.threads, notes=notes, log=log)
+                                    threads=args.threads, notes=notes, keep_steps=keep_steps, log=log)
     _report(folder, evaluation, log)
     return 0
 
@@ -845,10 +898,13 @@ def train_and_describe(
     threads: int = 2,
     notes: str = "",
     settings: EvalSettings | None = None,
+    keep_steps: Sequence[int] = (),
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train (or resume) the recipe, save the model to `folder`, evaluate it and write its card."""
-    model, tokenizer, state = train(recipe, minutes=minutes, resume=resume, log=log)
+    """Train (or resume) the recipe, save the model to `folder` (and the models after `keep_steps` steps
+    to its checkpoints/), evaluate it and write its card."""
+    model, tokenizer, state = train(recipe, minutes=minutes, resume=resume, keep=checkpoint_keeper(folder, recipe, log),
+                                    keep_steps=keep_steps, log=log)
     save_model(model, tokenizer, folder)
     evaluation = evaluate(model, recipe, settings, log=log)
     write_card(folder, recipe, state, evaluation, threads=threads, notes=notes)
