@@ -72,7 +72,7 @@ from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, gather_inputs,
 from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
-from seqclaims.stats import correct_pvalues, percentile_interval, permutation_pvalue
+from seqclaims.stats import correct_pvalues, percentile_interval
 
 MIN_SEQUENCES = 20
 NAMED = ("r", "r_p", "max_r_selects_named", "r_partial_composition", "r_minus_shuffled")
@@ -197,41 +197,16 @@ def composition_controls(sequences, offsets, motif, tracks, ideal, params, seed:
     return {"r_partial_composition": partial, "r_minus_shuffled": minus}
 
 
-class Analysis:
+class Analysis(att.HeadCorrelation):
     """r of every head and of the ideal detector, with intervals, permutation p-values and selection."""
 
     def __init__(self, claim, context, tracks, ideal, lengths, split, heads, named, controls=None):
-        self.claim, self.context, self.tracks, self.ideal = claim, context, tracks, ideal
+        super().__init__(claim, context, tracks, lengths, split, heads, named)
+        self.ideal = ideal
         self.controls: dict[str, Control] = controls or {}
-        self.lengths, self.heads, self.named = lengths, heads, named
-        self.moments = att.sequence_moments(tracks)
         self.ideal_moments = att.sequence_moments(ideal)
-        self.used = tracks.mask.any(axis=1)
-        self.n_sequences = int(self.used.sum())
-        self.train = np.flatnonzero(self.used & (split == "train"))
-        self.test = np.flatnonzero(self.used & (split == "test"))
-        self.correction = claim.correction or "holm"
-        self.n_permutations = claim.params.permutations or max(999, 20 * len(heads))
-        self.smallest_p = min(1.0, len(heads) / (self.n_permutations + 1))
-        self.counts = att.split_counts(len(lengths), claim.resamples, context.seed_for("bootstrap"))
-        self.r, self.low, self.high = self.interval(self.moments, self.counts)
         self.ideal_r = self.interval(self.ideal_moments, self.counts)
         self.control_values = {name: self.interval(c.moments, self.counts, c.finish) for name, c in self.controls.items()}
-        self.p_raw = self.pvalues(np.arange(len(lengths)), "permutation")
-        self.p = correct_pvalues(self.p_raw, self.correction)
-
-    def interval(self, moments, counts, finish=att.pearson_from_sums):
-        """Point estimate and percentile interval, (K,) each, over the given bootstrap counts."""
-        point = finish(att.weighted_sums(moments, None))[0]
-        low, high = percentile_interval(finish(att.weighted_sums(moments, counts)), self.claim.ci_level)
-        return point, np.atleast_1d(low), np.atleast_1d(high)
-
-    def pvalues(self, rows, purpose: str) -> np.ndarray:
-        """(K,) one-sided permutation p-values of the heads on the sequences `rows`."""
-        tracks = self.tracks.take(rows)
-        observed = att.pearson_from_sums(att.sequence_moments(tracks).sum(axis=0))
-        perms = att.sequence_permutations(self.lengths[rows], self.n_permutations, self.context.seed_for(purpose))
-        return np.atleast_1d(permutation_pvalue(observed, att.permuted_pearson(tracks, perms), "greater"))
 
     def statistics(self) -> dict[str, Estimate]:
         out = dict(self.named_statistics())

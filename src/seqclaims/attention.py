@@ -584,6 +584,52 @@ def _argmax_rows(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(filled).any(axis=1), index, -1)
 
 
+class HeadCorrelation:
+    """Pooled r of every tested head's key-score track with one track per sequence (a motif score, an
+    annotation): point estimates with sequence-bootstrap intervals, one-sided permutation p-values
+    (tracks swapped between sequences of equal length) corrected over the heads, and the train/test split
+    a selection uses. tracks: PairedTracks of the K heads; lengths: (n_seq,) characters; split: (n_seq,)."""
+
+    def __init__(self, claim, context, tracks: PairedTracks, lengths, split, heads, named):
+        from seqclaims.stats import correct_pvalues
+
+        self.claim, self.context, self.tracks = claim, context, tracks
+        self.lengths, self.heads, self.named = lengths, heads, named
+        self.moments = sequence_moments(tracks)
+        self.used = tracks.mask.any(axis=1)
+        self.n_sequences = int(self.used.sum())
+        self.train = np.flatnonzero(self.used & (split == "train"))
+        self.test = np.flatnonzero(self.used & (split == "test"))
+        self.correction = claim.correction or "holm"
+        self.n_permutations = claim.params.permutations or max(999, 20 * len(heads))
+        self.smallest_p = min(1.0, len(heads) / (self.n_permutations + 1))
+        self.counts = split_counts(len(lengths), claim.resamples, context.seed_for("bootstrap"))
+        self.r, self.low, self.high = self.interval(self.moments, self.counts)
+        self.p_raw = self.pvalues(np.arange(len(lengths)), "permutation")
+        self.p = correct_pvalues(self.p_raw, self.correction)
+
+    def interval(self, moments, counts, finish=pearson_from_sums):
+        """Point estimate and percentile interval, (K,) each, over the given bootstrap counts."""
+        from seqclaims.stats import percentile_interval
+
+        point = finish(weighted_sums(moments, None))[0]
+        low, high = percentile_interval(finish(weighted_sums(moments, counts)), self.claim.ci_level)
+        return point, np.atleast_1d(low), np.atleast_1d(high)
+
+    def null(self, rows, purpose: str) -> tuple[np.ndarray, np.ndarray]:
+        """(K,) observed r on the sequences `rows` and (M, K) r with tracks permuted between them."""
+        tracks = self.tracks.take(rows)
+        observed = pearson_from_sums(sequence_moments(tracks).sum(axis=0))
+        perms = sequence_permutations(self.lengths[rows], self.n_permutations, self.context.seed_for(purpose))
+        return observed, permuted_pearson(tracks, perms)
+
+    def pvalues(self, rows, purpose: str) -> np.ndarray:
+        """(K,) one-sided permutation p-values of the heads on the sequences `rows`."""
+        from seqclaims.stats import permutation_pvalue
+
+        return np.atleast_1d(permutation_pvalue(*self.null(rows, purpose), "greater"))
+
+
 def wilson_interval(share: float, n: int, level: float) -> tuple[float, float]:
     """Wilson score interval of a proportion observed as `share` of n draws."""
     from scipy.stats import norm
