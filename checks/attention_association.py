@@ -21,7 +21,9 @@ Definitions (per head, K heads tested):
 - max_association: the head with the largest association on the train split, scored on the test split, the
   selection redone in every resample; max_association_p: its corrected p on the test split.
 - share_associated: share of the tested heads whose corrected p is below 0.05 (a count over heads; its
-  interval is the point).
+  interval is the point; n is the windows it rests on).
+- A content token the annotation cannot score (a motif window running off the window) counts as not
+  annotated, so that windows of one length pool the same tokens and the permutation is exact.
 - `compare_to: <model>` (e.g. `organism@step0`, the initialisation): association_minus_compared (named head,
   paired bootstrap over the same windows), max_association_minus_compared (each model's own selection on
   train, scored on test, paired) and share_associated_minus_compared.
@@ -39,7 +41,7 @@ from scipy.stats import rankdata
 from seqclaims import attention as att
 from seqclaims.evidence import Estimate, Evidence, gather_inputs, rounded
 from seqclaims.families import Family, Statistic
-from seqclaims.features import Annotation, token_labels
+from seqclaims.features import Annotation, permute_labels, token_labels
 from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.models import ModelRef
 from seqclaims.schema import StrictModel
@@ -85,7 +87,11 @@ class Association(att.HeadCorrelation):
         values = att.key_score_values(table, params.scale)
         layers, indices = np.array(heads).T
         labels = token_labels(dataset, table.offsets, params.annotation, f"{claim.path}: params.annotation")
-        labels = np.where(table.special, np.nan, labels)
+        if params.annotation.permuted:
+            labels = permute_labels(labels, table.special, dataset, context.seed_for("permuted-annotation"))
+        # a content token the annotation cannot score (a motif window off the window's end) is not annotated:
+        # every window of a length then pools the same tokens, which the permutation null requires
+        labels = np.where(table.special, np.nan, np.nan_to_num(labels, nan=0.0))
         tracks = att.paired_tracks(pooled_ranks(values[layers, indices]), pooled_ranks(labels[None])[0],
                                    centre=params.centre)
         lengths = np.array([len(s) for s in dataset.sequences])
@@ -131,7 +137,7 @@ class Association(att.HeadCorrelation):
                                                      min_n=MIN_SEQUENCES, detail=detail)}
 
     def share_statistic(self) -> Estimate:
-        return Estimate(self.share, self.share, self.share, len(self.heads),
+        return Estimate(self.share, self.share, self.share, self.n_sequences, min_n=MIN_SEQUENCES,
                         detail={"alpha": ALPHA, "correction": self.correction, "heads": len(self.heads)})
 
 
@@ -174,7 +180,8 @@ def comparison(claim, context, ours: Association, dataset) -> dict[str, Estimate
         out[names[1]] = paired(ours.selected.estimate - other.selected.estimate,
                                ours.selected.samples - other.selected.samples, len(ours.test), level, compared)
     difference = ours.share - other.share
-    out[names[2]] = Estimate(difference, difference, difference, len(ours.heads), detail=compared)
+    out[names[2]] = Estimate(difference, difference, difference, ours.n_sequences, min_n=MIN_SEQUENCES,
+                             detail={**compared, "heads": len(ours.heads)})
     return out
 
 

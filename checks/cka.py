@@ -89,7 +89,7 @@ FAMILY = Family(
     example={
         "model": "organism",
         "data": {"dataset": "promoters", "n": 200},
-        "params": {"layer": 3, "other": {"model": "organism@step0", "layer": 3}},
-        "criteria": [{"statistic": "cka", "op": "<", "threshold": 0.5}],
+        "params": {"layer": 1, "other": {"layer": 0}},
+        "criteria": [{"statistic": "cka_over_shuffled", "op": ">", "threshold": 0.0}],
     },
 )

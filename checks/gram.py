@@ -210,7 +210,7 @@ FAMILY = Family(
     example={
         "model": "organism",
         "data": {"dataset": "coding", "n": 400},
-        "params": {"layer": 2},
+        "params": {"layer": 1},
         "criteria": [{"statistic": "codon_periodicity_over_shuffled", "op": ">", "threshold": 0.0}],
     },
 )

@@ -136,7 +136,7 @@ FAMILY = Family(
     example={
         "model": "organism",
         "data": {"dataset": "promoters", "n": 200},
-        "params": {"layer": 2},
+        "params": {"layer": 1},
         "criteria": [{"statistic": "rc_equivariance_over_shuffled", "op": ">", "threshold": 0.0}],
     },
 )

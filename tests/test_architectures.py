@@ -243,7 +243,8 @@ def test_a_probe_claim_runs_on_the_state_space_model(caduceus_folder, tmp_path):
 
 
 SMALL = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
-HEADLESS = {"qk_motif", "attention_enrichment", "activation_patching", "head_ablation", "ov_alignment", "neuron"}
+HEADLESS = {"qk_motif", "attention_enrichment", "activation_patching", "head_ablation", "ov_alignment", "neuron",
+            "attention_association"}
 
 
 def family_claim(family: str, model: dict, tmp_path: Path) -> Path:

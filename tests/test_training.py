@@ -305,3 +305,48 @@ def test_cli_offers_train_organism():
 
     args = build_parser().parse_args(["train-organism", "--tokenization", "6mer", "--steps", "5", "--minutes", "1"])
     assert args.run is tr.run_train_organism and args.tokenization == "6mer" and args.steps == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Kept checkpoints: organism@step0 (the initialisation) and organism@step200
+
+
+def test_train_keeps_the_requested_checkpoints_as_model_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQCLAIMS_CACHE", str(tmp_path / "cache"))
+    recipe = tr.recipe_for("single", n_layers=1, d_model=32, n_heads=4, d_mlp=64, local_heads=((-1, 1),),
+                           window_tokens=(32,), window_weights=(1.0,), tokens_per_batch=256, steps=10,
+                           warmup_steps=2, eval_every=0)
+    folder = tmp_path / "model"
+    model, _, _ = tr.train(recipe, max_steps=3, keep=tr.checkpoint_keeper(folder, recipe, lambda line: None),
+                           keep_steps=(0, 2), log=lambda line: None)
+    kept = sorted(p.name for p in (folder / "checkpoints").iterdir())
+    assert kept == ["step0", "step2"]
+    facts = json.loads((folder / "checkpoints" / "step2" / "checkpoint.json").read_text())
+    assert facts["step"] == 2 and facts["recipe_sha256"] == recipe.digest() and facts["tokens_seen"] == 2 * 256
+    initial = tr.build_model(recipe, tr.build_tokenizer(recipe)).state_dict()
+    from transformers import EsmForMaskedLM
+
+    step0 = EsmForMaskedLM.from_pretrained(str(folder / "checkpoints" / "step0")).state_dict()
+    assert all(torch.equal(initial[name], step0[name]) for name in initial)
+    step2 = EsmForMaskedLM.from_pretrained(str(folder / "checkpoints" / "step2")).state_dict()
+    assert not all(torch.equal(initial[name], step2[name]) for name in initial)
+
+
+def test_the_shipped_initialisation_is_the_recipes_initial_model():
+    card = _card("organism")
+    recipe = tr.Recipe(**card["recipe"])
+    initial = tr.build_model(recipe, tr.build_tokenizer(recipe)).state_dict()
+    shipped = load_model("organism@step0").model.state_dict()
+    assert all(torch.equal(initial[name], shipped[name]) for name in initial)
+    for name in ("organism@step0", "organism@step200"):
+        folder = fixtures_dir() / "models" / "organism" / "checkpoints" / name.split("@")[1]
+        facts = json.loads((folder / "checkpoint.json").read_text())
+        assert facts["recipe_sha256"] == card["recipe_sha256"] and f"step{facts['step']}" == name.split("@")[1]
+    assert folder_hash(fixtures_dir() / "models" / "organism") == card["folder_sha256"]  # checkpoints/ not part of it
+
+
+def test_keep_checkpoints_must_be_a_list_of_steps():
+    assert tr.parse_steps("200, 0,200") == (0, 200)
+    assert tr.parse_steps("") == ()
+    with pytest.raises(InputError, match="--keep-checkpoints 'a,1' is not a comma-separated list of steps"):
+        tr.parse_steps("a,1")

@@ -50,7 +50,7 @@ class ClaimModel(StrictModel):
     source: str | None = Field(None, description="provenance: the study, table or figure the claim comes from")
     expect: Literal["supported", "refuted", "inconclusive"] = Field(
         description="the verdict the claim's authors expect; the pytest item passes when the verdict equals it")
-    model: Any = Field(description="an embedded model name (organism, organism-6mer, planted) or a mapping "
+    model: Any = Field(description="an embedded model name (organism, organism-6mer, planted, or a kept checkpoint such as organism@step0) or a mapping "
                        "{path: <local HF folder>} / {hf_id: <id>, revision: <sha>}")
     data: Any = Field(description="which dataset, how much, which split")
     check: str = Field(description="the check family: a module in checks/")
