@@ -261,3 +261,37 @@ def test_a_head_that_attends_to_the_window_centre_is_not_associated_with_an_anno
         x, np.array([np.roll(row, rng.integers(length)) for row in annotation]), centre=False)).sum(axis=0))[0]
         for _ in range(199)]
     assert (1 + np.sum(np.array(shifted) >= observed)) / 200 < 0.01  # the circular shift is fooled
+
+
+# ---------------------------------------------------------------------------------------------
+# gram on planted models: a codon-phase reader built by construction, and its position-mod-3 adversary
+
+
+CONTROLS = ("codon_periodicity_over_intergenic", "codon_periodicity_over_shuffled", "codon_periodicity_over_sequence")
+
+
+@pytest.fixture(scope="module")
+def codon_log_odds():
+    from seqclaims.architectures import codon_position_log_odds
+
+    dataset = build({"dataset": "coding", "n": 200}, seed=1)
+    train = [i for i in range(len(dataset)) if dataset.split[i] == "train"]
+    return codon_position_log_odds([dataset.sequences[i] for i in train],
+                                   [dataset.tracks["codon_phase"][i] for i in train])
+
+
+@pytest.mark.parametrize("reads, verdict, passing", [("codon", "supported", CONTROLS),
+                                                     ("position", "refuted", CONTROLS[2:])])
+def test_the_planted_codon_reader_passes_every_control_and_a_position_reader_only_the_naive_one(
+        tmp_path, codon_log_odds, reads, verdict, passing):
+    from seqclaims.architectures import CODON_READER_MODULE_MAP, build_codon_reader
+
+    folder = build_codon_reader(tmp_path / reads, codon_log_odds=codon_log_odds, reads=reads)
+    path = claim_files.write_claim(tmp_path, f"reader-{reads}", check="gram",
+                                   model={"path": str(folder), "trust_remote_code": True,
+                                          "module_map": CODON_READER_MODULE_MAP},
+                                   data={"dataset": "coding", "n": 300}, params={"layer": 0},
+                                   criteria=[{"statistic": s, "op": ">", "threshold": 0.0} for s in CONTROLS])
+    result = claim_files.evaluate(path)
+    assert result.status == EVALUATED and result.verdict == verdict, result.reason
+    assert tuple(c.statistic for c in result.criteria if c.verdict == "pass") == passing

@@ -14,6 +14,9 @@ architecture without its weights:
   single-nucleotide tokens, no attention, BiMamba mixers from transformers' Mamba blocks. Its claims
   declare ``CADUCEUS_MODULE_MAP`` (hooks `layer.{l}.resid_post`, `layer.{l}.mixer.out`); with
   `released_layout=True` the released code's layout, read with ``RELEASED_CADUCEUS_MODULE_MAP``.
+- ``build_codon_reader``: a planted codon-phase reader (`seqclaims/remote_code/codon_reader.py`), weights set
+  by construction, for the gram family's known answers; with ``reads="position"`` its adversary, a
+  representation of position mod 3. Read with ``CODON_READER_MODULE_MAP``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ CADUCEUS_MODULE_MAP = {"layers": "caduceus.layers", "mixer": "mixer", "embed": "
 # the released Caduceus / PlantCAD2 layout (and `build_caduceus_like(released_layout=True)`)
 RELEASED_CADUCEUS_MODULE_MAP = {"layers": "caduceus.backbone.layers", "mixer": "mixer",
                                 "embed": "caduceus.backbone.embeddings", "block_output": "hidden_plus_residual"}
+
+CODON_READER_MODULE_MAP = {"layers": "reader.layers", "mixer": "mixer", "embed": "reader.embed"}
 
 
 def train_bpe_tokenizer(sequences: Sequence[str], vocab_size: int, *, model_max_length: int = 512):
@@ -121,6 +126,50 @@ def build_caduceus_like(folder: Path | str, *, seed: int = 0, n_layers: int = 2,
         config.rcps, config.complement_map = True, complement_map(tokenizer)
     name = "ReleasedLayoutCaduceusForMaskedLM" if released_layout else "CaduceusForMaskedLM"
     return _write_remote_model(folder, "caduceus_like", name, config, seed)
+
+
+def build_codon_reader(folder: Path | str, *, codon_log_odds, reads: str = "codon", window: int = 30,
+                       scale: float = 2.0) -> Path:
+    """Write the planted codon-phase reader (or, with reads="position", the position-mod-3 adversary).
+
+    codon_log_odds: (4, 3) log P(base | codon position) - log P(base), bases in ACGT order (see
+    `codon_position_log_odds`)."""
+    from seqclaims.tokenizers import build_nucleotide_tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_nucleotide_tokenizer("single", model_max_length=1024)
+    tokenizer.save_pretrained(folder)
+    module = _import_remote(REMOTE_CODE / "codon_reader.py")
+    vocab = tokenizer.get_vocab()
+    config = module.CodonReaderConfig(vocab_size=len(tokenizer), reads=reads, window=window, scale=scale,
+                                      codon_log_odds=[[float(v) for v in row] for row in codon_log_odds],
+                                      base_ids=[vocab[b] for b in "ACGT"], pad_token_id=tokenizer.pad_token_id)
+    config.auto_map = {"AutoConfig": "codon_reader.CodonReaderConfig",
+                       "AutoModelForMaskedLM": "codon_reader.CodonReaderForMaskedLM"}
+    shutil.copyfile(REMOTE_CODE / "codon_reader.py", folder / "codon_reader.py")
+    config.save_pretrained(folder)
+    module.CodonReaderForMaskedLM(config).save_pretrained(folder)
+    _restore_auto_map(folder, config.auto_map)
+    return folder
+
+
+def codon_position_log_odds(sequences: Sequence[str], phases: Sequence) -> list[list[float]]:
+    """(4, 3) log P(base | codon position) - log P(base) over the CDS bases of `sequences` (phase >= 0),
+    with one pseudocount per cell."""
+    import numpy as np
+
+    counts = np.ones((4, 3))
+    lookup = {b: i for i, b in enumerate("ACGT")}
+    for sequence, phase in zip(sequences, phases):
+        phase = np.asarray(phase)
+        for position in np.flatnonzero(phase >= 0):
+            base = lookup.get(sequence[position])
+            if base is not None:
+                counts[base, phase[position]] += 1
+    conditional = counts / counts.sum(axis=0, keepdims=True)
+    overall = counts.sum(axis=1, keepdims=True) / counts.sum()
+    return np.log(conditional / overall).tolist()
 
 
 def complement_map(tokenizer) -> list[int]:
