@@ -40,6 +40,22 @@ claim's ci_level with its resamples; n = kept pairs unless said otherwise):
   measured).
 - ``n_pairs``: pairs measured (count; the per-pair record is its detail).
 
+Attribution patching (activation patching approximated by gradients): the first-order estimate of f_patched,
+f_corrupted + sum over the patched tokens of (clean - corrupted head output) . d f / d head output at the
+corrupted run, every head of every layer from one forward and one backward pass (`interventions.patching_effects`).
+With `method: exact` (default) it is computed beside exact patching:
+
+- ``attribution_pm``: the named head's PM from the estimate (same aggregate, pairs and resamples).
+- ``attribution_rank_agreement``: Spearman correlation over the exactly patched heads of their PM and their
+  attribution PM (bootstrap over kept pairs): how well attribution ranks heads.
+- ``attribution_max_error``: the largest |PM - attribution PM| over those heads (bootstrap over kept pairs).
+
+`method: attribution` computes every statistic from the estimate alone (the agreement statistics are then
+missing). `prescreen: k`: attribution PM ranks the heads on the selection part of the kept pairs (the part
+best_pm selects on, so the scoring part stays unseen) and only the k best, plus the named head, are patched
+exactly (one pass each); the other heads' PM are undefined, best_pm selects among the screened heads and
+heads_mean_pm is missing.
+
 Minimum n: 20 kept pairs. Figures: layer x head heatmap of PM (all kept pairs), and the distribution of
 per-pair PM for the named head (else the best head).
 """
@@ -81,6 +97,10 @@ class PatchingParams(StrictModel):
     relative_floor: float = Field(iv.RELATIVE_DENOMINATOR_FLOOR, ge=0, le=1,
                                   description="the default floor as a fraction of the median |denominator|")
     selection_fraction: float = Field(0.5, gt=0, lt=1, description="best_pm: share of kept pairs that select the head")
+    method: Literal["exact", "attribution"] = Field(
+        "exact", description="exact patching (with its attribution estimate beside it), or attribution patching alone")
+    prescreen: int | None = Field(None, ge=1, description="patch exactly only the this many heads with the largest "
+                                  "attribution PM on the selection part of the pairs (plus the named head)")
     corruption: iv.CorruptionSpec = Field(default_factory=iv.CorruptionSpec, description="how pairs are made")
     metric: iv.MetricSpec = Field(default_factory=iv.MetricSpec, description="the target metric f")
 
@@ -95,7 +115,7 @@ def evaluate(claim, context) -> Evidence:
         pairs = claim_pairs(claim, inputs, context)
         target = iv.target_metric(params.metric, inputs, seed=claim.seed)
         layers = sorted({layer for layer, _ in heads})
-        run = iv.patching_effects(model, target, pairs, layers, at=params.at) if len(pairs) else None
+        run = patching_run(claim, context, model, target, pairs, layers, heads, named) if len(pairs) else None
     except InputError as error:
         raise InputError(f"{claim.path}: {error}") from None
     analysis = Patching(claim, context, pairs, run, heads, named)
@@ -103,6 +123,29 @@ def evaluate(claim, context) -> Evidence:
                         cards=[*inputs.cards, pairs_card(pairs, params), metric_card(target, analysis)])
     evidence.versions.update(inputs.versions)
     return evidence
+
+
+def patching_run(claim, context, model, target, pairs, layers, heads, named) -> iv.PatchingRun:
+    """Exact patching with the attribution estimate beside it, attribution alone, or (prescreen) exact
+    patching of the heads attribution ranks best on the selection part of the pairs."""
+    params = claim.params
+    if params.method == "attribution":
+        return iv.patching_effects(model, target, pairs, layers, at=params.at, method="attribution")
+    if params.prescreen is None:
+        return iv.patching_effects(model, target, pairs, layers, at=params.at, method="both")
+    screen = iv.patching_effects(model, target, pairs, layers, at=params.at, method="attribution")
+    screened = Patching(claim, context, pairs, screen, heads, named)
+    chosen = screened.prescreened(params.prescreen)
+    run = iv.patching_effects(model, target, pairs, layers, at=params.at, heads=[heads[k] for k in chosen])
+    run.f_attributed = screen.f_attributed
+    return run
+
+
+def selection_split(context, n_kept: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The kept pairs (indices) that select best_pm's head, and those that score it (seeded)."""
+    shuffled = context.rng("selection-split").permutation(np.arange(n_kept))
+    cut = int(round(fraction * n_kept))
+    return np.sort(shuffled[:cut]), np.sort(shuffled[cut:])
 
 
 def claim_pairs(claim, inputs, context) -> iv.Pairs:
@@ -137,11 +180,17 @@ class Patching:
         if run is None:
             self.rest = None
             return
-        f_patched = run.f_patched.reshape(-1, len(pairs))  # (n_layers * n_heads, n), layer-major like heads
         order = [run.layers.index(layer) * run.f_patched.shape[1] + head for layer, head in heads]
         sign = 1 if params.expected_sign == "positive" else -1
-        self.rest = iv.restoration(run.f_clean, run.f_corrupted, f_patched[order], sign=sign,
-                                   floor=params.denominator_floor, relative_floor=params.relative_floor)
+
+        def restored(f_patched: np.ndarray) -> iv.Restoration:
+            flat = f_patched.reshape(-1, len(pairs))  # (n_layers * n_heads, n), layer-major like heads
+            return iv.restoration(run.f_clean, run.f_corrupted, flat[order], sign=sign,
+                                  floor=params.denominator_floor, relative_floor=params.relative_floor)
+
+        self.rest = restored(run.f_patched)
+        self.attributed = None if run.f_attributed is None else restored(run.f_attributed)
+        self.exact = params.method == "exact"
         self.values = iv.aggregate_pm(self.rest, params.aggregate)[0]  # (K,)
 
     @property
@@ -158,6 +207,53 @@ class Patching:
         out["pm"] = self.named_pm(self.claim.params.aggregate)
         out["best_pm"] = self.best_pm()
         out["heads_mean_pm"] = self.heads_mean_pm()
+        out.update(self.attribution_statistics())
+        return out
+
+    def prescreened(self, k: int) -> list[int]:
+        """Indices (into heads) of the k heads with the largest attribution PM on the selection part, and the
+        named head."""
+        if self.n_kept == 0:
+            return [] if self.named is None else [self.named]
+        selection, _ = selection_split(self.context, self.n_kept, self.claim.params.selection_fraction)
+        weights = np.zeros((1, self.n_kept))
+        weights[:, selection] = 1.0
+        values = iv.aggregate_pm(self.rest, self.claim.params.aggregate, weights)[0]
+        ranked = [int(i) for i in np.argsort(-np.where(np.isfinite(values), values, -np.inf))[:k]]
+        return sorted(set(ranked) | ({self.named} if self.named is not None else set()))
+
+    def attribution_statistics(self) -> dict[str, Estimate]:
+        names = ("attribution_pm", "attribution_rank_agreement", "attribution_max_error")
+        if (gone := self.missing()) is not None:
+            return {name: gone for name in names}
+        if self.attributed is None:
+            return {name: Estimate.missing("no attribution estimate") for name in names}
+        how = self.claim.params.aggregate
+        out = {}
+        if self.named is None:
+            out["attribution_pm"] = Estimate.missing("the claim names no head (params.layer, params.head)")
+        else:
+            k = self.named
+            interval = self.interval(lambda w: iv.aggregate_pm(self.attributed, how, w)[:, k], self.n_kept,
+                                     f"bootstrap-{how}")
+            out["attribution_pm"] = Estimate(float(interval.estimate), float(interval.low), float(interval.high),
+                                             self.n_kept, min_n=MIN_PAIRS, detail={"layer": self.heads[k][0],
+                                                                                   "head": self.heads[k][1]})
+        if not self.exact:
+            reason = "method: attribution patches nothing exactly"
+            return {**out, "attribution_rank_agreement": Estimate.missing(reason),
+                    "attribution_max_error": Estimate.missing(reason)}
+        exact = np.flatnonzero(np.isfinite(self.values))
+        pairs_of = lambda w: (iv.aggregate_pm(self.rest, how, w)[:, exact],  # noqa: E731
+                              iv.aggregate_pm(self.attributed, how, w)[:, exact])
+        agreement = self.interval(lambda w: rank_agreement(*pairs_of(w)), self.n_kept, "bootstrap-attribution")
+        error = self.interval(lambda w: np.nanmax(np.abs(np.subtract(*pairs_of(w))), axis=1), self.n_kept,
+                              "bootstrap-attribution")
+        detail = {"heads_compared": len(exact)}
+        for name, interval in (("attribution_rank_agreement", agreement), ("attribution_max_error", error)):
+            out[name] = (Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n_kept,
+                                  min_n=MIN_PAIRS, detail=detail) if np.isfinite(interval.estimate)
+                         else Estimate.missing("fewer than 3 heads patched exactly", n=self.n_kept))
         return out
 
     def missing(self) -> Estimate | None:
@@ -188,10 +284,7 @@ class Patching:
     def best_pm(self) -> Estimate:
         if (gone := self.missing()) is not None:
             return gone
-        kept = np.arange(self.n_kept)
-        shuffled = self.context.rng("selection-split").permutation(kept)
-        cut = int(round(self.claim.params.selection_fraction * len(kept)))
-        selection, scoring = np.sort(shuffled[:cut]), np.sort(shuffled[cut:])
+        selection, scoring = selection_split(self.context, self.n_kept, self.claim.params.selection_fraction)
         if len(selection) == 0 or len(scoring) == 0:
             return Estimate.missing("too few kept pairs to split into a selection and a scoring part", n=len(scoring))
         how = self.claim.params.aggregate
@@ -217,6 +310,8 @@ class Patching:
     def heads_mean_pm(self) -> Estimate:
         if (gone := self.missing()) is not None:
             return gone
+        if not np.all(np.isfinite(self.values)):
+            return Estimate.missing("prescreen: not every head was patched exactly")
         how = self.claim.params.aggregate
         interval = self.interval(lambda w: np.nanmean(iv.aggregate_pm(self.rest, how, w), axis=1), self.n_kept,
                                  "bootstrap-heads-mean")
@@ -256,6 +351,18 @@ class Patching:
         shown = self.named if self.named is not None else int(np.nanargmax(self.values))
         return [heatmap, pm_distribution(claim, self.rest.pm[shown], self.heads[shown], claim.params.aggregate,
                                          self.values[shown])]
+
+
+def rank_agreement(exact: np.ndarray, attributed: np.ndarray) -> np.ndarray:
+    """(B,) Spearman correlation of two (B, K) rows of per-head values (NaN with fewer than 3 heads)."""
+    from scipy.stats import rankdata
+
+    if exact.shape[1] < 3:
+        return np.full(exact.shape[0], np.nan)
+    a, b = rankdata(exact, axis=1), rankdata(attributed, axis=1)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
 
 
 def pm_distribution(claim, pm: np.ndarray, head: tuple[int, int], how: str, aggregate: float) -> Figure:
@@ -313,6 +420,9 @@ FAMILY = Family(
         "heads_mean_pm": Statistic("mean PM over every candidate head"),
         "excluded_fraction": Statistic("share of measured pairs excluded by the denominator rule (Wilson interval)"),
         "n_pairs": Statistic("pairs measured; the per-pair corruption record is the detail", kind="count"),
+        "attribution_pm": Statistic("named head: PM estimated by attribution patching (gradients)"),
+        "attribution_rank_agreement": Statistic("Spearman over exactly patched heads of PM and attribution PM"),
+        "attribution_max_error": Statistic("largest |PM - attribution PM| over exactly patched heads"),
     },
     evaluate=evaluate,
     min_n=MIN_PAIRS,

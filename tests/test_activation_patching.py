@@ -354,3 +354,62 @@ def test_windows_cut_from_one_sequence_are_a_one_line_error(tmp_path, check):
                                   params=example["params"], criteria=example["criteria"]))
     assert result.status == ERROR and result.traceback is None, result.reason
     assert "data.windowing" in result.reason and "\n" not in result.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribution patching: gradients, agreement with exact patching, pre-screening
+
+
+@pytest.mark.parametrize("kind", ["token_logit", "masked_logprob", "probe"])
+def test_metric_gradients_equal_finite_differences(planted, planted_pairs, kind):
+    coef = torch.from_numpy(np.random.default_rng(4).normal(size=planted.d_model))
+    target = {"token_logit": iv.TargetMetric(planted, kind, token_id=planted.tokenizer.get_vocab()["TATAAAA"]),
+              "masked_logprob": iv.TargetMetric(planted, kind, mask_position=20),
+              "probe": iv.TargetMetric(planted, kind, probe_layer=1, coef=coef, intercept=0.3)}[kind]
+    prepared = target.prepare(planted_pairs.corrupted[:3])
+    hook = "layer.0.attn.head_out"
+    run = models.metric_gradients(planted, prepared.batch, [hook], metric=prepared.metric,
+                                  metric_input=target.metric_input)
+    plain = iv._metric_run(planted, prepared, target, [], [], 16)["metric"]
+    np.testing.assert_allclose(run["metric"].numpy(), plain.numpy(), atol=1e-5)
+    direction = torch.from_numpy(np.random.default_rng(5).normal(size=run[hook].shape[:2] + (planted.d_head,))).float()
+    head, epsilon = 2, 1e-2
+
+    def moved(sign: float) -> np.ndarray:
+        values = run[hook][:, :, head] + sign * epsilon * direction
+        return iv._metric_run(planted, prepared, target, [models.patch_head(0, head, values)], [], 16)["metric"].numpy()
+
+    numeric = (moved(1.0) - moved(-1.0)) / (2 * epsilon)
+    analytic = torch.einsum("ntd,ntd->n", run[f"{hook}.grad"][:, :, head], direction).numpy()
+    np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-3)
+
+
+def test_attribution_ranks_the_planted_head_first_and_agrees_with_exact_patching(tmp_path):
+    params = {"layer": MOTIF_HEAD[0], "head": MOTIF_HEAD[1], "layers": [0, 1, 2], "metric": TOKEN_LOGIT}
+    result = evaluate(write_claim(tmp_path, "attribution", params=params, criteria=[
+        {"statistic": "attribution_rank_agreement", "op": ">=", "threshold": 0.5},  # 0.95 [0.67, 1]: 11 heads near 0
+        {"statistic": "attribution_pm", "op": ">=", "threshold": 0.8}]))
+    assert result.verdict == "supported", [(c.statistic, c.estimate, c.ci_low) for c in result.criteria]
+    alone = evaluate(write_claim(tmp_path, "attribution-alone", params={**params, "method": "attribution"},
+                                 criteria=[{"statistic": "best_pm", "op": ">=", "threshold": 0.8},
+                                           {"statistic": "attribution_rank_agreement", "op": ">=", "threshold": 0.8}]))
+    best = criterion(alone, "best_pm")
+    assert (best.detail["layer"], best.detail["head"]) == MOTIF_HEAD
+    assert criterion(alone, "attribution_rank_agreement").verdict == "inconclusive"  # nothing patched exactly
+
+
+def test_prescreened_heads_keep_their_exact_pm_and_the_rest_are_not_patched(planted, planted_pairs, tmp_path):
+    target = iv.TargetMetric(planted, "token_logit", token_id=planted.tokenizer.get_vocab()["TATAAAA"])
+    few = iv.Pairs(planted_pairs.rows[:6], planted_pairs.clean[:6], planted_pairs.corrupted[:6],
+                   planted_pairs.corruptions[:6], planted_pairs.excluded, 6, planted_pairs.site)
+    full = iv.patching_effects(planted, target, few, [0, 1], method="both")
+    some = iv.patching_effects(planted, target, few, [0, 1], heads=[(0, 2), (1, 3)])
+    np.testing.assert_allclose(some.f_patched[0, 2], full.f_patched[0, 2], atol=1e-6)
+    np.testing.assert_allclose(some.f_patched[1, 3], full.f_patched[1, 3], atol=1e-6)
+    assert np.isnan(some.f_patched[0, 0]).all() and np.isfinite(full.f_patched).all()
+    params = {"layer": CONTROL_HEAD[0], "head": CONTROL_HEAD[1], "layers": [0, 1, 2], "metric": TOKEN_LOGIT,
+              "prescreen": 2}
+    result = evaluate(write_claim(tmp_path, "prescreen", params=params,
+                                  criteria=[{"statistic": "best_pm", "op": ">=", "threshold": 0.8}]))
+    best = criterion(result, "best_pm")
+    assert result.verdict == "supported" and (best.detail["layer"], best.detail["head"]) == MOTIF_HEAD

@@ -799,6 +799,62 @@ def run_with_interventions(
                              batch_size=batch_size, metric=metric, metric_input=metric_input))
 
 
+@dataclass
+class _GradientProbe:
+    """An edit that adds a zero leaf requiring grad to a head_out or mlp.post value, so that the gradient of
+    the metric with respect to the value can be read off the leaf."""
+
+    hook: str
+    leaves: list = field(default_factory=list)
+    index: int = 0
+
+    def edit(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        leaf = torch.zeros_like(x, requires_grad=True)
+        self.leaves.append(leaf)
+        return x + leaf
+
+
+def metric_gradients(
+    model: LoadedModel,
+    batch: Batch,
+    hooks: Sequence[str],
+    *,
+    metric: Metric,
+    metric_input: str = "logits",
+    batch_size: int = 16,
+) -> dict[str, torch.Tensor]:
+    """The metric, the values of `hooks` (``attn.head_out`` / ``mlp.post``) and d metric / d value, from one
+    forward and one backward pass per sub-batch (each sequence's metric depends on its own row only, so the
+    gradient of their sum is every row's own). Returns "metric" (n_seq,), each hook (n_seq, n_tok, ...) and
+    "<hook>.grad" of the same shape. No weight gradient is computed."""
+    points = [parse_hook(model, name) for name in dict.fromkeys(hooks)]
+    for point in points:
+        if point.site not in ("attn.head_out", "mlp.post"):
+            raise InputError(f"gradients are taken at attn.head_out and mlp.post hooks, not '{point.name}'")
+    reads = _metric_source(model, metric, metric_input)
+    if not model.takes_attention_mask and len(set(batch.lengths.tolist())) > 1:
+        batch_size = 1
+
+    def parts():
+        for start in range(0, len(batch), batch_size):
+            seq_index = torch.arange(start, min(start + batch_size, len(batch)))
+            rows = batch.select(slice(start, seq_index[-1] + 1))
+            probes = [_GradientProbe(p.name) for p in points]
+            outputs = _forward(model, rows, points, probes, seq_index, metric, reads, grad=True)
+            leaves = [leaf for probe in probes for leaf in probe.leaves]
+            grads = torch.autograd.grad(outputs["metric"].sum(), leaves, allow_unused=True)
+            token_mask = rows.attention_mask.bool()
+            result = {"metric": outputs["metric"].detach()}
+            for probe, gradient in zip(probes, grads):
+                value = outputs[probe.hook].detach()
+                gradient = torch.zeros_like(value) if gradient is None else on_cpu(gradient)
+                result[probe.hook] = _to_batch_layout(value, probe.hook, token_mask, batch.n_tok)
+                result[f"{probe.hook}.grad"] = _to_batch_layout(gradient, probe.hook, token_mask, batch.n_tok)
+            yield seq_index, result
+
+    return _collect(parts())
+
+
 def patch_every_head(
     model: LoadedModel,
     batch: Batch,
@@ -1036,7 +1092,7 @@ def masked_lm_logits(model: LoadedModel, hidden: torch.Tensor, token_ids=None) -
     """
     head = _lm_head(model)
     hidden = hidden.to(device=model.device, dtype=DTYPES[model.dtype])
-    with torch.inference_mode():
+    with nullcontext() if hidden.requires_grad else torch.inference_mode():  # a gradient passes through
         if token_ids is None:
             return on_cpu(head(hidden))
         ids = torch.as_tensor(token_ids, dtype=torch.long, device=model.device)
@@ -1115,7 +1171,10 @@ def _forward(
     row_index: torch.Tensor,
     metric: Metric | None,
     reads: HookPoint | None = None,
+    grad: bool = False,
 ) -> dict[str, torch.Tensor]:
+    """One forward pass of a sub-batch. grad: keep the autograd graph (for `metric_gradients`); otherwise
+    inference mode."""
     store: dict[str, torch.Tensor] = {}
     token_mask = rows.attention_mask.bool().to(model.device)
     reads_hook = reads is not None and reads.site not in ("logits", _HIDDEN)
@@ -1127,7 +1186,7 @@ def _forward(
         handles.append(_stop_after(model, captured))
     output = None
     try:
-        with torch.inference_mode(), _attention_for(model, captured, store):
+        with (torch.enable_grad() if grad else torch.inference_mode()), _attention_for(model, captured, store):
             network = model.model if wants_logits else model.model.base_model
             output = network(**model_inputs(model, rows))
     except _EnoughComputed:
