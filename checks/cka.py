@@ -13,8 +13,10 @@ Definitions:
 - cka_shuffled: the same with the other representation's bases permuted within each window (seeded): the
   similarity that window-level resemblance alone gives.
 - cka_over_shuffled: cka minus cka_shuffled, paired.
-Intervals: percentile bootstrap over windows (`resamples`, `ci_level`), every window's bases kept
-together (a resampled window's bases count as distinct rows); n: windows. Minimum n: 20.
+Intervals: normal intervals with the delete-one-window jackknife standard error (`ci_level`; a bootstrap
+over windows would pair a repeated window's bases with their own copies, which the unbiased estimator takes
+for new examples, and put two independent representations' resamples above their estimate); n: windows.
+Minimum n: 20.
 """
 
 from __future__ import annotations
@@ -57,15 +59,15 @@ def evaluate(claim, context) -> Evidence:
         other_model, dataset.sequences, geo.representation_hook(claim, other_model, params.other.layer, params.other.site),
         dataset.content_hash)
     rng = context.rng("cka-shuffle")
-    boot = {"resamples": claim.resamples, "seed": context.seed_for("bootstrap"), "level": claim.ci_level}
+    level = claim.ci_level
     aligned, shuffled = [], []
     for a, b in zip(mine, theirs):
         both = np.all(np.isfinite(a), axis=1) & np.all(np.isfinite(b), axis=1)
         a, b = a[both], b[both]
         aligned.append(geo.cka_sums(a, b))
         shuffled.append(geo.cka_sums(a, b[rng.permutation(len(b))]))
-    cka = geo.cka_interval(aligned, **boot)
-    control = geo.cka_interval(shuffled, **boot)
+    cka = geo.cka_interval(aligned, level=level)
+    control = geo.cka_interval(shuffled, level=level)
     described = f"{other_model.ref.describe()} layer {params.other.layer} {params.other.site}"
     statistics = {"cka": geo.as_estimate(cka, MIN_N, other=described),
                   "cka_shuffled": geo.as_estimate(control, MIN_N, other=described),

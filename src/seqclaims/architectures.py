@@ -14,9 +14,10 @@ architecture without its weights:
   single-nucleotide tokens, no attention, BiMamba mixers from transformers' Mamba blocks. Its claims
   declare ``CADUCEUS_MODULE_MAP`` (hooks `layer.{l}.resid_post`, `layer.{l}.mixer.out`); with
   `released_layout=True` the released code's layout, read with ``RELEASED_CADUCEUS_MODULE_MAP``.
-- ``build_codon_reader``: a planted codon-phase reader (`seqclaims/remote_code/codon_reader.py`), weights set
+- ``build_codon_reader``: a planted codon-phase reader (`seqclaims/remote_code/planted_reader.py`), weights set
   by construction, for the gram family's known answers; with ``reads="position"`` its adversary, a
-  representation of position mod 3. Read with ``CODON_READER_MODULE_MAP``.
+  representation of position mod 3. ``build_circuit_reader``: a planted two-layer circuit (a TATA latent,
+  then a TATA-nearby latent, then the T logit) for feature_circuit. Read with ``READER_MODULE_MAP``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ CADUCEUS_MODULE_MAP = {"layers": "caduceus.layers", "mixer": "mixer", "embed": "
 RELEASED_CADUCEUS_MODULE_MAP = {"layers": "caduceus.backbone.layers", "mixer": "mixer",
                                 "embed": "caduceus.backbone.embeddings", "block_output": "hidden_plus_residual"}
 
-CODON_READER_MODULE_MAP = {"layers": "reader.layers", "mixer": "mixer", "embed": "reader.embed"}
+READER_MODULE_MAP = {"layers": "reader.layers", "mixer": "mixer", "embed": "reader.embed"}
 
 
 def train_bpe_tokenizer(sequences: Sequence[str], vocab_size: int, *, model_max_length: int = 512):
@@ -134,22 +135,37 @@ def build_codon_reader(folder: Path | str, *, codon_log_odds, reads: str = "codo
 
     codon_log_odds: (4, 3) log P(base | codon position) - log P(base), bases in ACGT order (see
     `codon_position_log_odds`)."""
+    return _write_reader(folder, reads=reads, window=window, scale=scale,
+                         codon_log_odds=[[float(v) for v in row] for row in codon_log_odds])
+
+
+def build_circuit_reader(folder: Path | str, *, window: int = 30, scale: float = 3.0) -> Path:
+    """Write the planted two-layer circuit: TATA here (layer 0), a TATA within `window` bases (layer 1), the
+    logit of T = `scale` x that. The folder declares its hook map, so that it loads as the embedded model
+    `planted-circuit` (`python -m seqclaims.architectures` rebuilds fixtures/models/planted-circuit)."""
+    from seqclaims.models import MODULE_MAP_FILE
+
+    folder = _write_reader(folder, reads="circuit", window=window, scale=scale)
+    (folder / MODULE_MAP_FILE).write_text(json.dumps(READER_MODULE_MAP, indent=1, sort_keys=True) + "\n")
+    return folder
+
+
+def _write_reader(folder: Path | str, **settings) -> Path:
     from seqclaims.tokenizers import build_nucleotide_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_nucleotide_tokenizer("single", model_max_length=1024)
     tokenizer.save_pretrained(folder)
-    module = _import_remote(REMOTE_CODE / "codon_reader.py")
+    module = _import_remote(REMOTE_CODE / "planted_reader.py")
     vocab = tokenizer.get_vocab()
-    config = module.CodonReaderConfig(vocab_size=len(tokenizer), reads=reads, window=window, scale=scale,
-                                      codon_log_odds=[[float(v) for v in row] for row in codon_log_odds],
-                                      base_ids=[vocab[b] for b in "ACGT"], pad_token_id=tokenizer.pad_token_id)
-    config.auto_map = {"AutoConfig": "codon_reader.CodonReaderConfig",
-                       "AutoModelForMaskedLM": "codon_reader.CodonReaderForMaskedLM"}
-    shutil.copyfile(REMOTE_CODE / "codon_reader.py", folder / "codon_reader.py")
+    config = module.PlantedReaderConfig(vocab_size=len(tokenizer), base_ids=[vocab[b] for b in "ACGT"],
+                                        pad_token_id=tokenizer.pad_token_id, **settings)
+    config.auto_map = {"AutoConfig": "planted_reader.PlantedReaderConfig",
+                       "AutoModelForMaskedLM": "planted_reader.PlantedReaderForMaskedLM"}
+    shutil.copyfile(REMOTE_CODE / "planted_reader.py", folder / "planted_reader.py")
     config.save_pretrained(folder)
-    module.CodonReaderForMaskedLM(config).save_pretrained(folder)
+    module.PlantedReaderForMaskedLM(config).save_pretrained(folder)
     _restore_auto_map(folder, config.auto_map)
     return folder
 
@@ -212,3 +228,9 @@ def _restore_auto_map(folder: Path, auto_map: dict) -> None:
     config = json.loads(path.read_text())
     config["auto_map"] = auto_map
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    from seqclaims.paths import fixtures_dir
+
+    print(build_circuit_reader(fixtures_dir() / "models" / "planted-circuit"))

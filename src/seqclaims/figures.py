@@ -37,6 +37,7 @@ class Figure:
     file: str | None
     caption: str = ""
     recipe: dict[str, Any] | None = None
+    graph: dict[str, Any] | None = None  # nodes and edges the report shows as an interactive graph beside the PNG
 
     @classmethod
     def from_matplotlib(cls, fig: Any, title: str, caption: str = "") -> "Figure":
@@ -246,3 +247,54 @@ def _on_scale(value: float | None, log2: bool) -> float | None:
 
 
 RENDERERS["head_heatmap"] = _render_head_heatmap
+
+
+# ---------------------------------------------------------------------------------------------
+# Circuit graphs: a static drawing (the interactive one is the report's, from Figure.graph)
+
+
+def circuit_graph(title: str, caption: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> Figure:
+    """A graph of latents (nodes: id, layer, latent, score, windows) and weighted edges (source, target,
+    weight): a PNG drawn at judging time, and the same data for the report's interactive viewer."""
+    data = {"nodes": nodes, "edges": edges}
+    return replace(Figure.from_recipe("circuit_graph", title, caption, data), graph=_plain(data))
+
+
+def circuit_positions(nodes: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Layered layout: one column per layer, nodes of a layer spread evenly top to bottom."""
+    layers = sorted({node["layer"] for node in nodes})
+    positions = {}
+    for column, layer in enumerate(layers):
+        members = [node for node in nodes if node["layer"] == layer]
+        for row, node in enumerate(members):
+            positions[node["id"]] = (float(column), float(row - (len(members) - 1) / 2))
+    return positions
+
+
+def _render_circuit_graph(data: dict[str, Any], criteria: Sequence[Any]) -> tuple[Any, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nodes, edges = data["nodes"], data["edges"]
+    where = circuit_positions(nodes)
+    largest = max([abs(e["weight"] or 0.0) for e in edges] or [1.0]) or 1.0
+    biggest = max([abs(n["score"] or 0.0) for n in nodes] or [1.0]) or 1.0
+    fig, ax = plt.subplots(figsize=(1.8 + 2.2 * len({n["layer"] for n in nodes}), 0.9 + 0.55 * max(
+        [sum(1 for m in nodes if m["layer"] == n["layer"]) for n in nodes] or [1])))
+    for edge in edges:
+        (x0, y0), (x1, y1) = where[edge["source"]], where[edge["target"]]
+        weight = edge["weight"] or 0.0
+        ax.plot([x0, x1], [y0, y1], color="#cf222e" if weight < 0 else "#0969da",
+                linewidth=0.3 + 4 * abs(weight) / largest, alpha=0.7, zorder=1)
+    for node in nodes:
+        x, y = where[node["id"]]
+        ax.scatter([x], [y], s=80 + 600 * abs(node["score"] or 0.0) / biggest, color="#1a7f37", zorder=2)
+        ax.annotate(node["id"], (x, y), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
+    ax.set_axis_off()
+    ax.margins(0.25)
+    return fig, ""
+
+
+RENDERERS["circuit_graph"] = _render_circuit_graph

@@ -59,7 +59,7 @@ from seqclaims.paths import cache_dir, fixtures_dir
 from seqclaims.tokenizers import Batch, Tokenization, declared_scheme, tokenize
 
 # `<name>@step<N>`: the checkpoint `seqclaims train-organism` kept after N steps (step0: the initialisation)
-EMBEDDED_MODELS = ("organism", "organism-6mer", "planted", "organism@step0", "organism@step200")
+EMBEDDED_MODELS = ("organism", "organism-6mer", "planted", "planted-circuit", "organism@step0", "organism@step200")
 
 # ---------------------------------------------------------------------------------------------
 # What a claim's `model:` says
@@ -315,12 +315,13 @@ def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float3
     from transformers import AutoTokenizer
 
     config = _read_config(folder)
-    if "auto_map" in config and not ref.trust_remote_code:
+    embedded = ref.name is not None  # the repository's own fixtures: their code is part of the project
+    if "auto_map" in config and not (ref.trust_remote_code or embedded):
         raise InputError(
             f"model {ref.describe()} ships its own code (auto_map in {folder / 'config.json'}); set "
             "`trust_remote_code: true` in the claim's model mapping if you trust it"
         )
-    options = dict(local_files_only=True, trust_remote_code=ref.trust_remote_code)
+    options = dict(local_files_only=True, trust_remote_code=ref.trust_remote_code or embedded)
     try:
         # attn_implementation is not saved in config.json: it must be passed at every load.
         model = _masked_lm_class(folder, config).from_pretrained(
@@ -334,7 +335,7 @@ def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float3
         ) from None
     model.eval()
     model.to(device=device, dtype=DTYPES[dtype])
-    module_map = ref.module_map or builtin_module_map(model, ref)
+    module_map = ref.module_map or folder_module_map(folder) or builtin_module_map(model, ref)
     loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -393,6 +394,15 @@ def _load_failure(error: Exception) -> str:
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+MODULE_MAP_FILE = "seqclaims_module_map.json"
+
+
+def folder_module_map(folder: Path) -> ModuleMap | None:
+    """The hook map an embedded model folder declares for itself (`seqclaims_module_map.json`), if any."""
+    path = Path(folder) / MODULE_MAP_FILE
+    return ModuleMap.model_validate(json.loads(path.read_text())) if path.is_file() else None
 
 
 def builtin_module_map(model, ref: ModelRef) -> ModuleMap:
@@ -517,6 +527,7 @@ def save_random_model(
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 DEFINING_FILES = (
+    "seqclaims_module_map.json",
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -1149,9 +1160,9 @@ def _output_bias(model: LoadedModel) -> torch.Tensor:
 
 def _check_intervention(model: LoadedModel, intervention) -> None:
     point = parse_hook(model, intervention.hook)
-    if point.site not in ("attn.head_out", "mlp.post"):
-        raise InputError(f"interventions apply to attn.head_out and mlp.post hooks, not '{intervention.hook}'")
-    limit = model.n_heads if point.site == "attn.head_out" else model.d_mlp
+    if point.site not in ("attn.head_out", "mlp.post", "resid_post"):
+        raise InputError(f"interventions apply to attn.head_out, mlp.post and resid_post hooks, not '{intervention.hook}'")
+    limit = {"attn.head_out": model.n_heads, "mlp.post": model.d_mlp}.get(point.site, model.d_model)
     index = getattr(intervention, "index", 0)
     if not 0 <= index < limit:
         raise InputError(f"index {index} is out of range for '{intervention.hook}' (0..{limit - 1})")
@@ -1256,7 +1267,20 @@ class _NoHandle:
 def _install_hooks(model, points, interventions, token_mask, row_index, store) -> list:
     handles = []
     captured = {p.name: p for p in points if p.site != "logits"}
+    residual_edits = {}
+    for intervention in interventions:
+        if parse_hook(model, intervention.hook).site == "resid_post":
+            residual_edits.setdefault(intervention.hook, []).append(intervention)
+    for name in residual_edits:
+        point = parse_hook(model, name)
+        if model.module_map.block_output == "hidden_plus_residual":
+            raise InputError(f"editing {name} is not supported for blocks that return (hidden, residual) pairs")
+        module = model.module(f"{model.module_map.layers}.{point.layer}")
+        handles.append(module.register_forward_hook(
+            _output_edit(point, residual_edits[name], name in captured, token_mask, row_index, store)))
     for point in captured.values():
+        if point.name in residual_edits:
+            continue
         if point.site in ("embed", "resid_post", "mixer.out"):
             module = model.module(model.module_map.embed) if point.site == "embed" else \
                 model.block_module(point.layer, model.module_map.mixer) if point.site == "mixer.out" else \
@@ -1270,7 +1294,7 @@ def _install_hooks(model, points, interventions, token_mask, row_index, store) -
             module = model.block_module(point.layer, model.module_map.attn_probs)
             handles.append(module.register_forward_hook(_pattern_capture(model, point, store)))
     projections = {p.name for p in captured.values() if p.site in ("attn.head_out", "mlp.post")}
-    projections |= {i.hook for i in interventions}
+    projections |= {i.hook for i in interventions if i.hook not in residual_edits}
     for name in projections:
         point = parse_hook(model, name)
         relative = model.module_map.attn_out_proj if point.site == "attn.head_out" else model.module_map.mlp_out_proj
@@ -1287,6 +1311,21 @@ def _output_capture(point: HookPoint, token_mask: torch.Tensor, store: dict, pai
         if pair_sum and isinstance(output, (tuple, list)) and output[1] is not None:
             value = value + output[1]
         store[point.name] = padded_tokens(value, token_mask)
+
+    return hook
+
+
+def _output_edit(point: HookPoint, edits, capture: bool, token_mask: torch.Tensor, row_index, store: dict):
+    """Edit a block's output (the residual stream after it), then record it."""
+    def hook(module, args, output):
+        given = output[0] if isinstance(output, (tuple, list)) else output
+        value = padded_tokens(given, token_mask)
+        for edit in edits:
+            value = edit.edit(value, row_index)
+        if capture:
+            store[point.name] = value
+        edited = _module_layout(value, given, token_mask)
+        return (edited, *output[1:]) if isinstance(output, (tuple, list)) else edited
 
     return hook
 

@@ -68,11 +68,21 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], run: dict[str, An
                       autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
-    html = env.get_template("index.html.j2").render(doc=document, forest=forest, version=__version__)
+    graphs = any(f.get("graph") for claim in document["claims"] for f in claim.get("figures", []))
+    html = env.get_template("index.html.j2").render(doc=document, forest=forest, version=__version__,
+                                                    viewer_js=viewer_script() if graphs else "")
     (out_dir / "index.html").write_text(html, encoding="utf-8")
     markdown = env.get_template("summary.md.j2").render(doc=document)
     (out_dir / "summary.md").write_text(markdown, encoding="utf-8")
     return out_dir / "index.html"
+
+
+VIEWER_LIBRARY = PACKAGE_DIR / "templates" / "vendor" / "cytoscape-3.35.0.min.js"
+
+
+def viewer_script() -> str:
+    """Cytoscape.js (MIT, shipped with the package), inlined so that the report's graphs work offline."""
+    return VIEWER_LIBRARY.read_text(encoding="utf-8").replace("</script", "<\\/script")
 
 
 def format_number(value: Any, digits: int = 3) -> str:
