@@ -53,8 +53,8 @@ MIN_N = 20
 
 
 class Edge(StrictModel):
-    source: tuple[int, int] = Field(description="[layer, latent] upstream")
-    target: tuple[int, int] = Field(description="[layer, latent] downstream (a later circuit layer)")
+    source: list[int] = Field(min_length=2, max_length=2, description="[layer, latent] upstream")
+    target: list[int] = Field(min_length=2, max_length=2, description="[layer, latent] downstream (a later circuit layer)")
 
 
 class CircuitParams(StrictModel):
@@ -128,6 +128,23 @@ class Circuit:
         """(n_test,) f on the test windows with the circuit layers spliced (latents outside `keep` mean-ablated)."""
         edits = cx.splices(self.hooks, self.saes, self.means, keep)
         return cx.spliced_metric(self.model, self.prepared_test, self.target, edits)
+
+    def test_codes(self) -> list[np.ndarray]:
+        """Per circuit layer, (n_test, n_tok, d_sae) codes of the test windows in the spliced model (computed once)."""
+        if getattr(self, "_test_codes", None) is None:
+            from seqclaims.models import run_with_interventions
+
+            batch = self.prepared_test.batch
+            codes = [np.zeros((len(batch), batch.input_ids.shape[1], sae.model.d_sae), np.float32) for sae in self.saes]
+            for start in range(0, len(batch), 32):
+                rows = batch.select(slice(start, start + 32))
+                edits = cx.splices(self.hooks, self.saes, self.means)
+                run_with_interventions(self.model, rows, edits, [self.hooks[-1]], logits=False, batch_size=32)
+                n, t = rows.input_ids.shape
+                for k, edit in enumerate(edits):
+                    codes[k][start:start + n, :t] = edit.codes[0].detach().float().reshape(n, t, -1).numpy()
+            self._test_codes = codes
+        return self._test_codes
 
     def top(self, m: int) -> list[np.ndarray]:
         return [ranked[:m] for ranked in self.ranked]
@@ -250,16 +267,11 @@ def circuit_graph(circuit: Circuit, chosen: list[np.ndarray], dataset) -> Figure
 
 
 def top_windows(circuit: Circuit, k: int, latent: int, dataset, n: int = 3) -> list[dict]:
-    """The test windows where the latent's summed code is largest (sequence excerpt around its peak)."""
-    edits = cx.splices(circuit.hooks, circuit.saes, circuit.means)
-    from seqclaims.models import run_with_interventions
-
+    """The test windows where the latent's code peaks highest (the token in its sequence context)."""
+    codes = circuit.test_codes()[k][..., latent]  # (n_test, n_tok)
     batch = circuit.prepared_test.batch
-    run_with_interventions(circuit.model, batch, edits, [circuit.hooks[-1]], logits=False, batch_size=32)
-    codes = torch.cat([c[:, latent] for c in edits[k].codes]).reshape(len(batch), -1).numpy()
-    best = np.argsort(-codes.max(axis=1))[:n]
     out = []
-    for row in best:
+    for row in np.argsort(-codes.max(axis=1))[:n]:
         token = int(codes[row].argmax())
         start, end = (int(v) for v in batch.offsets[row, token])
         sequence = dataset.sequences[circuit.test[row]]
