@@ -65,7 +65,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from seqclaims import attention as att
 from seqclaims import interventions as iv
@@ -101,6 +101,12 @@ class PatchingParams(StrictModel):
         "exact", description="exact patching (with its attribution estimate beside it), or attribution patching alone")
     prescreen: int | None = Field(None, ge=1, description="patch exactly only the this many heads with the largest "
                                   "attribution PM on the selection part of the pairs (plus the named head)")
+
+    @model_validator(mode="after")
+    def _prescreen_needs_exact(self) -> "PatchingParams":
+        if self.prescreen is not None and self.method == "attribution":
+            raise ValueError("prescreen selects heads for exact patching; it does not apply to method: attribution")
+        return self
     corruption: iv.CorruptionSpec = Field(default_factory=iv.CorruptionSpec, description="how pairs are made")
     metric: iv.MetricSpec = Field(default_factory=iv.MetricSpec, description="the target metric f")
 
@@ -138,6 +144,9 @@ def patching_run(claim, context, model, target, pairs, layers, heads, named) -> 
     chosen = screened.prescreened(params.prescreen)
     run = iv.patching_effects(model, target, pairs, layers, at=params.at, heads=[heads[k] for k in chosen])
     run.f_attributed = screen.f_attributed
+    # the screen's f_corrupted (equal up to rounding), so that the kept pairs, and with them the selection part
+    # the heads were screened on, are exactly those best_pm splits
+    run.f_corrupted = screen.f_corrupted
     return run
 
 

@@ -56,6 +56,12 @@ class Edge(StrictModel):
     source: list[int] = Field(min_length=2, max_length=2, description="[layer, latent] upstream")
     target: list[int] = Field(min_length=2, max_length=2, description="[layer, latent] downstream (a later circuit layer)")
 
+    @model_validator(mode="after")
+    def _non_negative(self) -> "Edge":
+        if min(self.source + self.target) < 0:
+            raise ValueError("layers and latents are non-negative")
+        return self
+
 
 class CircuitParams(StrictModel):
     layers: list[int] = Field(min_length=1, description="circuit layers (resid_post), in increasing order")
@@ -77,6 +83,8 @@ class CircuitParams(StrictModel):
         if self.edge is not None and not (self.edge.source[0] < self.edge.target[0]
                                           and {self.edge.source[0], self.edge.target[0]} <= set(self.layers)):
             raise ValueError("edge: source and target must be circuit layers, the source's before the target's")
+        if self.edge is not None and max(self.edge.source[1], self.edge.target[1]) >= self.sae.d_sae:
+            raise ValueError(f"edge: a latent is not one of the SAE's {self.sae.d_sae} latents")
         return self
 
 
@@ -88,7 +96,7 @@ class Circuit:
         self.claim, self.context, self.model = claim, context, model
         bad = [layer for layer in params.layers if not 0 <= layer < model.n_layers]
         if bad:
-            raise InputError(f"{claim.path}: params.layers: {bad[0]} is not a layer of model {model.ref.describe()} "
+            raise InputError(f"params.layers: {bad[0]} is not a layer of model {model.ref.describe()} "
                              f"({model.n_layers} layers)")
         self.hooks = [f"layer.{layer}.resid_post" for layer in params.layers]
         activations = inputs.activations(self.hooks)
@@ -231,10 +239,6 @@ def edge_weight(circuit: Circuit, params, inputs) -> Estimate:
     if params.edge is None:
         return Estimate.missing("the claim names no edge (params.edge)")
     (up_layer, up), (down_layer, down) = params.edge.source, params.edge.target
-    for layer, latent in params.edge.source, params.edge.target:
-        if latent >= params.sae.d_sae:
-            raise InputError(f"{circuit.claim.path}: params.edge: latent {latent} is not a latent of an SAE with "
-                             f"d_sae {params.sae.d_sae}")
     a, b = params.layers.index(up_layer), params.layers.index(down_layer)
     weights = cx.edge_attributions(circuit.model, circuit.prepared_test, circuit.target, circuit.hooks, circuit.saes,
                                    circuit.means, a, b, [up], [down])[:, 0, 0]
@@ -268,8 +272,9 @@ def circuit_graph(circuit: Circuit, chosen: list[np.ndarray], dataset) -> Figure
 
 def top_windows(circuit: Circuit, k: int, latent: int, dataset, n: int = 3) -> list[dict]:
     """The test windows where the latent's code peaks highest (the token in its sequence context)."""
-    codes = circuit.test_codes()[k][..., latent]  # (n_test, n_tok)
     batch = circuit.prepared_test.batch
+    content = batch.content_mask.numpy()
+    codes = np.where(content, circuit.test_codes()[k][..., latent], -np.inf)  # (n_test, n_tok), content tokens only
     out = []
     for row in np.argsort(-codes.max(axis=1))[:n]:
         token = int(codes[row].argmax())

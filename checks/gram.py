@@ -80,14 +80,18 @@ class Profiles:
         rows = geo.nucleotide_representations(model, dataset.sequences, hook, dataset.content_hash)
         self.whole = geo.offset_profiles(rows, [np.ones(len(r), bool) for r in rows], params.max_offset)
         self.coding = self.shuffled = None
+        self.too_few = False
         if "codon_phase" not in dataset.tracks:
             return
         phases = dataset.tracks["codon_phase"]
         runs = [geo.coding_run(phase) for phase in phases]
-        min_run = params.min_run or 2 * params.max_offset
+        min_run = self.min_run = params.min_run or 2 * params.max_offset
         self.coding_rows = np.flatnonzero((np.asarray(dataset.labels) == 1) & np.array([r.sum() >= min_run for r in runs]))
         self.intergenic_rows = np.flatnonzero(np.asarray(dataset.labels) == 0)
         coding_runs = [runs[i] for i in self.coding_rows]
+        if len(self.coding_rows) == 0:
+            self.too_few = True
+            return
         self.coding = geo.offset_profiles([rows[i] for i in self.coding_rows], coding_runs, params.max_offset)
         rng = np.random.default_rng(seed)
         shuffled = [geo.shuffle_within_codons(dataset.sequences[i], phases[i], runs[i], rng) for i in self.coding_rows]
@@ -116,7 +120,7 @@ def evaluate(claim, context) -> Evidence:
         statistics["codon_periodicity_minus_compared"] = (
             geo.as_estimate(mean(ours.coding.share - other.coding.share, "bootstrap"), MIN_N,
                             compared=other_model.ref.describe())
-            if ours.coding is not None else Estimate.missing(NO_PHASE))
+            if ours.coding is not None and other.coding is not None else Estimate.missing(NO_PHASE))
     else:
         for name in ("offset_similarity_decay_minus_compared", "codon_periodicity_minus_compared"):
             statistics[name] = Estimate.missing("the claim compares with no model (params.compare_to)")
@@ -130,7 +134,9 @@ def _periodicity(ours: Profiles, mean, level: float) -> dict[str, Estimate]:
              "shuffled_periodicity", "codon_periodicity_over_shuffled", "sequence_periodicity",
              "codon_periodicity_over_sequence")
     if ours.coding is None:
-        return {name: Estimate.missing(NO_PHASE) for name in names}
+        reason = (f"no coding window holds a reading frame of {ours.min_run} bases; lower min_run or max_offset"
+                  if ours.too_few else NO_PHASE)
+        return {name: Estimate.missing(reason) for name in names}
     coding = mean(ours.coding.share, "bootstrap")
     intergenic = mean(ours.whole.share[ours.intergenic_rows], "bootstrap-intergenic")
     shuffled = mean(ours.shuffled.share, "bootstrap")

@@ -48,12 +48,14 @@ class SaeSplice:
         mean = torch.as_tensor(self.sae.mean, dtype=x.dtype, device=x.device)
         normalised = (x.reshape(-1, d) - mean) / self.sae.scale
         with torch.no_grad():
-            values, indices = model.encode(normalised.detach())
+            _, indices = model.encode(normalised.detach())
             active = torch.zeros(n * t, model.d_sae, dtype=torch.bool, device=x.device).scatter(1, indices, True)
-            error = normalised.detach() - model.decode(values, indices)
         weights = {name: value.detach() for name, value in model.named_parameters()}
         pre = (normalised - weights["b_dec"]) @ weights["W_enc"].T + weights["b_enc"]
         dense = torch.where(active, torch.relu(pre), torch.zeros_like(pre))  # the top-k codes, differentiable in x
+        # the error keeps its gradient, so that the splice's Jacobian is the identity (a pass-through in both
+        # directions); an ablation then changes the output by (ablated - original codes) W_dec only
+        error = normalised - (dense @ weights["W_dec"] + weights["b_dec"])
         if self.keep is not None:
             dense = torch.where(self.keep.to(x.device), dense, self.means.to(x.device, x.dtype))
         if self.grad:

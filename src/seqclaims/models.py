@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors import SafetensorError
 
 from seqclaims import fsutil
@@ -315,7 +315,7 @@ def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float3
     from transformers import AutoTokenizer
 
     config = _read_config(folder)
-    embedded = ref.name is not None  # the repository's own fixtures: their code is part of the project
+    embedded = ref.name in EMBEDDED_MODELS  # the repository's own fixtures: their code is part of the project
     if "auto_map" in config and not (ref.trust_remote_code or embedded):
         raise InputError(
             f"model {ref.describe()} ships its own code (auto_map in {folder / 'config.json'}); set "
@@ -402,7 +402,13 @@ MODULE_MAP_FILE = "seqclaims_module_map.json"
 def folder_module_map(folder: Path) -> ModuleMap | None:
     """The hook map an embedded model folder declares for itself (`seqclaims_module_map.json`), if any."""
     path = Path(folder) / MODULE_MAP_FILE
-    return ModuleMap.model_validate(json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return ModuleMap.model_validate(json.loads(path.read_text()))
+    except (ValueError, ValidationError) as error:
+        raise InputError(f"{path} is not a valid hook map ({str(error).splitlines()[0]}); fix it or declare "
+                         "`module_map` in the claim's model mapping") from None
 
 
 def builtin_module_map(model, ref: ModelRef) -> ModuleMap:
