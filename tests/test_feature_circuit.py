@@ -94,3 +94,14 @@ def test_a_layer_the_model_lacks_is_an_error_result_of_one_line(tmp_path):
                                                                          "threshold": 0}], layers=[0, 5]))
     assert result.status == ERROR and result.traceback is None and "\n" not in result.reason
     assert "params.layers: 5 is not a layer of model planted-circuit" in result.reason, result.reason
+
+
+def test_the_splice_passes_values_and_gradients_through_unchanged():
+    from seqclaims.sae import SaeSpec, TopKSAE, TrainedSae
+
+    torch.manual_seed(0)
+    sae = TrainedSae(TopKSAE(8, 16, 4), np.zeros(8, np.float32), 1.0, SaeSpec(d_sae=16, k=4))
+    splice = cx.SaeSplice("layer.0.resid_post", sae, torch.zeros(16))
+    x = torch.randn(1, 1, 8)
+    jacobian = torch.autograd.functional.jacobian(lambda v: splice.edit(v, None), x).reshape(8, 8)
+    assert torch.allclose(splice.edit(x, None), x, atol=1e-5) and torch.allclose(jacobian, torch.eye(8), atol=1e-5)
