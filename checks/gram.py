@@ -72,9 +72,10 @@ class GramParams(StrictModel):
 
 
 class Profiles:
-    """One model's per-window statistics on the claim's windows."""
+    """One model's per-window statistics on the claim's windows; controls: also the codon-shuffled and sequence
+    profiles (a compared model needs neither)."""
 
-    def __init__(self, model, claim, dataset, seed: int):
+    def __init__(self, model, claim, dataset, seed: int, controls: bool = True):
         params = claim.params
         hook = geo.representation_hook(claim, model, params.layer, params.site)
         rows = geo.nucleotide_representations(model, dataset.sequences, hook, dataset.content_hash)
@@ -93,6 +94,9 @@ class Profiles:
             self.too_few = True
             return
         self.coding = geo.offset_profiles([rows[i] for i in self.coding_rows], coding_runs, params.max_offset)
+        self.example = rows[self.coding_rows[0]][coding_runs[0]]
+        if not controls:
+            return
         rng = np.random.default_rng(seed)
         shuffled = [geo.shuffle_within_codons(dataset.sequences[i], phases[i], runs[i], rng) for i in self.coding_rows]
         shuffled_rows = geo.nucleotide_representations(
@@ -100,7 +104,6 @@ class Profiles:
         self.shuffled = geo.offset_profiles(shuffled_rows, coding_runs, params.max_offset)
         self.sequence = geo.offset_profiles([geo.kmer_one_hot(dataset.sequences[i], params.sequence_k)
                                              for i in self.coding_rows], coding_runs, params.max_offset)
-        self.example = rows[self.coding_rows[0]][coding_runs[0]] if len(self.coding_rows) else None
 
 
 def evaluate(claim, context) -> Evidence:
@@ -114,7 +117,7 @@ def evaluate(claim, context) -> Evidence:
     statistics.update(_periodicity(ours, mean, claim.ci_level))
     other_model = geo.compared_model(claim)
     if other_model is not None:
-        other = Profiles(other_model, claim, dataset, seed)
+        other = Profiles(other_model, claim, dataset, seed, controls=False)
         statistics["offset_similarity_decay_minus_compared"] = geo.as_estimate(
             mean(ours.whole.decay - other.whole.decay, "bootstrap"), MIN_N, compared=other_model.ref.describe())
         statistics["codon_periodicity_minus_compared"] = (

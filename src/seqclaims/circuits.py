@@ -120,7 +120,7 @@ def edge_attributions(model, prepared, target, hooks, saes, means, upstream: int
                       up_nodes: Sequence[int], down_nodes: Sequence[int], batch_size: int = 8) -> np.ndarray:
     """(n_seq, n_up, n_down): per sequence, sum over tokens of (z_i - m_i) d (sum over tokens of z_j) / d z_i
     for upstream latents i at circuit layer `upstream` and downstream latents j at `downstream`."""
-    from seqclaims.models import _forward
+    from seqclaims.models import _forward, parse_hook
 
     batch = prepared.batch
     weights = np.zeros((len(batch), len(up_nodes), len(down_nodes)))
@@ -129,7 +129,7 @@ def edge_attributions(model, prepared, target, hooks, saes, means, upstream: int
         seq_index = torch.arange(start, min(start + batch_size, len(batch)))
         rows = batch.select(slice(start, int(seq_index[-1]) + 1))
         edits = splices(hooks[: downstream + 1], saes[: downstream + 1], means[: downstream + 1], grad=True)
-        points = [_hook_point(model, hooks[downstream])]
+        points = [parse_hook(model, hooks[downstream])]
         _forward(model, rows, points, edits, seq_index, None, None, grad=True)
         up, leaf, down = edits[upstream].codes[0], edits[upstream].leaves[0], edits[downstream].codes[0]
         content = rows.content_mask.reshape(-1).to(down.dtype).to(down.device)
@@ -144,12 +144,6 @@ def edge_attributions(model, prepared, target, hooks, saes, means, upstream: int
             effect = (shift * gradient[:, up_index]).reshape(n_rows, n_tok, -1).sum(dim=1)
             weights[seq_index.numpy(), :, j] = effect.to(torch.float64).cpu().numpy()
     return weights
-
-
-def _hook_point(model, name: str):
-    from seqclaims.models import parse_hook
-
-    return parse_hook(model, name)
 
 
 def faithfulness_sums(f_kept: np.ndarray, f_none: np.ndarray, f_all: np.ndarray) -> np.ndarray:
