@@ -192,7 +192,7 @@ def test_cache_key_covers_the_builders_source_and_the_pyjaspar_version(monkeypat
     spec = data.parse_spec({"dataset": "promoters", "n": 20})
     key = data.cache_key(spec, seed=0)
     assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs",
-                                                "seqclaims.userdata")[:16]
+                                                "seqclaims.proteins", "seqclaims.userdata")[:16]
     monkeypatch.setattr(data, "CODE_HASH", "0" * 64)
     assert data.cache_key(spec, seed=0) != key
     monkeypatch.undo()

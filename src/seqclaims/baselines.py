@@ -1,4 +1,4 @@
-"""K-mer context baselines for masked-nucleotide prediction.
+"""K-mer context baselines for masked-letter prediction (nucleotides, or amino acids).
 
 A context model predicts the nucleotide at a position from a fixed neighbourhood of true
 nucleotides: `left` bases before it and `right` bases after it. Counts come from training
@@ -10,7 +10,8 @@ sequences (both strands when the caller passes both); probabilities are additive
 Nucleotides are coded A=0, C=1, G=2, T=3; any other symbol is -1 and makes every context that
 touches it (and every target at it) unusable. Context index of position p:
 ``sum_j code[p - j] * 4**(j - 1)`` over j = 1..left, then ``code[p + j] * 4**(left + j - 1)``
-over j = 1..right.
+over j = 1..right. Over amino acids (`PROTEIN_BASELINES`, `size` 20) the codes are the
+20 letters in `tokenizers.AMINO_ACIDS` order and 20 replaces 4.
 """
 
 from __future__ import annotations
@@ -35,21 +36,27 @@ class ContextSpec:
     name: str
     left: int
     right: int
+    size: int = 4  # letters of the alphabet: 4 nucleotides, or 20 amino acids
 
     @property
     def n_contexts(self) -> int:
-        return 4 ** (self.left + self.right)
+        return self.size ** (self.left + self.right)
 
 
 BASELINES: tuple[ContextSpec, ...] = (
     *(ContextSpec(f"markov-{k}", k, 0) for k in range(6)),
     *(ContextSpec(f"symmetric-{s}", s, s) for s in range(1, 5)),
 )
+# over 20 amino acids the contexts grow 5x faster per letter: orders that stay well populated on a proteome
+PROTEIN_BASELINES: tuple[ContextSpec, ...] = (
+    *(ContextSpec(f"markov-{k}", k, 0, 20) for k in range(3)),
+    *(ContextSpec(f"symmetric-{s}", s, s, 20) for s in range(1, 3)),
+)
 
 
 @dataclass(frozen=True)
 class ContextModel:
-    """A fitted context model: probs (n_contexts, 4) of each nucleotide given each context."""
+    """A fitted context model: probs (n_contexts, size) of each letter given each context."""
 
     spec: ContextSpec
     counts: np.ndarray
@@ -87,21 +94,21 @@ def context_index(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, spec: C
     for power, offset in enumerate(offsets):
         neighbour = codes[rows, np.clip(cols + offset, 0, length - 1)].astype(np.int64)
         usable &= neighbour >= 0
-        index += neighbour * 4**power
+        index += neighbour * spec.size**power
     return np.where(usable, index, -1)
 
 
 def count_contexts(sequences: Iterable[np.ndarray], spec: ContextSpec) -> np.ndarray:
-    """(n_contexts, 4) counts of each nucleotide after each context over 1-D code arrays."""
-    counts = np.zeros(spec.n_contexts * 4, dtype=np.int64)
+    """(n_contexts, size) counts of each letter after each context over 1-D code arrays."""
+    counts = np.zeros(spec.n_contexts * spec.size, dtype=np.int64)
     for codes in sequences:
         codes = np.asarray(codes, dtype=np.int8).reshape(1, -1)
         cols = np.arange(codes.shape[1])
         index = context_index(codes, np.zeros_like(cols), cols, spec)
         target = codes[0].astype(np.int64)
         keep = (index >= 0) & (target >= 0)
-        counts += np.bincount(index[keep] * 4 + target[keep], minlength=spec.n_contexts * 4)
-    return counts.reshape(spec.n_contexts, 4)
+        counts += np.bincount(index[keep] * spec.size + target[keep], minlength=spec.n_contexts * spec.size)
+    return counts.reshape(spec.n_contexts, spec.size)
 
 
 def fit_context_model(
@@ -122,18 +129,18 @@ def fit_baselines(
 
 
 def predict(model: ContextModel, codes: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(n, 4) nucleotide probabilities at positions (rows, cols) of `codes` (n_seq, L).
+    """(n, size) letter probabilities at positions (rows, cols) of `codes` (n_seq, L).
 
     Positions whose context is unusable get the order-0 (context-free) distribution of the counts.
     """
     index = context_index(codes, rows, cols, model.spec)
     probs = model.probs
-    marginal = (model.counts.sum(axis=0) + model.pseudocount) / (model.counts.sum() + 4 * model.pseudocount)
+    marginal = (model.counts.sum(axis=0) + model.pseudocount) / (model.counts.sum() + model.spec.size * model.pseudocount)
     return np.where((index >= 0)[:, None], probs[np.maximum(index, 0)], marginal)
 
 
 def score(probs: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-position correctness (argmax == truth) and log2 loss, each (n,), from probs (n, 4)."""
+    """Per-position correctness (argmax == truth) and log2 loss, each (n,), from probs (n, size)."""
     truth = np.asarray(truth, dtype=np.int64)
     correct = probs.argmax(axis=1) == truth
     bits = -np.log2(probs[np.arange(len(truth)), truth])

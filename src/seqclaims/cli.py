@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from . import protein_training, training
 from .errors import SeqclaimsError
 from .families import Family, checks_dirs, load_claim, load_families
 from .ledger import accept
@@ -85,18 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("families", help="list the check families and their statistics")
     command.set_defaults(run=run_families)
 
-    _add_extra_commands(commands)
+    training.add_command(commands)
+    protein_training.add_command(commands)
     return parser
-
-
-def _add_extra_commands(commands: Any) -> None:
-    """Commands contributed by other modules (e.g. model training) register here when present."""
-    for module_name in ("seqclaims.training",):
-        try:
-            module = __import__(module_name, fromlist=["add_command"])
-        except ImportError:
-            continue
-        module.add_command(commands)
 
 
 # ---------------------------------------------------------------------------------------------

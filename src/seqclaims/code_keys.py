@@ -19,7 +19,7 @@ from seqclaims.fsutil import file_sha256, source_hash
 
 CODE_GROUPS: dict[str, tuple[str, ...]] = {
     # caches of derived inputs
-    "datasets": ("seqclaims.data", "seqclaims.userdata", "seqclaims.genome", "seqclaims.motifs"),
+    "datasets": ("seqclaims.data", "seqclaims.userdata", "seqclaims.genome", "seqclaims.motifs", "seqclaims.proteins"),
     "activations": ("seqclaims.models", "seqclaims.tokenizers", "seqclaims.cache"),
     "key_scores": ("@activations", "seqclaims.attention"),
     "probe_fits": ("@activations", "seqclaims.probing"),

@@ -30,16 +30,22 @@ import numpy as np
 from pydantic import Field
 
 from seqclaims.errors import InputError
+from seqclaims.proteins import COMPOSITION_CLASSES
+from seqclaims.tokenizers import AMINO_ACIDS
 from seqclaims.schema import StrictModel
 
 Window = Literal["anchored", "centred", "overlap_max", "token"]
-Covariates = Literal["gc", "bases", "dinucleotides"]
+Covariates = Literal["gc", "bases", "dinucleotides", "residue_classes"]
 WINDOWS = ("anchored", "centred", "overlap_max", "token")
 BASES = "ACGT"
 _CODE = np.full(256, -1, dtype=np.int64)
 for _i, _base in enumerate(BASES):
     _CODE[ord(_base)] = _i
     _CODE[ord(_base.lower())] = _i
+_CLASS_CODE = np.full(256, -1, dtype=np.int64)  # amino acids: their class in COMPOSITION_CLASSES, else "other"
+_CLASS_CODE[[ord(a) for a in AMINO_ACIDS]] = len(COMPOSITION_CLASSES)
+for _i, _letters in enumerate(COMPOSITION_CLASSES.values()):
+    _CLASS_CODE[[ord(a) for a in _letters]] = _i
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,6 +81,8 @@ def window_spans(offsets: np.ndarray, lengths: Sequence[int], width: int, window
 def covariate_names(kind: Covariates) -> list[str]:
     if kind == "gc":
         return ["GC"]
+    if kind == "residue_classes":
+        return list(COMPOSITION_CLASSES)  # the other residues are the rest
     names = list(BASES[:3])  # T is 1 - A - C - G
     if kind == "dinucleotides":
         names += [a + b for a in BASES for b in BASES]
@@ -85,19 +93,24 @@ def composition_features(sequences: Sequence[str], spans: np.ndarray, kind: Cova
     """(q, n_seq, n_tok) fractions of the windows `spans` (`window_spans`): GC; A, C, G (T is the rest);
     or those and the 16 dinucleotides (share of the window's adjacent ACGT pairs). Fractions are of the
     window's ACGT bases (an N is left out, not counted as A or T); NaN where a span is missing or holds
-    no ACGT base."""
+    no ACGT base. For proteins, `residue_classes`: the hydrophobic and charged shares of the window's
+    residues (`proteins.COMPOSITION_CLASSES`; the rest are other residues)."""
     names = covariate_names(kind)
+    table, n_letters = (_CLASS_CODE, len(COMPOSITION_CLASSES) + 1) if kind == "residue_classes" else (_CODE, 4)
     out = np.full((len(names), *spans.shape[:2]), np.nan)
     for i, sequence in enumerate(sequences):
         lo, hi = spans[i, :, 0], spans[i, :, 1]
         ok = lo >= 0
         if not ok.any():
             continue
-        codes = _CODE[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
-        counts = _window_counts(np.eye(4, dtype=np.int64)[np.maximum(codes, 0)] * (codes >= 0)[:, None], lo[ok], hi[ok])
+        codes = table[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
+        indicators = np.eye(n_letters, dtype=np.int64)[np.maximum(codes, 0)] * (codes >= 0)[:, None]
+        counts = _window_counts(indicators, lo[ok], hi[ok])
         total = counts.sum(axis=1)
         fractions = counts / np.maximum(total, 1)[:, None]
-        if kind == "gc":
+        if kind == "residue_classes":
+            values = fractions[:, : len(COMPOSITION_CLASSES)]
+        elif kind == "gc":
             values = fractions[:, [1, 2]].sum(axis=1, keepdims=True)
         else:
             values = fractions[:, :3]

@@ -25,6 +25,11 @@ Embedded datasets (species `athaliana` by default; `aarenosa` has an annotation 
 - `motif_sites`: windows centred on the best genome hits of a JASPAR matrix (`matrix:`),
   oriented so that the motif reads forward, chosen greedily best-first so that no two of them
   share a base, vs GC-matched windows whose centred motif window scores below the threshold.
+- `proteins`: proteins translated from the annotation (`seqclaims.proteins`: one per protein-coding
+  gene, its longest CDS), the first `window[1] + 1` residues of each (default 256; `window[0]` is 0,
+  the N-terminus); label 1 for membrane-like proteins (a hydrophobic_stretch among the kept residues),
+  0 otherwise, balanced; region-disjoint by gene. Tracks per residue: cysteine, cysteine_pair,
+  hydrophobic_stretch, signal_like, exon_junction. Sequences are amino acids (`alphabet` "protein").
 - `user`: CSV/TSV with columns `sequence`, `label` (optional `split`, `chrom`, `start`, `end`,
   `strand`), or BED (chrom, start, end, name = label, score, strand) over a FASTA.
 
@@ -51,7 +56,7 @@ from typing import Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from seqclaims import genome, motifs
+from seqclaims import genome, motifs, proteins
 from seqclaims.errors import InputError, Unavailable
 from seqclaims.code_keys import group_digest
 from seqclaims.fsutil import atomic_write_bytes, file_lock, file_sha256, package_version
@@ -90,7 +95,9 @@ RECIPES: dict[str, Recipe] = {
     "splice_acceptors": Recipe(window=(100, 99), gc_match=False),
     "coding": Recipe(window=(149, 150), gc_match=False),
     "motif_sites": Recipe(window=(100, 99), gc_match=True, needs_annotation=False),
+    "proteins": Recipe(window=(0, 255), gc_match=False),
 }
+DEFAULT_N_PROTEINS = 600
 DATASETS = (*RECIPES, "user")
 
 
@@ -104,7 +111,7 @@ class DataSpec(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    dataset: Literal["promoters", "tata", "splice_donors", "splice_acceptors", "coding", "motif_sites", "user"]
+    dataset: Literal["promoters", "tata", "splice_donors", "splice_acceptors", "coding", "motif_sites", "proteins", "user"]
     species: Literal["athaliana", "alyrata", "aarenosa"] = "athaliana"
     n: int | None = Field(default=None, gt=1, description="total windows, balanced classes (default 2000; user data: all rows)")
     window: list[int] | None = Field(default=None, min_length=2, max_length=2, description="[upstream, downstream] nt around the site")
@@ -128,6 +135,10 @@ class DataSpec(BaseModel):
             raise ValueError("dataset 'user' needs `path:` (a CSV, TSV or BED file)")
         if self.dataset != "user" and (self.path or self.fasta or self.format):
             raise ValueError(f"`path`, `fasta` and `format` apply to dataset 'user', not {self.dataset!r}")
+        if self.dataset == "proteins" and self.window is not None and self.window[0] != 0:
+            raise ValueError("dataset 'proteins' keeps residues from the N-terminus: window [0, last residue index]")
+        if self.dataset == "proteins" and (self.matrix or self.gc_match):
+            raise ValueError("dataset 'proteins' takes no `matrix` or `gc_match` (they apply to DNA windows)")
         if self.dataset == "motif_sites" and self.matrix is None:
             raise ValueError("dataset 'motif_sites' needs `matrix:` (a JASPAR ID such as MA0139.1)")
         if self.dataset == "tata" and self.window is not None and self.window[0] < -TATA_REGION[0] + 10:
@@ -156,7 +167,7 @@ def resolved_parameters(spec: DataSpec, seed: int) -> dict:
     if recipe:
         params["window"] = list(spec.window or recipe.window)
         params["gc_match"] = recipe.gc_match if spec.gc_match is None else spec.gc_match
-        params["n"] = spec.n or DEFAULT_N
+        params["n"] = spec.n or (DEFAULT_N_PROTEINS if spec.dataset == "proteins" else DEFAULT_N)
     if spec.dataset == "tata":
         params["matrix"] = spec.matrix or DEFAULT_TATA_MATRIX
     if params["matrix"] is not None and spec.threshold_fraction is None:
@@ -223,6 +234,7 @@ class Dataset:
     card: dict
     content_hash: str = ""
     source: np.ndarray | None = None
+    alphabet: str = "dna"  # "dna", or "protein" (sequences of amino acids; tracks per residue)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -753,6 +765,46 @@ def build_coding(spec: DataSpec, params: dict, rng: np.random.Generator) -> Cand
     )
 
 
+def gene_coords(proteome: proteins.Proteome) -> Coords:
+    return Coords(proteome.chrom, proteome.start, proteome.end, proteome.strand)
+
+
+def protein_split(proteome: proteins.Proteome, test_fraction: float) -> np.ndarray:
+    """Each protein's split by its gene's interval, as windows are split (`assign_split`). `(n,)` str."""
+    return assign_split(gene_coords(proteome), _boundaries(proteome.species, {"test_fraction": test_fraction}))
+
+
+def build_proteins(spec: DataSpec, params: dict, rng: np.random.Generator) -> Dataset:
+    """Balanced membrane-like (label 1) and other proteins (label 0) per split, the first residues of each."""
+    species = spec.species
+    proteome = proteins.proteome(species)
+    keep = params["window"][1] + 1
+    coords = gene_coords(proteome)
+    split_of = protein_split(proteome, params["test_fraction"])
+    tracks = [proteins.residue_tracks(s, j) for s, j in zip(proteome.sequences, proteome.junctions)]
+    label_of = np.array([t["hydrophobic_stretch"][:keep].any() for t in tracks], dtype=np.int64)
+    targets = _split_targets(params["n"], params["test_fraction"])
+    chosen, shortfalls = [], []
+    for split in SPLITS:
+        for label in (1, 0):
+            eligible = np.flatnonzero((split_of == split) & (label_of == label))
+            if len(eligible) < targets[split]:
+                shortfalls.append(f"{split}, label {label}: {len(eligible)} of {targets[split]} requested")
+            chosen.append(np.sort(rng.permutation(eligible)[: targets[split]]))
+    rows = np.concatenate(chosen)
+    dataset = Dataset(
+        name=dataset_name(spec), sequences=[proteome.sequences[i][:keep] for i in rows], labels=label_of[rows],
+        split=split_of[rows], coords=coords.take(rows),
+        tracks={name: [tracks[i][name][:keep] for i in rows] for name in proteins.TRACKS},
+        card={"species": species, "assembly": genome.species_files(species).assembly,
+              "genes": proteome.gene[rows].tolist(), "proteome_size": len(proteome),
+              "label": "1: a hydrophobic_stretch among the kept residues (membrane-like), 0: none",
+              "shortfalls": shortfalls, "dropped_straddling_genes": int((split_of == "").sum())},
+        alphabet="protein",
+    )
+    return dataset
+
+
 def genome_motif_hits(species: str, chrom: str, motif, threshold: float, chunk: int = 1 << 22) -> dict[str, np.ndarray]:
     """Every motif window on `chrom` scoring >= threshold: {"start", "score", "strand"} `(n_hits,)`.
 
@@ -979,8 +1031,11 @@ def _build_uncached(spec: DataSpec, seed: int, base_dir: Path | None) -> Dataset
         _split_targets(params["n"], params["test_fraction"])  # fails before the (slow) candidate search
         if RECIPES[spec.dataset].needs_annotation:
             _require_annotation(spec.species, spec.dataset)
-        candidates = BUILDERS[spec.dataset](spec, params, rng)
-        dataset = assemble(spec.species, dataset_name(spec), candidates, params, rng)
+        if spec.dataset == "proteins":
+            dataset = build_proteins(spec, params, rng)
+        else:
+            candidates = BUILDERS[spec.dataset](spec, params, rng)
+            dataset = assemble(spec.species, dataset_name(spec), candidates, params, rng)
     require_every_class_in_every_split(dataset, params)
     if params.get("matrix"):
         add_motif_tracks(dataset, params["matrix"], spec.release, params["threshold_fraction"])

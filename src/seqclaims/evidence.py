@@ -144,10 +144,14 @@ def gather_inputs(claim: Any, *, data_overrides: dict[str, Any] | None = None,
     if spec.get("windowing") and not spec.get("max_length"):
         spec["max_length"] = _max_characters(model)
     dataset = build(spec, seed=claim.seed, base_dir=claim.path.parent)
+    if dataset.alphabet != model.alphabet:
+        raise InputError(f"{claim.path}: data.dataset: {dataset.name} holds {dataset.alphabet} sequences but model "
+                         f"{model.ref.describe()} reads {model.alphabet}; pair a {model.alphabet} dataset with it "
+                         f"or use a {dataset.alphabet} model")
     longest = max((len(s) for s in dataset.sequences), default=0)
     if longest > _max_characters(model):
-        raise InputError(f"{claim.path}: data: the longest sequence has {longest} nt but the model takes at most "
-                         f"{_max_characters(model)}; shorten `window`, or set `windowing: true`")
+        raise InputError(f"{claim.path}: data: the longest sequence has {longest} characters but the model takes at "
+                         f"most {_max_characters(model)}; shorten `window`, or set `windowing: true`")
     cut = (dataset.card.get("windowing") or {}).get("sequences_cut", 0)
     if whole_sequences and cut:
         raise InputError(f"{claim.path}: data.windowing: {claim.check} treats rows as independent sequences, but "

@@ -49,6 +49,7 @@ class Family:
     model_schema: type[BaseModel] | None = None
     example: dict[str, Any] = field(default_factory=dict)
     needs_model: bool = True
+    alphabets: tuple[str, ...] = ("dna",)  # the sequences it can read: "dna", and "protein" where it applies
     source: Path | None = None  # the module that defines it (set when it is loaded); part of its evidence key
 
 
@@ -155,8 +156,15 @@ def load_claim(path: Path, families: FamilyTable) -> Claim:
     params = validate_mapping(family.params, spec.params, path, ("params",))
     model = _validate_model(spec.model, family, path)
     data = validate_mapping(family.data_schema or _default_data_schema(), spec.data, path, ("data",))
+    _check_alphabet(data, family, path)
     _check_criteria(spec, family, path)
     return Claim(path=path, spec=spec, params=params, model=model, data=data, content=content)
+
+
+def _check_alphabet(data: Any, family: Family, path: Path) -> None:
+    if getattr(data, "dataset", None) == "proteins" and "protein" not in family.alphabets:
+        raise ClaimError(f"{path}: data.dataset: family {family.name!r} reads DNA only (its statistics use "
+                         "nucleotides); for proteins use sae_feature, neuron or attention_association")
 
 
 def _check_criteria(spec: ClaimModel, family: Family, path: Path) -> None:

@@ -39,11 +39,13 @@ from pydantic import Field, model_validator
 from seqclaims.errors import InputError
 from seqclaims.evidence import Ceiling, Estimate, Figure, token_annotation
 from seqclaims.families import Statistic
+from seqclaims.proteins import COMPOSITION_WIDTHS
 from seqclaims.schema import StrictModel
 from seqclaims.stats import auprc_weighted, bootstrap, expand_to_items, pearson_weighted, permute_between_units
 
 # The sequence every annotated element of a track has (the builders verify it), for the k-mer baseline.
-CONSENSUS = {"start_codon": ("ATG",), "stop_codon": ("TAA", "TAG", "TGA"), "donor": ("GT",), "acceptor": ("AG",)}
+CONSENSUS = {"start_codon": ("ATG",), "stop_codon": ("TAA", "TAG", "TGA"), "donor": ("GT",), "acceptor": ("AG",),
+             "cysteine": ("C",), "cysteine_pair": ("C",)}
 MIN_TEST_POSITIVES = 5
 DEFAULT_COMPOSITION_WINDOW = 8  # nt, for annotations without an element length (tss, codon phase)
 _COLUMN_CHUNK = 64  # dense columns sorted at once (bounds the memory of one argsort)
@@ -64,9 +66,12 @@ class Annotation(StrictModel):
     A plain string is short for `{track: <string>}`.
     """
 
-    track: Literal["start_codon", "stop_codon", "donor", "acceptor", "tss"] | None = Field(
-        None, description="a per-nucleotide annotation track of the dataset (start/stop codon: its 3 nt; "
-        "donor/acceptor: the intron's GT/AG; tss: the first transcribed base)")
+    track: Literal["start_codon", "stop_codon", "donor", "acceptor", "tss", "cysteine", "cysteine_pair",
+                   "hydrophobic_stretch", "signal_like", "exon_junction"] | None = Field(
+        None, description="an annotation track of the dataset: per nucleotide (start/stop codon: its 3 nt; "
+        "donor/acceptor: the intron's GT/AG; tss: the first transcribed base) or, for the proteins dataset, "
+        "per residue (cysteine, cysteine_pair, hydrophobic_stretch, signal_like, exon_junction; "
+        "seqclaims.proteins defines them)")
     codon_phase: int | None = Field(None, ge=0, le=2, description="bases at this codon position (0, 1, 2) of a CDS")
     motif: str | None = Field(None, description="JASPAR matrix ID: tokens whose motif score (best of both "
                               "strands) reaches the threshold")
@@ -127,9 +132,11 @@ class UnitParams(StrictModel):
                                    "{motif: <JASPAR ID>} or {pattern: ACGT...}")
     top_windows: int = Field(8, ge=0, le=32, description="top-activating windows per dashboard (0: no dashboards)")
     composition_window: int | None = Field(
-        None, ge=1, le=200, description="auprc_over_composition: width (nt) of the window whose base composition "
-        "the composition detector reads, placed as the annotation aligns (default: the annotated element's "
-        f"length: the motif's, the pattern's, 3 for codons, 2 for donor/acceptor, {DEFAULT_COMPOSITION_WINDOW} otherwise)")
+        None, ge=1, le=200, description="auprc_over_composition: width (nt, or residues) of the window whose "
+        "composition (bases; for proteins the hydrophobic and charged shares) the composition detector reads, placed "
+        "as the annotation aligns (default: the annotated element's length: the motif's, the pattern's, 3 for codons, "
+        "2 for donor/acceptor, 19 for hydrophobic_stretch, 8 for signal_like, 9 for cysteine_pair, "
+        f"{DEFAULT_COMPOSITION_WINDOW} otherwise)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +204,7 @@ def token_labels(dataset: Any, offsets: np.ndarray, spec: Annotation, claim_name
     padding). Returns (n_seq, n_tok) float: 1 annotated, 0 not, NaN for special tokens, padding and
     tokens that cannot be scored (a motif window off the sequence or over an ambiguous base)."""
     offsets = np.asarray(offsets)
+    _require_alphabet(dataset, spec, claim_name)
     if spec.motif is None:
         how = "any" if spec.align == "any" else "anchored"
         return token_annotation(nucleotide_annotation(dataset, spec, claim_name), offsets, how=how)
@@ -213,6 +221,14 @@ def token_labels(dataset: Any, offsets: np.ndarray, spec: Annotation, claim_name
         scored = ~np.isnan(scores)
         labels[row, scored] = scores[scored] >= threshold
     return labels
+
+
+def _require_alphabet(dataset: Any, spec: Annotation, claim_name: str) -> None:
+    """Motifs, patterns and codon phases read nucleotides; a protein dataset has residue tracks instead."""
+    if getattr(dataset, "alphabet", "dna") == "protein" and spec.track is None:
+        raise InputError(f"{claim_name}: dataset {dataset.name} holds proteins; annotate a residue track "
+                         "(cysteine, cysteine_pair, hydrophobic_stretch, signal_like, exon_junction), not a motif, "
+                         "pattern or codon phase")
 
 
 def consensus_scores(dataset: Any, offsets: np.ndarray, spec: Annotation) -> np.ndarray | None:
@@ -781,6 +797,8 @@ def composition_window(annotation: Annotation, width: int | None) -> tuple[int, 
         return load_motif(annotation.motif, release=annotation.release).length, placement
     if annotation.pattern is not None:
         return len(annotation.pattern), placement
+    if annotation.track in COMPOSITION_WIDTHS:
+        return COMPOSITION_WIDTHS[annotation.track], placement
     if annotation.track in CONSENSUS:
         return len(CONSENSUS[annotation.track][0]), placement
     return DEFAULT_COMPOSITION_WINDOW, placement
@@ -794,7 +812,8 @@ def composition_scores(dataset: Any, offsets: np.ndarray, table: TokenTable, ann
 
     size, placement = composition_window(annotation, width)
     spans = comp.window_spans(offsets, [len(s) for s in dataset.sequences], size, placement)
-    fractions = table.gather(np.moveaxis(comp.composition_features(dataset.sequences, spans, "bases"), 0, -1))
+    kind = "residue_classes" if getattr(dataset, "alphabet", "dna") == "protein" else "bases"
+    fractions = table.gather(np.moveaxis(comp.composition_features(dataset.sequences, spans, kind), 0, -1))
     return comp.composition_detector(fractions, table.label, ~table.test)
 
 

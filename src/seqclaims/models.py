@@ -56,10 +56,11 @@ from safetensors import SafetensorError
 from seqclaims import fsutil
 from seqclaims.errors import HookInfidelity, InputError, Unavailable
 from seqclaims.paths import cache_dir, fixtures_dir
-from seqclaims.tokenizers import Batch, Tokenization, declared_scheme, tokenize
+from seqclaims.tokenizers import Batch, Tokenization, declared_scheme, sequence_alphabet, tokenize
 
 # `<name>@step<N>`: the checkpoint `seqclaims train-organism` kept after N steps (step0: the initialisation)
-EMBEDDED_MODELS = ("organism", "organism-6mer", "planted", "planted-circuit", "organism@step0", "organism@step200")
+EMBEDDED_MODELS = ("organism", "organism-6mer", "planted", "planted-circuit", "organism@step0", "organism@step200",
+                   "protein", "protein@step0")
 
 # ---------------------------------------------------------------------------------------------
 # What a claim's `model:` says
@@ -238,6 +239,11 @@ class LoadedModel:
     def tokenization(self) -> Tokenization | None:
         """The declared scheme (claim, else the folder's recorded one); None = the folder's tokenizer."""
         return self.ref.tokenization or declared_scheme(self.tokenizer)
+
+    @cached_property
+    def alphabet(self) -> str:
+        """What the model reads: "dna" or "protein" (`tokenizers.sequence_alphabet`)."""
+        return sequence_alphabet(self.tokenizer)
 
     @cached_property
     def takes_attention_mask(self) -> bool:

@@ -28,7 +28,8 @@ def file_digests(folder: Path) -> dict[str, str]:
     }
 
 
-def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict, *, threads: int, notes: str = "") -> None:
+def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict, *, threads: int, notes: str = "",
+               kind: str = "dna") -> None:
     """card.json, curve.json, curve.png, sha256sums.txt and README.md (the model card) in `folder`."""
     import transformers
 
@@ -36,6 +37,7 @@ def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict
     (folder / "curve.json").write_text(json.dumps({"train": state.curve, "heldout": state.heldout_curve}, indent=1))
     card = {
         "name": recipe.name,
+        **({"kind": kind} if kind != "dna" else {}),
         "recipe": recipe.model_dump(mode="json"),
         "recipe_sha256": recipe.digest(),
         "training": {
@@ -130,15 +132,11 @@ def _bits(triple: Sequence[float]) -> str:
     return f"{estimate:.4f} [{low:.4f}, {high:.4f}]"
 
 
-def card_markdown(card: dict) -> str:
-    """The model card as Markdown, from card.json's content."""
-    recipe, training, evaluation = card["recipe"], card["training"], card["evaluation"]
-    predictors = evaluation["predictors"]
-    k = recipe["k"]
+def _verdict(evaluation: dict) -> str:
+    """One paragraph: the model against the best baseline, in accuracy and in loss, with intervals."""
     level = round(100 * evaluation["ci_level"])
     margin = evaluation["accuracy_minus_best_baseline"]
     best = evaluation["best_baseline"]
-    settings = evaluation["settings"]
     if margin[1] > 0:
         verdict = (f"The model beats the best k-mer baseline ({best}) by {100 * margin[0]:.2f} accuracy points "
                    f"({level}% interval {100 * margin[1]:.2f} to {100 * margin[2]:.2f}, best baseline re-selected in every resample).")
@@ -153,11 +151,29 @@ def card_markdown(card: dict) -> str:
         side = "below" if gap[0] < 0 else "above"
         verdict += (f" In loss the model is {abs(gap[0]):.4f} bits per token {side} the best baseline by loss "
                     f"({evaluation['best_baseline_by_loss']}; {level}% interval of the difference {gap[1]:.4f} to {gap[2]:.4f}).")
-    unit = "nucleotide" if k == 1 else f"{k}-mer token"
-    rows = "\n".join(
-        f"| {name} | {percent_interval(values['accuracy'])} | {_bits(values['bits_per_token'])} | {values['bits_per_nucleotide'][0]:.4f} |"
+    return verdict
+
+
+def _predictor_rows(predictors: dict, per_letter: bool = True) -> str:
+    return "\n".join(
+        f"| {name} | {percent_interval(values['accuracy'])} | {_bits(values['bits_per_token'])} |"
+        + (f" {values['bits_per_nucleotide'][0]:.4f} |" if per_letter else "")
         for name, values in predictors.items()
     )
+
+
+def card_markdown(card: dict) -> str:
+    """The model card as Markdown, from card.json's content."""
+    if card.get("kind") == "protein":
+        return protein_card_markdown(card)
+    recipe, training, evaluation = card["recipe"], card["training"], card["evaluation"]
+    predictors = evaluation["predictors"]
+    k = recipe["k"]
+    level = round(100 * evaluation["ci_level"])
+    settings = evaluation["settings"]
+    verdict = _verdict(evaluation)
+    unit = "nucleotide" if k == 1 else f"{k}-mer token"
+    rows = _predictor_rows(predictors)
     recipe_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in recipe.items())
     files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in card["files_sha256"].items())
     baseline_note = (
@@ -230,6 +246,76 @@ starts uniform, span lengths geometric (mean {recipe['mean_span']}, at most {rec
 random token ({round(100 * recipe['replace_random'])}%) or stay. AdamW (no decay on biases, LayerNorms and
 embeddings), linear warmup then cosine to {recipe['min_lr_ratio']} x peak, gradient clipping
 {recipe['grad_clip']}. Windows containing N are skipped; half of the windows are reverse-complemented.
+
+| field | value |
+|---|---|
+{recipe_rows}
+
+Recipe sha256: `{card['recipe_sha256']}`
+
+{card['notes']}
+
+## Files
+
+| file | sha256 |
+|---|---|
+{files}
+
+Folder hash (`seqclaims.models.folder_hash`): `{card['folder_sha256']}`
+"""
+
+
+def protein_card_markdown(card: dict) -> str:
+    """The protein model's card (`seqclaims train-protein`)."""
+    recipe, training, evaluation = card["recipe"], card["training"], card["evaluation"]
+    settings = evaluation["settings"]
+    level = round(100 * evaluation["ci_level"])
+    recipe_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in recipe.items())
+    files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in card["files_sha256"].items())
+    stopped = "" if training["steps"] >= recipe["steps"] else (
+        f" The run stopped at its wall-time budget after {training['steps']} of the schedule's {recipe['steps']} steps.")
+    return f"""# `{card['name']}`: a small protein masked language model of *A. thaliana* chromosome 1 proteins
+
+An ESM-style masked LM (`EsmForMaskedLM`: rotary positions, pre-LayerNorm, dropout 0) with one token per residue
+(20 amino acids and X), {recipe['n_layers']} layers of width {recipe['d_model']}, {recipe['n_heads']} heads, MLP
+{recipe['d_mlp']}, context {recipe['context_tokens']} tokens. Trained by `seqclaims train-protein` on the proteins
+translated from TAIR10 chromosome 1 (`seqclaims.proteins`: one protein per protein-coding gene, its longest CDS) whose
+genes lie before the test region ({settings['n_train_proteins']:,} proteins); the {settings['n_heldout_proteins']:,}
+proteins whose genes lie in the test region (positions {settings['test_region'][0]:,} to {settings['test_region'][1]:,},
+as `seqclaims.data.test_region` defines it) are held out. Load it as `model: {card['name']}`.
+
+## Held-out result
+
+{_verdict(evaluation)}
+
+Masked-residue prediction on {evaluation['n_tokens']:,} masked residues of the first {settings['n_tok']} residues of each
+held-out protein, one masked residue per block of {settings['block']}, at least {settings['gap']} apart and at least
+{settings['margin']} from either end. The model sees the protein with only those residues set to `[MASK]`; the
+baselines read their true context. {level}% percentile bootstrap intervals over proteins ({settings['n_resamples']}
+resamples).
+
+| predictor | accuracy | bits per residue |
+|---|---|---|
+{_predictor_rows(evaluation['predictors'], per_letter=False)}
+
+Baselines over the 20 amino acids, counted on the train proteins, additive smoothing 0.5: left-context Markov chains
+of order 0-2 (`markov-k`) and symmetric contexts of 1-2 residues per side (`symmetric-s`); a context running past the
+protein's end falls back to the residue frequencies. Longer contexts over 20 letters (8,000 and more) are too sparse
+for a proteome of this size.
+
+## Training
+
+Seed {recipe['seed']}; {training['steps']:,} steps; {training['tokens_seen']:,} residues seen,
+{round(100 * recipe['mask_rate'])}% of them masked and predicted; wall time {training['wall_time_s'] / 60:.1f} min on
+{training['threads']} CPU thread(s) (torch {training['torch']}, transformers {training['transformers']}), bf16 autocast
+{'on' if recipe['bf16'] else 'off'}.{stopped} Proteins are drawn in proportion to their length and cropped at random to
+the step's window ({', '.join(str(t) for t in recipe['window_tokens'])} residues); shorter proteins are padded and
+attention ignores the padding. The curve (`curve.json`; held-out masked loss every {recipe['eval_every']} steps on
+{recipe['eval_windows']} held-out proteins):
+
+![training curve](curve.png)
+
+## Recipe
 
 | field | value |
 |---|---|

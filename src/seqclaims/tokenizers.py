@@ -33,10 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from seqclaims.errors import InputError
 
 Kind = Literal["single", "kmer_overlapping", "kmer_nonoverlapping"]
+Alphabet = Literal["dna", "protein"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 NUCLEOTIDES = "ACGT"
 SCHEME_KEY = "seqclaims_tokenization"  # where a saved nucleotide tokenizer records its scheme
+ALPHABET_KEY = "seqclaims_alphabet"  # where a saved tokenizer records that it reads proteins
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
 
 class Tokenization(BaseModel):
@@ -143,15 +146,34 @@ def build_nucleotide_tokenizer(kind: Kind, k: int = 1, *, model_max_length: int 
     splitting rule can express) it splits on whitespace, DNABERT-1 style, and :func:`tokenize` produces
     the overlapping k-mers from raw sequences. Save it with ``save_pretrained(folder)``.
     """
+    split = None if kind == "kmer_overlapping" else _split_pattern(kind, k)
+    return _word_level_tokenizer(nucleotide_vocab(kind, k), split, model_max_length,
+                                 **{SCHEME_KEY: {"kind": kind, "k": k}})
+
+
+def build_protein_tokenizer(*, model_max_length: int = 1024):
+    """A one-token-per-residue `PreTrainedTokenizerFast`: the 20 amino acids and X (ESM-2 style, without
+    the rare letters, which become [UNK]); it records the protein alphabet (`sequence_alphabet`)."""
+    return _word_level_tokenizer(protein_vocab(), ".", model_max_length,
+                                 **{SCHEME_KEY: {"kind": "single", "k": 1}, ALPHABET_KEY: "protein"})
+
+
+def protein_vocab() -> list[str]:
+    return list(SPECIAL_TOKENS) + list(AMINO_ACIDS + "X")
+
+
+def _word_level_tokenizer(tokens: list[str], split: str | None, model_max_length: int, **recorded):
+    """WordLevel over `tokens` (special tokens first), split by the regex `split` (None: on whitespace),
+    framed as [CLS] $A [SEP]; `recorded` goes into tokenizer_config.json."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate(nucleotide_vocab(kind, k))}
+    vocab = {token: i for i, token in enumerate(tokens)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    if kind == "kmer_overlapping":
+    if split is None:
         backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     else:
-        backend.pre_tokenizer = pre_tokenizers.Split(Regex(_split_pattern(kind, k)), behavior="isolated")
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(split), behavior="isolated")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",
@@ -165,8 +187,18 @@ def build_nucleotide_tokenizer(kind: Kind, k: int = 1, *, model_max_length: int 
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=model_max_length,
-        **{SCHEME_KEY: {"kind": kind, "k": k}},
+        **recorded,
     )
+
+
+def sequence_alphabet(tokenizer) -> Alphabet:
+    """What a tokenizer reads: "protein" when it records so or its vocabulary holds single-letter tokens for
+    residues that are no nucleotide code (E, F, I, L, P, Q); "dna" otherwise."""
+    recorded = getattr(tokenizer, "init_kwargs", {}).get(ALPHABET_KEY)
+    if recorded:
+        return recorded
+    vocab = tokenizer.get_vocab()
+    return "protein" if all(letter in vocab for letter in "EFILPQ") else "dna"
 
 
 def _split_pattern(kind: Kind, k: int) -> str:

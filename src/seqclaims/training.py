@@ -204,33 +204,39 @@ class Vocabulary:
     sep_id: int
     mask_id: int
     pad_id: int
+    letters: str = NUCLEOTIDES
 
     @classmethod
-    def of(cls, tokenizer, k: int) -> "Vocabulary":
+    def of(cls, tokenizer, k: int, letters: str = NUCLEOTIDES) -> "Vocabulary":
         vocab = tokenizer.get_vocab()
-        kmers = _all_kmers(k)
+        kmers = _all_kmers(k, letters)
         missing = [kmer for kmer in kmers if kmer not in vocab]
         if missing:
             raise InputError(f"tokenizer has no token for {missing[0]!r}; build it with build_nucleotide_tokenizer")
         ids = np.array([vocab[kmer] for kmer in kmers], dtype=np.int64)
-        return cls(k, ids, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id, tokenizer.pad_token_id)
+        return cls(k, ids, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id,
+                   tokenizer.pad_token_id, letters)
 
     def token_ids(self, windows: np.ndarray) -> np.ndarray:
-        """Codes (n, L) with L a multiple of k, all A/C/G/T -> token ids (n, L // k) int64."""
-        return self.kmer_ids[kmer_index(windows, self.k)]
+        """Codes (n, L) with L a multiple of k -> token ids (n, L // k) int64. For k = 1 a code -1 (past the end
+        of a shorter sequence) is padding."""
+        if self.k == 1:
+            return np.where(windows >= 0, self.kmer_ids[np.maximum(windows, 0)], self.pad_id)
+        return self.kmer_ids[kmer_index(windows, self.k, len(self.letters))]
 
 
-def _all_kmers(k: int) -> list[str]:
-    """The 4**k k-mers in base-4 order (A=0 ... T=3, first base most significant)."""
-    digits = (np.arange(4**k)[:, None] // 4 ** np.arange(k - 1, -1, -1)) % 4
-    return ["".join(NUCLEOTIDES[d] for d in row) for row in digits]
+def _all_kmers(k: int, letters: str = NUCLEOTIDES) -> list[str]:
+    """The len(letters)**k k-mers in base order (A=0 ... T=3 for DNA, first letter most significant)."""
+    base = len(letters)
+    digits = (np.arange(base**k)[:, None] // base ** np.arange(k - 1, -1, -1)) % base
+    return ["".join(letters[d] for d in row) for row in digits]
 
 
-def kmer_index(windows: np.ndarray, k: int) -> np.ndarray:
-    """Codes (n, L) -> base-4 number of each non-overlapping k-mer (n, L // k) int64."""
+def kmer_index(windows: np.ndarray, k: int, base: int = 4) -> np.ndarray:
+    """Codes (n, L) -> base-`base` number of each non-overlapping k-mer (n, L // k) int64."""
     n, length = windows.shape
     grouped = windows[:, : length - length % k].reshape(n, -1, k).astype(np.int64)
-    return grouped @ (4 ** np.arange(k - 1, -1, -1))
+    return grouped @ (base ** np.arange(k - 1, -1, -1))
 
 
 def span_mask(rng: np.random.Generator, n: int, n_tok: int, rate: float, mean_span: float, max_span: int) -> np.ndarray:
@@ -260,18 +266,23 @@ def corrupt(
 
     Returns inputs and labels (n, T + 2) framed by [CLS] ... [SEP]; labels are IGNORE off the mask.
     """
+    mask = mask & (ids != vocab.pad_id)  # padding of a shorter sequence is never predicted
     draw = rng.random(ids.shape)
     random_ids = vocab.kmer_ids[rng.integers(0, len(vocab.kmer_ids), size=ids.shape)]
     inputs = np.where(mask & (draw < replace_mask), vocab.mask_id, ids)
     inputs = np.where(mask & (draw >= replace_mask) & (draw < replace_mask + replace_random), random_ids, inputs)
     labels = np.where(mask, ids, IGNORE)
-    return frame(inputs, vocab.cls_id, vocab.sep_id), frame(labels, IGNORE, IGNORE)
+    return frame(inputs, vocab.cls_id, vocab.sep_id, vocab.pad_id), frame(labels, IGNORE, IGNORE)
 
 
-def frame(ids: np.ndarray, first: int, last: int) -> np.ndarray:
-    """(n, T) -> (n, T + 2) with `first` and `last` columns added."""
-    n = ids.shape[0]
-    return np.concatenate([np.full((n, 1), first), ids, np.full((n, 1), last)], axis=1).astype(np.int64)
+def frame(ids: np.ndarray, first: int, last: int, pad: int | None = None) -> np.ndarray:
+    """(n, T) -> (n, T + 2): `first` before each row and `last` after it; with `pad`, a row whose ids end in
+    padding gets `last` right after its last other id (padding stays at the end)."""
+    n, width = ids.shape
+    framed = np.concatenate([np.full((n, 1), first), ids, np.full((n, 1), pad if pad is not None else last)], axis=1)
+    length = width if pad is None else (ids != pad).sum(axis=1)
+    framed[np.arange(n), length + 1] = last
+    return framed.astype(np.int64)
 
 
 def step_rng(recipe: Recipe, step: int, purpose: int = 0) -> np.random.Generator:
@@ -409,7 +420,7 @@ def train_step(model, optimizer, recipe: Recipe, inputs: torch.Tensor, labels: t
     model.train()
     predicted = labels != IGNORE
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
-        hidden = model.esm(input_ids=inputs).last_hidden_state
+        hidden = model.esm(input_ids=inputs, attention_mask=padding_mask(inputs, model.config.pad_token_id)).last_hidden_state
         logits = model.lm_head(hidden[predicted])  # only the predicted tokens: (n_masked, vocab)
     targets = labels[predicted]
     loss = torch.nn.functional.cross_entropy(logits.float(), targets)
@@ -419,6 +430,12 @@ def train_step(model, optimizer, recipe: Recipe, inputs: torch.Tensor, labels: t
     optimizer.step()
     accuracy = (logits.detach().argmax(-1) == targets).float().mean()
     return {"loss": float(loss.detach()), "accuracy": float(accuracy), "n_masked": int(predicted.sum())}
+
+
+def padding_mask(inputs: torch.Tensor, pad_id: int) -> torch.Tensor | None:
+    """(n, T) attention mask when a row of `inputs` is padded; None when none is (the windows of the genome)."""
+    real = inputs != pad_id
+    return None if bool(real.all()) else real.long()
 
 
 def kept_checkpoint_folder(folder: Path, step: int) -> Path:
@@ -460,9 +477,28 @@ def load_checkpoint(path: Path, model, optimizer) -> TrainState:
     return TrainState(**saved["state"])
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """What the training loop reads: the tokenizer, the batch of each step, and a cheap held-out check."""
+
+    tokenizer: Any
+    batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+    monitor: Callable[[Any], dict] | None
+
+
+def genome_corpus(recipe: Recipe) -> Corpus:
+    """Windows of the train region of the recipe's chromosome, both strands."""
+    tokenizer = build_tokenizer(recipe)
+    vocab = Vocabulary.of(tokenizer, recipe.k)
+    region = train_region(recipe)
+    monitor = heldout_monitor(recipe, vocab) if recipe.eval_every else None
+    return Corpus(tokenizer, lambda step: make_batch(recipe, region, vocab, step), monitor)
+
+
 def train(
     recipe: Recipe,
     *,
+    corpus: Corpus | None = None,
     minutes: float | None = None,
     max_steps: int | None = None,
     resume: bool = True,
@@ -471,23 +507,23 @@ def train(
     keep_steps: Sequence[int] = (),
     log: Callable[[str], None] = print,
 ) -> tuple[Any, Any, TrainState]:
-    """Train (or resume) the recipe's model; returns (model, tokenizer, state).
+    """Train (or resume) the recipe's model on `corpus` (default: the genome's train region); returns
+    (model, tokenizer, state).
 
     Stops at `recipe.steps`, at `max_steps` (a short run of the same schedule), or when the run's total
     wall time reaches `minutes`. Logs every step up to `log_first`, then the mean of every `log_every`
     steps; a held-out loss every `eval_every` steps. `keep(model, tokenizer, state)` is called when the
     model has taken each of `keep_steps` optimisation steps (0: the initialisation).
     """
-    tokenizer = build_tokenizer(recipe)
-    vocab = Vocabulary.of(tokenizer, recipe.k)
+    corpus = corpus or genome_corpus(recipe)
+    tokenizer = corpus.tokenizer
     model = build_model(recipe, tokenizer)
     optimizer = make_optimizer(recipe, model)
     path = checkpoint_path(recipe)
     state = load_checkpoint(path, model, optimizer) if resume and checkpoint and path.is_file() else TrainState()
     if state.step:
         log(f"resumed {recipe.name} at step {state.step} from {path}")
-    region = train_region(recipe)
-    monitor = heldout_monitor(recipe, vocab) if recipe.eval_every else None
+    monitor = corpus.monitor
     last_step = min(recipe.steps, max_steps or recipe.steps)
     window: list[dict] = []
     started = time.perf_counter() - state.elapsed_s
@@ -495,10 +531,10 @@ def train(
     if state.step in keep_steps:
         keep_now()
     while state.step < last_step and not (minutes and time.perf_counter() - started >= minutes * 60):
-        inputs, labels = make_batch(recipe, region, vocab, state.step)
+        inputs, labels = corpus.batch(state.step)
         result = train_step(model, optimizer, recipe, inputs, labels, state.step)
         state.step += 1
-        state.tokens_seen += int((inputs.shape[1] - 2) * inputs.shape[0])
+        state.tokens_seen += int((inputs != tokenizer.pad_token_id).sum()) - 2 * inputs.shape[0]
         state.elapsed_s = time.perf_counter() - started
         window.append(result)
         if state.step <= recipe.log_first or state.step % recipe.log_every == 0 or state.step == last_step:
@@ -587,14 +623,15 @@ def masked_logprobs(
     the k-mer tokens) and the true k-mer index (n_masked,), in row-major order of `mask`.
     """
     ids = vocab.token_ids(windows)
-    inputs = frame(np.where(mask, vocab.mask_id, ids), vocab.cls_id, vocab.sep_id)
+    inputs = frame(np.where(mask, vocab.mask_id, ids), vocab.cls_id, vocab.sep_id, vocab.pad_id)
     model.eval()
     chunks = []
     for start in range(0, len(inputs), batch_size):
-        logits = model(input_ids=torch.from_numpy(inputs[start : start + batch_size])).logits[:, 1:-1]
+        batch = torch.from_numpy(inputs[start : start + batch_size])
+        logits = model(input_ids=batch, attention_mask=padding_mask(batch, vocab.pad_id)).logits[:, 1:-1]
         picked = logits[torch.from_numpy(mask[start : start + batch_size])][:, torch.from_numpy(vocab.kmer_ids)]
         chunks.append(torch.log_softmax(picked.double(), dim=-1).numpy())
-    return np.concatenate(chunks), kmer_index(windows, vocab.k)[mask]
+    return np.concatenate(chunks), kmer_index(windows, vocab.k, len(vocab.letters))[mask]
 
 
 def heldout_monitor(recipe: Recipe, vocab: Vocabulary) -> Callable[[Any], dict]:
@@ -670,16 +707,9 @@ def evaluate(model, recipe: Recipe, settings: EvalSettings | None = None, log: C
     mask = np.zeros((len(windows), settings.n_tok), dtype=bool)
     np.put_along_axis(mask, positions, True, axis=1)
     log(f"evaluating {recipe.name} on {mask.sum()} masked tokens in {len(windows)} held-out windows")
-    logprobs, truth = masked_logprobs(model, vocab, windows, mask)
-    rows, cols = np.nonzero(mask)
-    per_window = {"model": PerWindow.of(*_scored(logprobs, truth), rows, len(windows))}
-    models = fitted_baselines(recipe)
+    specs = [m for m in fitted_baselines(recipe) if recipe.k == 1 or m.spec.right == 0]
     scorer = _nucleotide_baseline if recipe.k == 1 else _kmer_chain_baseline
-    specs = [m for m in models if recipe.k == 1 or m.spec.right == 0]
-    for fitted in specs:
-        correct, bits = scorer(fitted, windows, rows, cols, recipe.k)
-        per_window[fitted.spec.name] = PerWindow.of(correct, bits, rows, len(windows))
-    result = summarise(per_window, recipe.k, settings.n_resamples, recipe.seed)
+    result = score_against_baselines(model, vocab, windows, mask, specs, scorer, settings.n_resamples, recipe.seed)
     result["span_masked"] = span_masked_score(model, recipe, vocab, settings)
     result["settings"] = settings.__dict__ | {
         "n_masked": int(mask.sum()),
@@ -687,6 +717,20 @@ def evaluate(model, recipe: Recipe, settings: EvalSettings | None = None, log: C
         "test_region": list(data.test_region(recipe.species, recipe.chrom, recipe.test_fraction)),
     }
     return result
+
+
+def score_against_baselines(model, vocab: Vocabulary, windows: np.ndarray, mask: np.ndarray,
+                            fitted: Sequence[baselines.ContextModel], scorer: Callable, n_resamples: int,
+                            seed: int) -> dict:
+    """The model and every fitted baseline on the same masked positions `mask` (n, T) of `windows`, summarised
+    with bootstrap intervals over windows (`summarise`)."""
+    logprobs, truth = masked_logprobs(model, vocab, windows, mask)
+    rows, cols = np.nonzero(mask)
+    per_window = {"model": PerWindow.of(*_scored(logprobs, truth), rows, len(windows))}
+    for context_model in fitted:
+        correct, bits = scorer(context_model, windows, rows, cols, vocab.k)
+        per_window[context_model.spec.name] = PerWindow.of(correct, bits, rows, len(windows))
+    return summarise(per_window, vocab.k, n_resamples, seed)
 
 
 def _nucleotide_baseline(fitted: baselines.ContextModel, windows, rows, cols, k: int):
