@@ -212,6 +212,7 @@ def per_head_rows(ours: Association) -> list[dict]:
 
 FAMILY = Family(
     name="attention_association",
+    alphabets=("dna", "protein"),
     summary="Spearman association of each head's attention received with a per-token annotation, against "
             "annotation tracks permuted between windows, corrected over heads; trained minus another model",
     params=AssociationParams,

@@ -101,6 +101,7 @@ def _layers(claim, model, params: NeuronParams) -> list[int]:
 
 FAMILY = Family(
     name="neuron",
+    alphabets=("dna", "protein"),
     summary="AUPRC of a single MLP channel against a per-token annotation, chosen on train and scored on test",
     params=NeuronParams,
     statistics=unit_statistics("channel", "channel named or chosen on train"),

@@ -132,6 +132,7 @@ def _sae_card(trained, hook: str, fit) -> Card:
 
 FAMILY = Family(
     name="sae_feature",
+    alphabets=("dna", "protein"),
     summary="AUPRC of a top-k SAE latent against a per-token annotation, chosen on train and scored on test",
     params=SaeFeatureParams,
     statistics={
