@@ -92,7 +92,7 @@ def test_source_hash_of_the_caches_tracks_their_modules():
 
     assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.cache", "seqclaims.models", "seqclaims.tokenizers")[:16]
     assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs",
-                                                "seqclaims.userdata")[:16]
+                                                "seqclaims.proteins", "seqclaims.userdata")[:16]
     assert sae.SAE_CODE_VERSION == fsutil.source_hash("seqclaims.cache", "seqclaims.models", "seqclaims.sae",
                                                       "seqclaims.tokenizers")[:16]
     assert attention.CODE_VERSION == fsutil.source_hash("seqclaims.attention", "seqclaims.cache", "seqclaims.models",
