@@ -77,6 +77,13 @@ class ClaimResult:
         data["cards"] = [asdict(c) for c in self.cards]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ClaimResult":
+        """The result `to_json` wrote (a result computed elsewhere, e.g. on a Ray worker)."""
+        return cls(**{**data, "criteria": [CriterionResult(**c) for c in data.get("criteria", [])],
+                      "figures": [Figure(**f) for f in data.get("figures", [])],
+                      "cards": [Card(**c) for c in data.get("cards", [])]})
+
 
 def judge(claim: Claim, family: Family, context: Context, *, use_store: bool = True) -> ClaimResult:
     """Evaluate one claim. Never raises for problems with the claim, its model or its data.

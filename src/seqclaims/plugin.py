@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from . import __version__
-from .errors import ClaimError
+from .errors import ClaimError, InputError
+from .executors import EXECUTORS, RayDispatch, dispatch, group_key, start_ray, stop_ray
 from .families import Context, FamilyTable, checks_dirs, load_families, load_claim
 from .judge import ERROR, SKIPPED, ClaimResult, error_result, judge
 from .ledger import MISSING, REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
@@ -47,6 +48,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--claims-device", default=None, metavar="DEVICE",
                     help="where models run: cpu, cuda or cuda:N (default: $SEQCLAIMS_DEVICE, else cuda when "
                          "available, else cpu); statistics always run in float64 on the CPU")
+    group.addoption("--claims-executor", default="local", choices=EXECUTORS,
+                    help="where claims are judged: local (this process, or its -n workers) or ray (one task per "
+                         "model and dataset on a Ray cluster; needs seqclaims[ray])")
+    group.addoption("--claims-ray-address", default=None, metavar="ADDRESS",
+                    help="a running Ray cluster (default: $RAY_ADDRESS, else a local cluster for this run)")
+    group.addoption("--claims-ray-workers", default=None, type=int, metavar="N",
+                    help="CPUs of the local Ray cluster, hence tasks at once (default: every CPU)")
     group.addoption("--claims-dtype", default=None, choices=("float32", "bfloat16", "float16"),
                     help="precision of the forward passes (default: $SEQCLAIMS_DTYPE, else float32); part of "
                          "every activation cache key")
@@ -55,6 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     import os
 
+    if config.getoption("--claims-executor") == "ray" and getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("--claims-executor ray runs the claims on Ray workers; drop -n")
     for option, variable in (("--claims-device", "SEQCLAIMS_DEVICE"), ("--claims-dtype", "SEQCLAIMS_DTYPE")):
         if config.getoption(option):  # the environment carries it to xdist workers
             os.environ[variable] = config.getoption(option)
@@ -98,6 +108,7 @@ class _SessionState:
         self.ledger_changes: list[Any] = []
         self.report_path: Path | None = None
         self.strict_problem = ""
+        self.ray: RayDispatch | None = None
 
 
 _STATE = pytest.StashKey[_SessionState]()
@@ -235,8 +246,11 @@ class ClaimItem(pytest.Item):
             return error_result(shown_path(self.path), self.load_error, self.path.parent.name)
         registry = Registry.open(state.registry_path)
         status = registration_status(registry, self.claim.id, self.claim.content, self.path)
-        context = Context(claim=self.claim, cache_dir=cache_dir())
-        result = judge(self.claim, state.families.get(self.claim.check, self.path), context)
+        if state.ray is not None:
+            result = state.ray.result_for(self.path)
+        else:
+            context = Context(claim=self.claim, cache_dir=cache_dir())
+            result = judge(self.claim, state.families.get(self.claim.check, self.path), context)
         result.registration = status.to_json()
         return result
 
@@ -252,6 +266,30 @@ class ClaimItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, 0, f"claim {self.name}"
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the claims that will run are sent
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--claims-executor") != "ray" or hasattr(config, "workerinput") or _STATE not in config.stash:
+        return
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        if isinstance(item, ClaimItem) and item.claim is not None:
+            groups.setdefault(group_key(item.claim), []).append(str(item.path))
+    if not groups:
+        return
+    state = config.stash[_STATE]
+    try:
+        started = start_ray(config.getoption("--claims-ray-address"), config.getoption("--claims-ray-workers"))
+    except InputError as exc:
+        raise pytest.UsageError(exc.message) from None
+    with project_root_set_to(state.root):
+        state.ray = dispatch(state.root, groups, started_cluster=started)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _STATE in config.stash:
+        stop_ray(config.stash[_STATE].ray)
 
 
 def render_failure(result: ClaimResult, headline: str) -> str:
