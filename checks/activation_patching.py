@@ -70,7 +70,7 @@ from pydantic import Field, model_validator
 from seqclaims import attention as att
 from seqclaims import interventions as iv
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs, rounded
+from seqclaims.evidence import Card, Estimate, Evidence, Figure, rounded
 from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
@@ -114,7 +114,7 @@ class PatchingParams(StrictModel):
 def evaluate(claim, context) -> Evidence:
     params = claim.params
     att.require_named_head(claim, NAMED)
-    inputs = gather_inputs(claim, whole_sequences=True)
+    inputs = context.inputs()
     model = inputs.model
     heads, named = att.claim_heads(claim, model)
     try:
@@ -416,6 +416,7 @@ def metric_card(target: iv.TargetMetric, analysis: Patching) -> Card:
 
 FAMILY = Family(
     name="activation_patching",
+    whole_sequences=True,
     summary="restoration (PM) of a target metric when one head's clean output is patched into a run on a "
             "composition-preserving corruption of the motif",
     params=PatchingParams,

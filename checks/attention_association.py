@@ -39,7 +39,7 @@ from pydantic import Field
 from scipy.stats import rankdata
 
 from seqclaims import attention as att
-from seqclaims.evidence import Estimate, Evidence, gather_inputs, rounded
+from seqclaims.evidence import Estimate, Evidence, rounded
 from seqclaims.families import Family, Statistic
 from seqclaims.features import Annotation, permute_labels, token_labels
 from seqclaims.figures import HeadMarks, head_heatmap
@@ -143,7 +143,7 @@ class Association(att.HeadCorrelation):
 
 def evaluate(claim, context) -> Evidence:
     att.require_named_head(claim, NAMED)
-    inputs = gather_inputs(claim, whole_sequences=True)
+    inputs = context.inputs()
     ours = Association(claim, context, inputs.model, inputs.dataset)
     statistics = {**ours.named_statistics(), **ours.selected_statistics(), "share_associated": ours.share_statistic()}
     statistics.update(comparison(claim, context, ours, inputs.dataset))
@@ -212,6 +212,7 @@ def per_head_rows(ours: Association) -> list[dict]:
 
 FAMILY = Family(
     name="attention_association",
+    whole_sequences=True,
     alphabets=("dna", "protein"),
     summary="Spearman association of each head's attention received with a per-token annotation, against "
             "annotation tracks permuted between windows, corrected over heads; trained minus another model",

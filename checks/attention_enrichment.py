@@ -47,7 +47,7 @@ from pydantic import Field
 from seqclaims import attention as att
 from seqclaims import composition as comp
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded
+from seqclaims.evidence import Card, Estimate, Evidence, rounded
 from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
@@ -89,7 +89,7 @@ def evaluate(claim, context) -> Evidence:
     att.require_named_head(claim, NAMED)
     if params.support_pvalue is not None and params.support_fraction is not None:
         raise InputError(f"{claim.path}: params: give support_pvalue or support_fraction, not both")
-    inputs = gather_inputs(claim, whole_sequences=True)
+    inputs = context.inputs()
     dataset, model = inputs.dataset, inputs.model
     motif = att.claim_motif(claim, dataset)
     heads, named = att.claim_heads(claim, model)
@@ -248,6 +248,7 @@ def settings_card(motif, params, matched, table) -> Card:
 
 FAMILY = Family(
     name="attention_enrichment",
+    whole_sequences=True,
     summary="per-head ratio of the attention received by motif-support tokens to that received by "
             "background tokens matched by distance from the site and by composition",
     params=EnrichmentParams,

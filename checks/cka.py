@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from seqclaims import geometry as geo
-from seqclaims.evidence import Evidence, gather_inputs
+from seqclaims.evidence import Evidence
 from seqclaims.families import Family, Statistic
 from seqclaims.models import ModelRef, load_model
 from seqclaims.schema import StrictModel
@@ -49,7 +49,7 @@ class CkaParams(StrictModel):
 
 def evaluate(claim, context) -> Evidence:
     params = claim.params
-    inputs = gather_inputs(claim)
+    inputs = context.inputs()
     dataset = inputs.dataset
     other_model = inputs.model if params.other.model is None else load_model(params.other.model)
     mine = geo.nucleotide_representations(inputs.model, dataset.sequences,

@@ -40,7 +40,7 @@ from pydantic import Field, model_validator
 from seqclaims import circuits as cx
 from seqclaims import interventions as iv
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded
+from seqclaims.evidence import Card, Estimate, Evidence, rounded
 from seqclaims.families import Family, Statistic
 from seqclaims import figures
 from seqclaims.figures import Figure
@@ -172,7 +172,7 @@ class Circuit:
 
 def evaluate(claim, context) -> Evidence:
     params = claim.params
-    inputs = gather_inputs(claim, whole_sequences=True)
+    inputs = context.inputs()
     try:
         circuit = Circuit(claim, context, inputs)
     except InputError as error:
@@ -287,6 +287,7 @@ def top_windows(circuit: Circuit, k: int, latent: int, dataset, n: int = 3) -> l
 
 FAMILY = Family(
     name="feature_circuit",
+    whole_sequences=True,
     summary="faithfulness of a circuit of SAE latents at successive layers for a target metric, against random "
             "latent sets; edges by attribution",
     params=CircuitParams,

@@ -42,7 +42,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from seqclaims import geometry as geo
-from seqclaims.evidence import Estimate, Evidence, gather_inputs
+from seqclaims.evidence import Estimate, Evidence
 from seqclaims.families import Family, Statistic
 from seqclaims.figures import Figure
 from seqclaims.models import ModelRef
@@ -107,7 +107,7 @@ class Profiles:
 
 
 def evaluate(claim, context) -> Evidence:
-    inputs = gather_inputs(claim)
+    inputs = context.inputs()
     dataset = inputs.dataset
     seed = context.seed_for("codon-shuffle")
     ours = Profiles(inputs.model, claim, dataset, seed)

@@ -54,7 +54,7 @@ from pydantic import Field
 from seqclaims import attention as att
 from seqclaims import interventions as iv
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, gather_inputs, rounded, token_annotation
+from seqclaims.evidence import Card, Estimate, Evidence, rounded, token_annotation
 from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
@@ -92,7 +92,7 @@ class AblationParams(StrictModel):
 def evaluate(claim, context) -> Evidence:
     params = claim.params
     att.require_named_head(claim, NAMED)
-    inputs = gather_inputs(claim, whole_sequences=True)
+    inputs = context.inputs()
     model, dataset = inputs.model, inputs.dataset
     heads, named = att.claim_heads(claim, model)
     layers = sorted({layer for layer, _ in heads})
@@ -364,6 +364,7 @@ def settings_card(claim, target: iv.TargetMetric, n: int) -> Card:
 
 FAMILY = Family(
     name="head_ablation",
+    whole_sequences=True,
     summary="change of a target metric on held-out sequences when a head's output is ablated before the output "
             "projection; heads associated with a feature against uninformative heads of the same layer",
     params=AblationParams,

@@ -42,7 +42,7 @@ from pydantic import Field, model_validator
 
 from seqclaims.cache import extract
 from seqclaims.errors import InputError
-from seqclaims.evidence import Evidence, gather_inputs
+from seqclaims.evidence import Evidence
 from seqclaims.families import Family
 from seqclaims.models import require_part
 from seqclaims.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
@@ -65,7 +65,7 @@ class NeuronParams(UnitParams):
 
 def evaluate(claim, context) -> Evidence:
     params: NeuronParams = claim.params
-    inputs = gather_inputs(claim)
+    inputs = context.inputs()
     require_part(inputs.model, "mlp", f"{claim.path}: family neuron")
     layers = _layers(claim, inputs.model, params)
     d_mlp = inputs.model.d_mlp

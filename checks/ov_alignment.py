@@ -46,7 +46,7 @@ from pydantic import Field
 from seqclaims import ov
 from seqclaims import probing
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs
+from seqclaims.evidence import Card, Estimate, Evidence, Figure
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
 from seqclaims.stats import percentile_interval, resample_indices
@@ -77,7 +77,7 @@ class OVParams(StrictModel):
 
 def evaluate(claim, context) -> Evidence:
     params = claim.params
-    inputs = gather_inputs(claim, whole_sequences=True)
+    inputs = context.inputs()
     model, dataset = inputs.model, inputs.dataset
     if params.probe_layer is not None and params.probe_layer >= model.n_layers:
         raise InputError(f"{claim.path}: params.probe_layer: {params.probe_layer} is not a layer of a "
@@ -227,6 +227,7 @@ def _rounded_list(values: np.ndarray) -> list[float]:
 
 FAMILY = Family(
     name="ov_alignment",
+    whole_sequences=True,
     summary="cosine between a probe direction and a head's OV singular vectors above a floor, self-gain, "
             "both ranked against random directions",
     params=OVParams,

@@ -57,7 +57,7 @@ from pydantic import Field, field_validator, model_validator
 
 from seqclaims import probing
 from seqclaims.errors import InputError, Unavailable
-from seqclaims.evidence import Card, Estimate, Evidence, Figure, gather_inputs
+from seqclaims.evidence import Card, Estimate, Evidence, Figure
 from seqclaims.families import Family, Statistic
 from seqclaims.models import EMBEDDED_MODELS, ModelRef, load_model, resolve_folder
 from seqclaims.schema import StrictModel
@@ -153,7 +153,7 @@ def evaluate(claim, context) -> Evidence:
     require_local_inputs(claim)
     if params.transfer:
         check_transfer_target(claim)
-    inputs = gather_inputs(claim)
+    inputs = context.inputs()
     probe_data = probe_data_for(inputs.model, inputs.dataset, params)
     if probe_data.problem:
         return Evidence({name: Estimate.missing(probe_data.problem) for name in STATISTICS}, cards=inputs.cards)
@@ -461,7 +461,7 @@ def check_transfer_target(claim) -> None:
 def transfer_estimate(claim, context, suite, data: ProbeData) -> Estimate:
     """The evaluated probe scored on the `transfer` species' test-region windows of the same dataset."""
     params = claim.params
-    other = gather_inputs(claim, data_overrides={"species": params.transfer})
+    other = context.inputs({"species": params.transfer})
     dataset = other.dataset
     test = dataset.indices("test")
     hook = suite.selected_hook

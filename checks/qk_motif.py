@@ -68,7 +68,7 @@ from pydantic import Field
 from seqclaims import attention as att
 from seqclaims import composition as comp
 from seqclaims.errors import InputError, SeqclaimsError, Unavailable
-from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, gather_inputs, rounded
+from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, rounded
 from seqclaims.figures import HeadMarks, head_heatmap
 from seqclaims.families import Family, Statistic
 from seqclaims.schema import StrictModel
@@ -117,7 +117,7 @@ class QkMotifParams(comp.ShuffledMotifParams):
 def evaluate(claim, context) -> Evidence:
     att.require_named_head(claim, NAMED)
     try:
-        inputs = gather_inputs(claim, whole_sequences=True)
+        inputs = context.inputs()
     except Unavailable as missing:
         raise Unavailable(offline_ceiling(claim, context, missing)) from None
     params, dataset, model = claim.params, inputs.dataset, inputs.model
@@ -385,6 +385,7 @@ def reachability(criterion, low: float, high: float) -> str:
 
 FAMILY = Family(
     name="qk_motif",
+    whole_sequences=True,
     summary="per-head Pearson r between a per-token key score and the per-token motif score, "
             "with sequence-level intervals, permutation p-values and the ideal detector's ceiling",
     params=QkMotifParams,

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from seqclaims import geometry as geo
-from seqclaims.evidence import Estimate, Evidence, gather_inputs
+from seqclaims.evidence import Estimate, Evidence
 from seqclaims.families import Family, Statistic
 from seqclaims.models import ModelRef
 from seqclaims.schema import StrictModel
@@ -90,7 +90,7 @@ def strand_fits(model, claim, dataset, seed: int) -> dict[str, geo.Interval]:
 
 
 def evaluate(claim, context) -> Evidence:
-    inputs = gather_inputs(claim)
+    inputs = context.inputs()
     dataset = inputs.dataset
     if not ((np.asarray(dataset.split) == "train").any() and (np.asarray(dataset.split) == "test").any()):
         statistics = {name: Estimate.missing("needs windows in both the train and the test split")

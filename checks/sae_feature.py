@@ -45,7 +45,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Evidence, gather_inputs
+from seqclaims.evidence import Card, Evidence
 from seqclaims.families import Family, Statistic
 from seqclaims.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
 from seqclaims.sae import SaeSpec, fit_estimates, load_or_train, sample_tokens
@@ -70,7 +70,7 @@ class SaeFeatureParams(UnitParams):
 
 def evaluate(claim, context) -> Evidence:
     params: SaeFeatureParams = claim.params
-    inputs = gather_inputs(claim)
+    inputs = context.inputs()
     hook = _checked_hook(claim, inputs.model, params)
     activations = inputs.activations([hook])
     dataset = inputs.dataset

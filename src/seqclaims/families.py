@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .errors import ClaimError
-from .evidence import Evidence
+from .evidence import ClaimInputs, Evidence, gather_inputs
 from .schema import Claim, ClaimModel, did_you_mean, load_content, shown_path, validate_mapping
 
 CHECKS_PATH_ENV = "SEQCLAIMS_CHECKS_PATH"
@@ -50,6 +50,8 @@ class Family:
     example: dict[str, Any] = field(default_factory=dict)
     needs_model: bool = True
     alphabets: tuple[str, ...] = ("dna",)  # the sequences it can read: "dna", and "protein" where it applies
+    # it resamples rows as independent sequences, so a dataset whose sequences were cut into windows is refused
+    whole_sequences: bool = False
     source: Path | None = None  # the module that defines it (set when it is loaded); part of its evidence key
 
 
@@ -59,6 +61,11 @@ class Context:
 
     claim: Claim
     cache_dir: Path
+    whole_sequences: bool = False  # the judging family's declaration (`Family.whole_sequences`)
+
+    def inputs(self, data_overrides: dict[str, Any] | None = None) -> ClaimInputs:
+        """The claim's model and dataset (`evidence.gather_inputs`), under the family's whole-sequence rule."""
+        return gather_inputs(self.claim, data_overrides=data_overrides, whole_sequences=self.whole_sequences)
 
     def seed_for(self, purpose: str) -> int:
         """A 63-bit seed derived from the claim's seed and a purpose label, so that every random

@@ -109,7 +109,7 @@ def _compute_and_decide(result: ClaimResult, claim: Claim, family: Family, conte
                         key: evidence_store.EvidenceKey | None) -> None:
     result.evidence_source = "computed"
     try:
-        evidence = family.evaluate(claim, context)
+        evidence = family.evaluate(claim, replace(context, whole_sequences=family.whole_sequences))
     except Unavailable as exc:
         result.status, result.reason = SKIPPED, exc.message
         evidence_store.save_skip(key, exc.message, claim.criteria)
