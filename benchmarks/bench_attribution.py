@@ -31,9 +31,9 @@ from scipy.stats import spearmanr  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import time_median, write_result  # noqa: E402
-from seqclaims import interventions as iv  # noqa: E402
-from seqclaims.evidence import gather_inputs  # noqa: E402
-from seqclaims.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.core.evidence import gather_inputs  # noqa: E402
+from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.methods import interventions as iv  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ of 512 nt with single-nucleotide tokens (514 tokens each), hooks ``layer.{0..3}.
 of 8, one torch thread (the machine is shared; multi-threaded timings there are mostly spin-waiting).
 Baseline and cold extraction are timed alternately, so that a change of load affects both alike. The baseline is a bare loop: eager forward passes of the encoder with plain forward hooks that
 copy the same block outputs into numpy arrays (inputs tokenized beforehand). The candidate is
-``seqclaims.cache.extract`` on a fresh key (tokenization, hashing, per-token zeroing of padding, writing
+``seqclaims.inputs.cache.extract`` on a fresh key (tokenization, hashing, per-token zeroing of padding, writing
 and checksumming the entry included), then again on the same key (served from the cache). Also checked:
 two processes extracting the same new key at once get identical arrays (one computes, one waits and
 reads), and a truncated cache file is detected and recomputed (both on the first 32 sequences).
@@ -19,8 +19,8 @@ Run: ``python benchmarks/bench_cache.py``
 from __future__ import annotations
 
 import os
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,9 +37,9 @@ os.environ.setdefault("SEQCLAIMS_PROGRESS", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # also for the child processes
 
 from benchmarks.common import write_result  # noqa: E402
-from seqclaims.cache import CacheEntry, extract  # noqa: E402
-from seqclaims.models import LoadedModel, load_model, save_random_model  # noqa: E402
-from seqclaims.tokenizers import build_nucleotide_tokenizer  # noqa: E402
+from seqclaims.inputs.cache import CacheEntry, extract  # noqa: E402
+from seqclaims.inputs.models import LoadedModel, load_model, save_random_model  # noqa: E402
+from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer  # noqa: E402
 
 N_SEQUENCES = 192
 LENGTH = 512
@@ -86,8 +86,8 @@ def bare_forward(model: LoadedModel, input_ids: torch.Tensor, attention_mask: to
 CHILD = textwrap.dedent(
     """
     import hashlib, sys
-    from seqclaims.cache import extract
-    from seqclaims.models import load_model
+    from seqclaims.inputs.cache import extract
+    from seqclaims.inputs.models import load_model
     folder, dataset_hash, count, length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     import numpy as np
     rng = np.random.default_rng(0)
@@ -192,7 +192,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "entry_megabytes": round(entry_bytes / 1e6, 1),
         "baseline": "bare eager encoder forward with forward hooks copying the same block outputs to numpy",
-        "candidate": "seqclaims.cache.extract, cold (new key) and warm (same key)",
+        "candidate": "seqclaims.inputs.cache.extract, cold (new key) and warm (same key)",
         "bare_seconds_median": t_bare,
         "cold_seconds_median": t_cold,
         "warm_seconds_median": t_warm,

@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import time_median, write_comparison  # noqa: E402
-from seqclaims import attention as att  # noqa: E402
-from seqclaims.data import build  # noqa: E402
-from seqclaims.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
-from seqclaims.models import load_model  # noqa: E402
+from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.inputs.datasets import build  # noqa: E402
+from seqclaims.inputs.models import load_model  # noqa: E402
+from seqclaims.methods import attention as att  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,9 +28,9 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import time_median, write_result  # noqa: E402
-from seqclaims import models  # noqa: E402
-from seqclaims.architectures import build_nt_v2_like  # noqa: E402
-from seqclaims.data import build  # noqa: E402
+from seqclaims.inputs import models  # noqa: E402
+from seqclaims.inputs.architectures import build_nt_v2_like  # noqa: E402
+from seqclaims.inputs.datasets import build  # noqa: E402
 
 TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-2}
 

@@ -1,4 +1,4 @@
-"""Motif scan: seqclaims.motifs.scan_strands against Biopython's PSSM.calculate, both strands.
+"""Motif scan: seqclaims.inputs.motifs.scan_strands against Biopython's PSSM.calculate, both strands.
 
 All of TAIR10 chromosome 1 (30.4 Mbp, soft-masked, with N runs) scanned with JASPAR2024
 MA0108.2 (TBP, 15 bp). The baseline is Biopython's C scanner on the forward matrix and on its
@@ -18,8 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import biopython_pssm, max_abs_difference, time_median, write_comparison  # noqa: E402
-from seqclaims import motifs  # noqa: E402
-from seqclaims.genome import sequence_array  # noqa: E402
+from seqclaims.inputs import motifs  # noqa: E402
+from seqclaims.inputs.genome import sequence_array  # noqa: E402
 
 MATRIX_ID = "MA0108.2"
 REPEATS = 3
@@ -52,7 +52,7 @@ def main() -> None:
     result = write_comparison(
         "motif_scan",
         baseline="Bio.motifs PSSM.calculate on the forward and reverse-complement matrices",
-        candidate="seqclaims.motifs.scan_strands (encoding included)",
+        candidate="seqclaims.inputs.motifs.scan_strands (encoding included)",
         baseline_runs=runs_base,
         candidate_runs=runs_ours,
         max_abs_difference=max_diff,

@@ -41,10 +41,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks.common import write_result  # noqa: E402
-from seqclaims import interventions as iv  # noqa: E402
-from seqclaims import models  # noqa: E402
-from seqclaims.data import build  # noqa: E402
-from seqclaims.motifs import load_motif  # noqa: E402
+from seqclaims.inputs import models  # noqa: E402
+from seqclaims.inputs.datasets import build  # noqa: E402
+from seqclaims.inputs.motifs import load_motif  # noqa: E402
+from seqclaims.methods import interventions as iv  # noqa: E402
 
 REPEATS = 3
 TOLERANCE = 1e-5

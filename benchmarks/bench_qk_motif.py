@@ -29,8 +29,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import time_median, write_comparison  # noqa: E402
-from seqclaims import attention as att  # noqa: E402
-from seqclaims.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.methods import attention as att  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +108,9 @@ def main() -> None:
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
-    from seqclaims.data import build
-    from seqclaims.models import load_model
-    from seqclaims.motifs import load_motif
+    from seqclaims.inputs.datasets import build
+    from seqclaims.inputs.models import load_model
+    from seqclaims.inputs.motifs import load_motif
 
     model = load_model(args.model)
     dataset = build({"dataset": "tata", "n": args.n}, seed=0)

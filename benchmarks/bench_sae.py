@@ -1,6 +1,6 @@
 """Benchmark: top-k SAE training on 200,000 tokens of width 128 into 1,024 latents with k = 16.
 
-Candidate: `seqclaims.sae.train_sae` as the families run it (the k active decoder rows summed with
+Candidate: `seqclaims.methods.sae.train_sae` as the families run it (the k active decoder rows summed with
 `embedding_bag`). Baseline, in the same run: the same training with the textbook dense decoder (the
 code scattered into a (batch, d_sae) matrix and multiplied by the whole decoder). Both train one epoch
 per timed run (median of repeats); the full default training (SaeSpec().epochs epochs) is timed once
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import time_median, write_comparison  # noqa: E402
-from seqclaims.sae import SaeSpec, train_sae  # noqa: E402
+from seqclaims.methods.sae import SaeSpec, train_sae  # noqa: E402
 
 N_TOKENS, WIDTH, D_SAE, K = 200_000, 128, 1024, 16
 TRUE_FEATURES, TRUE_ACTIVE = 2048, 8
@@ -56,7 +56,7 @@ def main() -> None:
     record = write_comparison(
         "sae_training",
         baseline="one epoch of top-k SAE training with a dense decoder (code scattered to (batch, d_sae) @ W_dec)",
-        candidate="one epoch of seqclaims.sae.train_sae (k active decoder rows summed with embedding_bag)",
+        candidate="one epoch of seqclaims.methods.sae.train_sae (k active decoder rows summed with embedding_bag)",
         baseline_runs=baseline_runs, candidate_runs=candidate_runs,
         max_abs_difference=difference, tolerance=0.02,
         n_tokens=N_TOKENS, width=WIDTH, d_sae=D_SAE, k=K, batch_size=spec.batch_size, lr=spec.lr,

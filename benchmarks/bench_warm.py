@@ -121,7 +121,7 @@ def threshold_edit(cache: Path, project: Path) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     import yaml
 
-    from seqclaims.families import checks_dirs, load_claim, load_families
+    from seqclaims.core.families import checks_dirs, load_claim, load_families
 
     claim = load_claim(ROOT / EDITED_CLAIM, load_families(checks_dirs(ROOT)))
     content = json.loads(json.dumps(claim.content))

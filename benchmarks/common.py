@@ -117,7 +117,7 @@ def write_comparison(
 
 
 def biopython_pssm(motif):
-    """Biopython's PSSM for a ``seqclaims.motifs.Motif``: its counts, pseudocount and background.
+    """Biopython's PSSM for a ``seqclaims.inputs.motifs.Motif``: its counts, pseudocount and background.
 
     The pseudocount is split between bases in proportion to the background, the formula
     ``motif_from_counts`` documents.

@@ -67,14 +67,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from seqclaims import attention as att
-from seqclaims import interventions as iv
+from seqclaims.core.evidence import Card, Estimate, Evidence, Figure, rounded
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, Figure, rounded
-from seqclaims.figures import HeadMarks, head_heatmap
-from seqclaims.families import Family, Statistic
-from seqclaims.schema import StrictModel
-from seqclaims.stats import bootstrap
+from seqclaims.methods import attention as att
+from seqclaims.methods import interventions as iv
+from seqclaims.methods.figures import HeadMarks, head_heatmap
+from seqclaims.methods.stats import bootstrap
 
 MIN_PAIRS = 20
 NAMED = ("pm", "mean_pm", "median_pm", "ratio_of_means_pm")
@@ -169,7 +169,7 @@ def claim_pairs(claim, inputs, context) -> iv.Pairs:
 
 def claim_motif(spec, dataset):
     """The JASPAR matrix of `corruption.matrix`, else the dataset's."""
-    from seqclaims.motifs import DEFAULT_RELEASE, load_motif
+    from seqclaims.inputs.motifs import DEFAULT_RELEASE, load_motif
 
     recorded = dataset.card.get("motif") or {}
     matrix = spec.matrix or recorded.get("matrix")

@@ -38,14 +38,14 @@ import numpy as np
 from pydantic import Field
 from scipy.stats import rankdata
 
-from seqclaims import attention as att
-from seqclaims.evidence import Estimate, Evidence, rounded
-from seqclaims.families import Family, Statistic
-from seqclaims.features import Annotation, permute_labels, token_labels
-from seqclaims.figures import HeadMarks, head_heatmap
-from seqclaims.models import ModelRef
-from seqclaims.schema import StrictModel
-from seqclaims.stats import correct_pvalues
+from seqclaims.core.evidence import Estimate, Evidence, rounded
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
+from seqclaims.inputs.models import ModelRef
+from seqclaims.methods import attention as att
+from seqclaims.methods.features import Annotation, permute_labels, token_labels
+from seqclaims.methods.figures import HeadMarks, head_heatmap
+from seqclaims.methods.stats import correct_pvalues
 
 MIN_SEQUENCES = 20
 ALPHA = 0.05
@@ -162,7 +162,7 @@ def comparison(claim, context, ours: Association, dataset) -> dict[str, Estimate
     names = ("association_minus_compared", "max_association_minus_compared", "share_associated_minus_compared")
     if claim.params.compare_to is None:
         return {name: Estimate.missing("the claim compares with no model (params.compare_to)") for name in names}
-    from seqclaims.models import load_model
+    from seqclaims.inputs.models import load_model
 
     other = Association(claim, context, load_model(claim.params.compare_to), dataset)
     compared = {"compared": other.model.ref.describe()}
@@ -186,7 +186,7 @@ def comparison(claim, context, ours: Association, dataset) -> dict[str, Estimate
 
 
 def paired(estimate: float, samples: np.ndarray, n: int, level: float, detail: dict) -> Estimate:
-    from seqclaims.stats import percentile_interval
+    from seqclaims.methods.stats import percentile_interval
 
     low, high = percentile_interval(samples, level)
     if not np.isfinite(estimate) or not np.isfinite(low):

@@ -44,14 +44,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from seqclaims import attention as att
-from seqclaims import composition as comp
+from seqclaims.core.evidence import Card, Estimate, Evidence, rounded
+from seqclaims.core.families import Family, Statistic
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, rounded
-from seqclaims.figures import HeadMarks, head_heatmap
-from seqclaims.families import Family, Statistic
-from seqclaims.schema import StrictModel
-from seqclaims.stats import percentile_interval
+from seqclaims.methods import attention as att
+from seqclaims.methods import composition as comp
+from seqclaims.methods.figures import HeadMarks, head_heatmap
+from seqclaims.methods.stats import percentile_interval
 
 MIN_SEQUENCES = 20
 DEFAULT_SUPPORT_PVALUE = 1e-3

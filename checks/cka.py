@@ -26,11 +26,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from seqclaims import geometry as geo
-from seqclaims.evidence import Evidence
-from seqclaims.families import Family, Statistic
-from seqclaims.models import ModelRef, load_model
-from seqclaims.schema import StrictModel
+from seqclaims.core.evidence import Evidence
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
+from seqclaims.inputs.models import ModelRef, load_model
+from seqclaims.methods import geometry as geo
 
 MIN_N = 20
 

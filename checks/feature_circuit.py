@@ -3,7 +3,7 @@
 
 Evidence: a top-k SAE per circuit layer (`layers`, each on ``layer.{l}.resid_post``; trained on the train
 split's content tokens as in `sae_feature`, cached by its inputs), spliced into the model
-(`seqclaims.circuits`: the reconstruction plus its error, so the output is unchanged), and the target metric
+(`seqclaims.methods.circuits`: the reconstruction plus its error, so the output is unchanged), and the target metric
 f of each window (`metric`, as in activation_patching: a probe's decision value, a masked token's
 log-probability, or the mean logit of a token).
 
@@ -37,17 +37,17 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from seqclaims import circuits as cx
-from seqclaims import interventions as iv
+from seqclaims.core.evidence import Card, Estimate, Evidence, rounded
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, rounded
-from seqclaims.families import Family, Statistic
-from seqclaims import figures
-from seqclaims.figures import Figure
-from seqclaims.geometry import mean_interval
-from seqclaims.sae import SaeSpec, load_or_train, sample_tokens
-from seqclaims.schema import StrictModel
-from seqclaims.stats import bootstrap
+from seqclaims.methods import circuits as cx
+from seqclaims.methods import figures
+from seqclaims.methods import interventions as iv
+from seqclaims.methods.figures import Figure
+from seqclaims.methods.geometry import mean_interval
+from seqclaims.methods.sae import SaeSpec, load_or_train, sample_tokens
+from seqclaims.methods.stats import bootstrap
 
 MIN_N = 20
 
@@ -140,7 +140,7 @@ class Circuit:
     def test_codes(self) -> list[np.ndarray]:
         """Per circuit layer, (n_test, n_tok, d_sae) codes of the test windows in the spliced model (computed once)."""
         if getattr(self, "_test_codes", None) is None:
-            from seqclaims.models import run_with_interventions
+            from seqclaims.inputs.models import run_with_interventions
 
             batch = self.prepared_test.batch
             codes = [np.zeros((len(batch), batch.input_ids.shape[1], sae.model.d_sae), np.float32) for sae in self.saes]

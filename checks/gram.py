@@ -41,12 +41,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from seqclaims import geometry as geo
-from seqclaims.evidence import Estimate, Evidence
-from seqclaims.families import Family, Statistic
-from seqclaims.figures import Figure
-from seqclaims.models import ModelRef
-from seqclaims.schema import StrictModel
+from seqclaims.core.evidence import Estimate, Evidence
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
+from seqclaims.inputs.models import ModelRef
+from seqclaims.methods import geometry as geo
+from seqclaims.methods.figures import Figure
 
 MIN_N = 20
 NO_PHASE = "the dataset has no codon_phase track; use `dataset: coding`"

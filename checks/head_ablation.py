@@ -51,14 +51,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from seqclaims import attention as att
-from seqclaims import interventions as iv
+from seqclaims.core.evidence import Card, Estimate, Evidence, rounded, token_annotation
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, rounded, token_annotation
-from seqclaims.figures import HeadMarks, head_heatmap
-from seqclaims.families import Family, Statistic
-from seqclaims.schema import StrictModel
-from seqclaims.stats import bootstrap
+from seqclaims.methods import attention as att
+from seqclaims.methods import interventions as iv
+from seqclaims.methods.figures import HeadMarks, head_heatmap
+from seqclaims.methods.stats import bootstrap
 
 MIN_SEQUENCES = 20
 NAMED = ("delta",)
@@ -163,7 +163,7 @@ def token_flags(claim, dataset, offsets: np.ndarray) -> np.ndarray:
     """(n_seq, n_tok) bool: tokens covering an annotated base."""
     params = claim.params
     if params.annotation == "motif":
-        from seqclaims.motifs import DEFAULT_RELEASE, load_motif
+        from seqclaims.inputs.motifs import DEFAULT_RELEASE, load_motif
 
         recorded = dataset.card.get("motif") or {}
         matrix = params.matrix or recorded.get("matrix")

@@ -3,7 +3,7 @@
 Evidence: the per-token MLP activations after the nonlinearity (`layer.{l}.mlp.post`) of the claim's
 layers, from the shared activation cache in float16 (ranking needs no more precision, and every layer's
 channels of a few hundred windows fit in memory); every channel is a candidate. Each channel's activation is
-scored against the annotation (`seqclaims.features`), exactly as `sae_feature` scores SAE latents:
+scored against the annotation (`seqclaims.methods.features`), exactly as `sae_feature` scores SAE latents:
 
 - auprc: test-split AUPRC of the claim's channel: `channel` when the claim names one, else the channel
   with the highest train-split AUPRC among every channel of the claim's layers. Interval: percentile
@@ -40,12 +40,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from seqclaims.cache import extract
+from seqclaims.core.evidence import Evidence
+from seqclaims.core.families import Family
 from seqclaims.errors import InputError
-from seqclaims.evidence import Evidence
-from seqclaims.families import Family
-from seqclaims.models import require_part
-from seqclaims.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
+from seqclaims.inputs.cache import extract
+from seqclaims.inputs.models import require_part
+from seqclaims.methods.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
 
 MIN_N = 20
 

@@ -43,13 +43,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from seqclaims import ov
-from seqclaims import probing
+from seqclaims.core.evidence import Card, Estimate, Evidence, Figure
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Estimate, Evidence, Figure
-from seqclaims.families import Family, Statistic
-from seqclaims.schema import StrictModel
-from seqclaims.stats import percentile_interval, resample_indices
+from seqclaims.methods import ov, probing
+from seqclaims.methods.stats import percentile_interval, resample_indices
 
 MIN_SEQUENCES = 40
 

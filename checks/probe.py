@@ -3,7 +3,7 @@
 Evidence. The claim's dataset (region-disjoint train/test split); pooled activations of every probe site
 (``embed`` and ``layer.{l}.resid_post``) from one cached extraction: mean over content tokens (neither
 special nor padding) by default, or the first (CLS) token, or the token covering a given character
-position. Probes (`seqclaims.probing.LinearProbe`): standardise, L2 logistic regression, C chosen by
+position. Probes (`seqclaims.methods.probing.LinearProbe`): standardise, L2 logistic regression, C chosen by
 inner cross-validation on the train split only (folds are blocks of consecutive windows along the genome
 when coordinates exist), refitted on the whole train split and scored on the test split.
 
@@ -55,20 +55,14 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from seqclaims import probing
+from seqclaims.core.evidence import Card, Estimate, Evidence, Figure
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError, Unavailable
-from seqclaims.evidence import Card, Estimate, Evidence, Figure
-from seqclaims.families import Family, Statistic
-from seqclaims.models import EMBEDDED_MODELS, ModelRef, load_model, resolve_folder
-from seqclaims.schema import StrictModel
-from seqclaims.stats import (
-    auprc_weighted,
-    auroc_weighted,
-    bootstrap,
-    expand_to_items,
-    percentile_interval,
-    resample_counts,
-)
+from seqclaims.inputs.models import EMBEDDED_MODELS, ModelRef, load_model, resolve_folder
+from seqclaims.methods import probing
+from seqclaims.methods.stats import (auprc_weighted, auroc_weighted, bootstrap, expand_to_items, percentile_interval,
+                                     resample_counts)
 
 MIN_N = 40
 MIN_MATCHED_PAIRS = 20
@@ -161,8 +155,13 @@ def evaluate(claim, context) -> Evidence:
     evidence = probe_evidence(probe_data, suite, claim, context)
     if params.transfer:
         evidence.statistics["transfer_auroc"] = transfer_estimate(claim, context, suite, probe_data)
+    else:
+        evidence.statistics["transfer_auroc"] = Estimate.missing("no `transfer` species in params")
     if params.model_b is not None:
         evidence.statistics.update(model_b_estimates(claim, context, suite, probe_data))
+    else:
+        evidence.statistics.update({name: Estimate.missing("no `model_b` in params")
+                                    for name in ("model_b_auroc", "auroc_minus_model_b")})
     evidence.cards = [*inputs.cards, *evidence.cards]
     evidence.versions.update(inputs.versions)
     return evidence
@@ -569,9 +568,9 @@ def null_verdicts(data: ProbeData, params: ProbeParams, criteria: list[tuple[str
     criterion (statistic, op, threshold) is judged on data where the label carries no signal."""
     from types import SimpleNamespace
 
-    from seqclaims.families import Context
+    from seqclaims.core.families import Context
+    from seqclaims.core.verdicts import criterion_verdict
     from seqclaims.paths import cache_dir
-    from seqclaims.verdicts import criterion_verdict
 
     inputs = data.suite_inputs
     out = np.empty((len(replicates), len(criteria)), dtype=object)

@@ -40,7 +40,7 @@ Definitions (per head, K heads tested):
   declared tokenization or `surrogate_tokens`.
 - n_sequences, n_tokens: sequences and tokens pooled. Minimum n: 20 sequences.
 
-Composition controls (`seqclaims.composition`). A head that reads only the base composition around its
+Composition controls (`seqclaims.methods.composition`). A head that reads only the base composition around its
 keys correlates with every motif whose sites share that composition (a GC-reading head "detects" any
 GC-rich matrix), so r alone cannot tell a motif detector from a composition reader:
 - r_partial_composition: the partial correlation of key score and motif score given the `composition`
@@ -65,14 +65,14 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from seqclaims import attention as att
-from seqclaims import composition as comp
+from seqclaims.core.evidence import Card, Ceiling, Estimate, Evidence, rounded
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError, SeqclaimsError, Unavailable
-from seqclaims.evidence import Card, Ceiling, Estimate, Evidence, rounded
-from seqclaims.figures import HeadMarks, head_heatmap
-from seqclaims.families import Family, Statistic
-from seqclaims.schema import StrictModel
-from seqclaims.stats import correct_pvalues, percentile_interval
+from seqclaims.methods import attention as att
+from seqclaims.methods import composition as comp
+from seqclaims.methods.figures import HeadMarks, head_heatmap
+from seqclaims.methods.stats import correct_pvalues, percentile_interval
 
 MIN_SEQUENCES = 20
 NAMED = ("r", "r_p", "max_r_selects_named", "r_partial_composition", "r_minus_shuffled")
@@ -330,7 +330,7 @@ def motif_card(motif, params, table) -> Card:
 def offline_ceiling(claim, context, missing: Unavailable) -> str:
     """The skip reason, with ideal_r computed on the claim's data with a tokenization made without the
     model (the claim's declared `model.tokenization`, else `surrogate_tokens`, else single nucleotides)."""
-    from seqclaims.data import build
+    from seqclaims.inputs.datasets import build
 
     params = claim.params
     try:
@@ -375,7 +375,7 @@ def surrogate_scheme(claim) -> tuple[SurrogateTokens, str]:
 
 
 def reachability(criterion, low: float, high: float) -> str:
-    from seqclaims.verdicts import FAIL, interval_verdict
+    from seqclaims.core.verdicts import FAIL, interval_verdict
 
     where = f"{criterion.statistic} {criterion.op} {criterion.threshold:g}"
     if interval_verdict(low, high, criterion.op, criterion.threshold) == FAIL:

@@ -33,11 +33,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from seqclaims import geometry as geo
-from seqclaims.evidence import Estimate, Evidence
-from seqclaims.families import Family, Statistic
-from seqclaims.models import ModelRef
-from seqclaims.schema import StrictModel
+from seqclaims.core.evidence import Estimate, Evidence
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
+from seqclaims.inputs.models import ModelRef
+from seqclaims.methods import geometry as geo
 
 MIN_N = 20
 

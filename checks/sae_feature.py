@@ -2,9 +2,9 @@
 Plant-DnaGemma)?
 
 Evidence: the claim's per-token activations at `hook` (from the shared activation cache), and a top-k
-sparse autoencoder trained on the train split's content tokens of that hook (`seqclaims.sae`; cached by
+sparse autoencoder trained on the train split's content tokens of that hook (`seqclaims.methods.sae`; cached by
 its inputs, so every claim asking for the same SAE on the same activations reuses it, whatever its
-annotation). Each latent's code is scored against the annotation (`seqclaims.features`):
+annotation). Each latent's code is scored against the annotation (`seqclaims.methods.features`):
 
 - auprc: test-split AUPRC of the claim's latent: `feature` when the claim names one, else the latent
   with the highest train-split AUPRC. Interval: percentile bootstrap over test sequences.
@@ -44,11 +44,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from seqclaims.core.evidence import Card, Evidence
+from seqclaims.core.families import Family, Statistic
 from seqclaims.errors import InputError
-from seqclaims.evidence import Card, Evidence
-from seqclaims.families import Family, Statistic
-from seqclaims.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
-from seqclaims.sae import SaeSpec, fit_estimates, load_or_train, sample_tokens
+from seqclaims.methods.features import UnitParams, label_tokens, score_units, unit_dashboards, unit_statistics
+from seqclaims.methods.sae import SaeSpec, fit_estimates, load_or_train, sample_tokens
 
 MIN_N = 20
 
@@ -100,7 +100,7 @@ def evaluate(claim, context) -> Evidence:
 
 
 def _checked_hook(claim, model, params: SaeFeatureParams) -> str:
-    from seqclaims.models import parse_hook
+    from seqclaims.inputs.models import parse_hook
 
     point = parse_hook(model, params.hook)
     if point.site in ("attn.pattern", "logits"):

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_activation_patching import null_patching, patching_statistics  # noqa: E402
 
-from seqclaims import interventions as iv  # noqa: E402
-from seqclaims.stats import bootstrap_best, mc_standard_error  # noqa: E402
-from seqclaims.verdicts import PASS, interval_verdict  # noqa: E402
+from seqclaims.core.verdicts import PASS, interval_verdict  # noqa: E402
+from seqclaims.methods import interventions as iv  # noqa: E402
+from seqclaims.methods.stats import bootstrap_best, mc_standard_error  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "calibration_activation_patching.json"
 FIGURE = ROOT / "docs" / "figures" / "calibration_activation_patching.png"

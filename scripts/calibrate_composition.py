@@ -32,8 +32,8 @@ Writes benchmarks/results/calibration_composition.json and docs/figures/calibrat
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import time
 import zlib
 from datetime import datetime, timezone
@@ -42,13 +42,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from seqclaims import attention as att
-from seqclaims import composition as comp
-from seqclaims.data import build
-from seqclaims.features import Annotation, TokenTable, composition_scores, score_units, token_labels
-from seqclaims.families import checks_dirs, load_families
-from seqclaims.motifs import load_motif
-from seqclaims.stats import mc_standard_error
+from seqclaims.core.families import checks_dirs, load_families
+from seqclaims.inputs.datasets import build
+from seqclaims.inputs.motifs import load_motif
+from seqclaims.methods import attention as att
+from seqclaims.methods import composition as comp
+from seqclaims.methods.features import Annotation, TokenTable, composition_scores, score_units, token_labels
+from seqclaims.methods.stats import mc_standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "calibration_composition.json"

@@ -39,12 +39,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from seqclaims import geometry as geo  # noqa: E402
-from seqclaims.data import build  # noqa: E402
-from seqclaims.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
-from seqclaims.models import load_model  # noqa: E402
+from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.inputs.datasets import build  # noqa: E402
+from seqclaims.inputs.models import load_model  # noqa: E402
+from seqclaims.methods import geometry as geo  # noqa: E402
+from seqclaims.methods.stats import mc_standard_error  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402
-from seqclaims.stats import mc_standard_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHA = 0.05

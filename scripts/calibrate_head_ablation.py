@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_head_ablation import ablation_statistics  # noqa: E402
 
-from seqclaims.stats import mc_standard_error, percentile_interval, resample_counts  # noqa: E402
-from seqclaims.verdicts import PASS, interval_verdict  # noqa: E402
+from seqclaims.core.verdicts import PASS, interval_verdict  # noqa: E402
+from seqclaims.methods.stats import mc_standard_error, percentile_interval, resample_counts  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "calibration_head_ablation.json"
 FIGURE = ROOT / "docs" / "figures" / "calibration_head_ablation.png"

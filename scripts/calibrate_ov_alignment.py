@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from seqclaims import ov
-from seqclaims.stats import mc_standard_error
+from seqclaims.methods import ov
+from seqclaims.methods.stats import mc_standard_error
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "calibration_ov_alignment.json"

@@ -44,16 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval")
     args = parser.parse_args(argv)
 
-    from seqclaims import data
-    from seqclaims.families import checks_dirs, load_families
-    from seqclaims.models import load_model
-    from seqclaims.stats import mc_standard_error
+    from seqclaims.core.families import checks_dirs, load_families
+    from seqclaims.inputs import datasets
+    from seqclaims.inputs.models import load_model
+    from seqclaims.methods.stats import mc_standard_error
 
     load_families(checks_dirs(ROOT))
     probe = sys.modules["seqclaims_checks.probe"]
     spec = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": args.n, "gc_match": False}
     params = probe.ProbeParams(layer="all", random_label_permutations=0)
-    probe_data = probe.probe_data_for(load_model("planted"), data.build(spec, seed=0), params)
+    probe_data = probe.probe_data_for(load_model("planted"), datasets.build(spec, seed=0), params)
 
     started = time.perf_counter()
     verdicts = probe.null_verdicts(probe_data, params, CRITERIA, range(args.replicates), ci_level=LEVEL,
@@ -101,7 +101,7 @@ def draw(rows: list[dict], pooled: float, n_claims: int, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seqclaims.stats import mc_standard_error
+    from seqclaims.methods.stats import mc_standard_error
 
     labels = [r["criterion"] for r in rows] + ["all claims"]
     shares = np.array([r["supported_share"] for r in rows] + [pooled])

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from seqclaims import attention as att
-from seqclaims.data import build
-from seqclaims.models import load_model
-from seqclaims.motifs import load_motif
-from seqclaims.stats import correct_pvalues, mc_standard_error, permutation_pvalue
+from seqclaims.inputs.datasets import build
+from seqclaims.inputs.models import load_model
+from seqclaims.inputs.motifs import load_motif
+from seqclaims.methods import attention as att
+from seqclaims.methods.stats import correct_pvalues, mc_standard_error, permutation_pvalue
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "calibration_qk_motif.json"

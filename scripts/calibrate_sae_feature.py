@@ -50,9 +50,9 @@ def random_organism(folder: Path, seed: int) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM
 
-    from seqclaims.models import save_random_model
+    from seqclaims.inputs.models import save_random_model
+    from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer
     from seqclaims.paths import fixtures_dir
-    from seqclaims.tokenizers import build_nucleotide_tokenizer
 
     organism = fixtures_dir() / "models" / "organism"
     if not (organism / "model.safetensors").is_file():  # before the organism ships: the recipe's dimensions
@@ -79,8 +79,8 @@ def claim_file(project: Path, claim_id: str, model: Path, check: str, params: di
 
 
 def evaluate(path: Path) -> dict:
-    from seqclaims.families import Context, checks_dirs, load_claim, load_families
-    from seqclaims.judge import judge
+    from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
+    from seqclaims.core.judge import judge
     from seqclaims.paths import cache_dir
 
     families = load_families(checks_dirs(ROOT))
@@ -95,7 +95,7 @@ def evaluate(path: Path) -> dict:
 
 
 def summary(replicates: list[dict]) -> dict:
-    from seqclaims.stats import mc_standard_error
+    from seqclaims.methods.stats import mc_standard_error
 
     supported = np.array([r["supported"] for r in replicates], dtype=float)
     rate = float(supported.mean()) if supported.size else float("nan")

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from seqclaims import data
+from seqclaims.inputs import data, datasets
 
 SPECS = [
     {"dataset": "promoters"},
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for spec in SPECS:
         started = time.perf_counter()
-        dataset = data.build({**spec, "n": args.n}, seed=args.seed, use_cache=False)
+        dataset = datasets.build({**spec, "n": args.n}, seed=args.seed, use_cache=False)
         rows.append(card_row(dataset, time.perf_counter() - started))
         for shortfall in dataset.card.get("shortfalls", []):
             print(f"{dataset.name}: {shortfall}", file=sys.stderr)

@@ -20,9 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from seqclaims import geometry as geo  # noqa: E402
-from seqclaims.data import build  # noqa: E402
-from seqclaims.models import load_model  # noqa: E402
+from seqclaims.inputs.datasets import build  # noqa: E402
+from seqclaims.inputs.models import load_model  # noqa: E402
+from seqclaims.methods import geometry as geo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("organism", "organism@step0", "organism@step200", "organism-6mer", "planted")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from seqclaims.families import Context, checks_dirs, load_claim, load_families
-from seqclaims.judge import judge
+from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
+from seqclaims.core.judge import judge
 from seqclaims.paths import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,3 +34,24 @@ def evaluate(path: Path):
 
 def criterion(result, statistic: str):
     return next(c for c in result.criteria if c.statistic == statistic)
+
+
+SMALL = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
+
+
+def fixture_claim(family: str, model, tmp_path: Path, families=None) -> Path:
+    """The family's example claim (its `seqclaims new` template) on a fixture, with small data and a
+    metric every vocabulary has (the probe's decision value instead of a planted token's logit)."""
+    example = (families or FAMILIES).get(family, tmp_path).example
+    params = dict(example.get("params", {}))
+    if "metric" in params:
+        params["metric"] = {"kind": "probe", "probe_layer": 1}
+    if family == "probe":
+        params = {"layer": 1, "pooling": "mean", "random_label_permutations": 3}
+    if family == "sae_feature":
+        params["sae"] = {**params.get("sae", {}), "tokens": 20000, "epochs": 2}
+    criteria = [{**criterion, "statistic": criterion["statistic"]} for criterion in example["criteria"]]
+    data = {**SMALL, **({"window": example["data"]["window"]} if "window" in example["data"] else {})}
+    return write_claim(tmp_path, f"{family.replace('_', '-')}-on-fixture", check=family, model=model,
+                       data={**data, "gc_match": False} if family == "probe" else data, params=params,
+                       criteria=criteria)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -91,8 +91,8 @@ def _preload_heavy_modules() -> None:
     import scipy.stats  # noqa: F401
     import torch  # noqa: F401
 
-    import seqclaims.models  # noqa: F401
-    from seqclaims.families import load_families
+    import seqclaims.inputs.models  # noqa: F401
+    from seqclaims.core.families import load_families
 
     load_families([REPO_ROOT / "checks", TOY_FAMILY_DIR])
 

@@ -11,25 +11,24 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import claim_files
 import numpy as np
 import pytest
 import torch
+from claim_files import criterion, evaluate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims import interventions as iv
-from seqclaims import models
-from seqclaims.data import build
-from seqclaims.evidence import gather_inputs
-from seqclaims.families import Context, load_claim
-from seqclaims.judge import ERROR, EVALUATED
-from seqclaims.motifs import load_motif, scan
+from seqclaims.core.evidence import gather_inputs
+from seqclaims.core.families import Context, load_claim
+from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.core.verdicts import PASS, interval_verdict
+from seqclaims.inputs import models
+from seqclaims.inputs.datasets import build
+from seqclaims.inputs.motifs import load_motif, scan
+from seqclaims.methods import interventions as iv
+from seqclaims.methods.stats import mc_standard_error
 from seqclaims.paths import cache_dir
-from seqclaims.stats import mc_standard_error
-from seqclaims.verdicts import PASS, interval_verdict
-
-import claim_files
-from claim_files import criterion, evaluate
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 1000}
 MOTIF_HEAD, CONTROL_HEAD = (0, 2), (0, 0)

@@ -13,20 +13,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import claim_files
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from seqclaims import models
-from seqclaims.architectures import (CADUCEUS_MODULE_MAP, DNABERT2_MODULE_MAP, RELEASED_CADUCEUS_MODULE_MAP,
-                                      build_caduceus_like, build_dnabert2_like,
-                                      build_nt_v2_like)
-from seqclaims.data import build
-from seqclaims.judge import EVALUATED
-from seqclaims.models import folder_hash, load_model, patch_head, run_with_cache, run_with_interventions, zero_ablate_head
-
-import claim_files
+from seqclaims.core.judge import EVALUATED
+from seqclaims.inputs import models
+from seqclaims.inputs.architectures import (CADUCEUS_MODULE_MAP, DNABERT2_MODULE_MAP, RELEASED_CADUCEUS_MODULE_MAP,
+                                            build_caduceus_like, build_dnabert2_like, build_nt_v2_like)
+from seqclaims.inputs.datasets import build
+from seqclaims.inputs.models import (folder_hash, load_model, patch_head, run_with_cache, run_with_interventions,
+                                     zero_ablate_head)
 
 REPO = Path(__file__).resolve().parents[1]
 CTCF = {"dataset": "motif_sites", "matrix": "MA0139.1", "n": 400}
@@ -106,7 +105,7 @@ def test_nt_v2_like_patterns_at_the_sdpa_kernel_equal_eager_within_1e_5(nt_v2_fo
 
 
 def test_a_module_map_qkv_that_is_not_a_fused_projection_is_one_line(dnabert2_folder, windows):
-    from seqclaims.attention import extract_key_scores
+    from seqclaims.methods.attention import extract_key_scores
 
     wrong = load_model(dnabert2_ref(dnabert2_folder, module_map={**DNABERT2_MODULE_MAP, "qkv": "attention.self"}))
     with pytest.raises(models.InputError, match="module_map.qkv: attention.self .* is not a linear layer"):
@@ -242,27 +241,8 @@ def test_a_probe_claim_runs_on_the_state_space_model(caduceus_folder, tmp_path):
 # Every family on every fixture, where it means something
 
 
-SMALL = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 HEADLESS = {"qk_motif", "attention_enrichment", "activation_patching", "head_ablation", "ov_alignment", "neuron",
             "attention_association"}
-
-
-def family_claim(family: str, model: dict, tmp_path: Path) -> Path:
-    """The family's example claim (its `seqclaims new` template) on a fixture, with small data and a
-    metric every vocabulary has (the probe's decision value instead of a planted token's logit)."""
-    example = claim_files.FAMILIES.get(family, tmp_path).example
-    params = dict(example.get("params", {}))
-    if "metric" in params:
-        params["metric"] = {"kind": "probe", "probe_layer": 1}
-    if family == "probe":
-        params = {"layer": 1, "pooling": "mean", "random_label_permutations": 3}
-    if family == "sae_feature":
-        params["sae"] = {**params.get("sae", {}), "tokens": 20000, "epochs": 2}
-    criteria = [{**criterion, "statistic": criterion["statistic"]} for criterion in example["criteria"]]
-    data = {**SMALL, **({"window": example["data"]["window"]} if "window" in example["data"] else {})}
-    return claim_files.write_claim(tmp_path, f"{family.replace('_', '-')}-on-fixture", check=family, model=model,
-                                   data={**data, "gc_match": False} if family == "probe" else data, params=params,
-                                   criteria=criteria)
 
 
 @pytest.mark.parametrize("family", sorted(claim_files.FAMILIES.families))
@@ -271,7 +251,7 @@ def test_every_family_runs_on_every_fixture_or_says_in_one_line_why_not(family, 
                                                                        nt_v2_folder, caduceus_folder, tmp_path):
     model = {"dnabert2-like": lambda: dnabert2_ref(dnabert2_folder), "nt-v2-like": lambda: nt_v2_ref(nt_v2_folder),
              "caduceus-like": lambda: caduceus_ref(caduceus_folder)}[architecture]()
-    result = claim_files.evaluate(family_claim(family, model, tmp_path))
+    result = claim_files.evaluate(claim_files.fixture_claim(family, model, tmp_path))
     if architecture == "caduceus-like" and family in HEADLESS:
         assert result.status == "error" and "\n" not in result.reason, result.reason
         assert "has no attention heads (a state-space model)" in result.reason or "has no MLP" in result.reason, result.reason
@@ -305,8 +285,8 @@ def strand_flipped(hidden: torch.Tensor, length: int) -> torch.Tensor:
 def test_the_rc_equivariant_option_makes_every_layer_equivariant_to_the_reverse_complement(tmp_path, windows):
     """Caduceus-PS: h(rc(x))[i] = flip(h(x)[L-1-i]) at every hook, padding included, and the logits of rc(x)
     at i are the complement's logits of x at L-1-i; the default build is not equivariant."""
-    from seqclaims.architectures import complement_map
-    from seqclaims.genome import reverse_complement
+    from seqclaims.inputs.architectures import complement_map
+    from seqclaims.inputs.genome import reverse_complement
 
     equivariant = load_model(caduceus_ref(build_caduceus_like(tmp_path / "rcps", rc_equivariant=True)))
     plain = load_model(caduceus_ref(build_caduceus_like(tmp_path / "plain")))

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_qk_motif import (COMPOSITION_HEAD, CONTROL_HEAD, MOTIF_HEAD, PLANTED_DATA, criterion, evaluate, named,
+                           write_claim)
 
-from seqclaims import attention as att
-from seqclaims import composition as comp
-from seqclaims.data import build
-from seqclaims.judge import ERROR, EVALUATED
-from seqclaims.models import load_model
-from seqclaims.motifs import load_motif
-from test_qk_motif import COMPOSITION_HEAD, CONTROL_HEAD, MOTIF_HEAD, PLANTED_DATA, criterion, evaluate, named, write_claim
+from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.inputs.datasets import build
+from seqclaims.inputs.models import load_model
+from seqclaims.inputs.motifs import load_motif
+from seqclaims.methods import attention as att
+from seqclaims.methods import composition as comp
 
 RHO = [{"statistic": "rho", "op": ">=", "threshold": 2.0}]
 SELECTION = [{"statistic": "max_rho", "op": ">=", "threshold": 2.0},

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims import cache
-from seqclaims.cache import CacheEntry, cache_key, extract
 from seqclaims.errors import InputError
-from seqclaims.models import load_model, run_with_cache, save_random_model
-from seqclaims.tokenizers import build_nucleotide_tokenizer
+from seqclaims.inputs import cache
+from seqclaims.inputs.cache import CacheEntry, cache_key, extract
+from seqclaims.inputs.models import load_model, run_with_cache, save_random_model
+from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer
 
 SEQUENCES = ["ACGTACGTAAGCTTAGNACG", "ACGTAGG", "GGGTTTACAGATTACA", "TTTTAAAACCCCGGGG"]
 HOOKS = ["layer.1.resid_post", "layer.0.attn.pattern", "layer.0.mlp.post"]
@@ -230,8 +230,8 @@ def test_unreadable_manifest_is_recomputed(tiny):
 CHILD = textwrap.dedent(
     """
     import sys, numpy as np
-    from seqclaims.cache import extract
-    from seqclaims.models import load_model
+    from seqclaims.inputs.cache import extract
+    from seqclaims.inputs.models import load_model
     folder, out = sys.argv[1], sys.argv[2]
     sequences = {sequences!r}
     result = extract(load_model({{"path": folder}}), sequences, {hooks!r}, dataset_hash="two-processes")

@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from seqclaims import attention as att
-from seqclaims import genome
-from seqclaims.motifs import load_motif
-from seqclaims.stats import percentile_interval, resample_counts
 from claim_files import FAMILIES, evaluate
+
+from seqclaims.inputs import genome
+from seqclaims.inputs.motifs import load_motif
+from seqclaims.methods import attention as att
+from seqclaims.methods.stats import percentile_interval, resample_counts
 
 REPO = Path(__file__).resolve().parents[1]
 N_WINDOWS = 200

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqclaims import figures
-from seqclaims.judge import ClaimResult
-from seqclaims.report import VIEWER_LIBRARY, write_report
+from seqclaims.core.judge import ClaimResult
+from seqclaims.methods import figures
+from seqclaims.record.report import VIEWER_LIBRARY, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from seqclaims.cli import main as seqclaims_main
-from seqclaims.families import load_claim, load_families
-
 from conftest import TOY_FAMILY_DIR, toy_claim, write_claim
+from seqclaims.cli import main as seqclaims_main
+from seqclaims.core.families import load_claim, load_families
 
 
 def test_new_writes_a_valid_commented_claim(claims_project):

@@ -12,18 +12,17 @@ import importlib
 import zlib
 from types import SimpleNamespace
 
+import claim_files  # noqa: F401  (loads the check families as seqclaims_checks.*)
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims import attention as att
-from seqclaims import composition as comp
-from seqclaims.data import build
-from seqclaims.motifs import load_motif, scan, token_motif_scores
-from seqclaims.stats import mc_standard_error, resample_counts
-
-import claim_files  # noqa: F401  (loads the check families as seqclaims_checks.*)
+from seqclaims.inputs.datasets import build
+from seqclaims.inputs.motifs import load_motif, token_motif_scores
+from seqclaims.methods import attention as att
+from seqclaims.methods import composition as comp
+from seqclaims.methods.stats import mc_standard_error, resample_counts
 
 QK = importlib.import_module("seqclaims_checks.qk_motif")
 ENRICHMENT = importlib.import_module("seqclaims_checks.attention_enrichment")

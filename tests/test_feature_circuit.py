@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import sys
 
+import claim_files
 import numpy as np
 import pytest
 import torch
 
-from seqclaims import circuits as cx
-from seqclaims.evidence import gather_inputs
-from seqclaims.families import Context, load_claim
-from seqclaims.judge import ERROR, EVALUATED
+from seqclaims.core.evidence import gather_inputs
+from seqclaims.core.families import Context, load_claim
+from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.methods import circuits as cx
 from seqclaims.paths import cache_dir
-
-import claim_files
 
 SETTINGS = {"layers": [0, 1], "sae": {"d_sae": 16, "k": 2, "epochs": 40, "lr": 0.005, "batch_size": 1024},
             "metric": {"kind": "token_logit", "token": "T"}, "nodes": 4}
@@ -37,7 +36,7 @@ def circuit(tmp_path_factory):
 
 
 def test_the_splice_keeps_the_models_output_and_mean_ablation_removes_the_behaviour(circuit):
-    from seqclaims.interventions import _metric_run
+    from seqclaims.methods.interventions import _metric_run
 
     plain = _metric_run(circuit.model, circuit.prepared_test, circuit.target, [], [], 16)["metric"].numpy()
     np.testing.assert_allclose(circuit.f_all, plain, atol=1e-5)
@@ -97,7 +96,7 @@ def test_a_layer_the_model_lacks_is_an_error_result_of_one_line(tmp_path):
 
 
 def test_the_splice_passes_values_and_gradients_through_unchanged():
-    from seqclaims.sae import SaeSpec, TopKSAE, TrainedSae
+    from seqclaims.methods.sae import SaeSpec, TopKSAE, TrainedSae
 
     torch.manual_seed(0)
     sae = TrainedSae(TopKSAE(8, 16, 4), np.zeros(8, np.float32), 1.0, SaeSpec(d_sae=16, k=4))

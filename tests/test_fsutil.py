@@ -88,13 +88,16 @@ def test_source_hash_follows_the_source_and_accepts_names_or_modules(tmp_path, m
 
 
 def test_source_hash_of_the_caches_tracks_their_modules():
-    from seqclaims import attention, cache, data, sae
+    from seqclaims.inputs import cache, datasets
+    from seqclaims.methods import attention, sae
 
-    assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.cache", "seqclaims.models", "seqclaims.tokenizers")[:16]
-    assert data.CODE_HASH == fsutil.source_hash("seqclaims.data", "seqclaims.genome", "seqclaims.motifs",
-                                                "seqclaims.proteins", "seqclaims.userdata")[:16]
-    assert sae.SAE_CODE_VERSION == fsutil.source_hash("seqclaims.cache", "seqclaims.models", "seqclaims.sae",
-                                                      "seqclaims.tokenizers")[:16]
-    assert attention.CODE_VERSION == fsutil.source_hash("seqclaims.attention", "seqclaims.cache", "seqclaims.models",
-                                                        "seqclaims.tokenizers")[:16]
+    assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
+                                                    "seqclaims.inputs.tokenizers")[:16]
+    assert datasets.CODE_HASH == fsutil.source_hash("seqclaims.inputs.data", "seqclaims.inputs.datasets",
+                                                    "seqclaims.inputs.genome", "seqclaims.inputs.motifs",
+                                                    "seqclaims.inputs.proteins", "seqclaims.inputs.userdata")[:16]
+    assert sae.SAE_CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
+                                                      "seqclaims.inputs.tokenizers", "seqclaims.methods.sae")[:16]
+    assert attention.CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
+                                                        "seqclaims.inputs.tokenizers", "seqclaims.methods.attention")[:16]
     assert Path(cache.__file__).name == "cache.py"

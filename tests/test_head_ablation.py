@@ -11,13 +11,13 @@ import pytest
 from claim_files import criterion, evaluate, write_claim
 from test_activation_patching import assert_user_errors_are_one_line, single_thread  # noqa: F401
 
-from seqclaims import interventions as iv
-from seqclaims import models
-from seqclaims.data import build
-from seqclaims.families import Context
+from seqclaims.core.families import Context
+from seqclaims.core.verdicts import PASS, interval_verdict
+from seqclaims.inputs import models
+from seqclaims.inputs.datasets import build
+from seqclaims.methods import interventions as iv
+from seqclaims.methods.stats import mc_standard_error
 from seqclaims.paths import cache_dir
-from seqclaims.stats import mc_standard_error
-from seqclaims.verdicts import PASS, interval_verdict
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 1000}
 TOKEN_LOGIT = {"kind": "token_logit", "token": "TATAAAA"}
@@ -94,7 +94,7 @@ def test_batched_ablation_equals_the_per_head_loop_and_head_means_equal_the_dire
     zero = iv.ablation_effects(planted, target, sequences, [0], means=None)
     manual = models.run_with_interventions(planted, planted.tokenize(sequences), [models.zero_ablate_head(0, 1)],
                                            [f"layer.{planted.n_layers - 1}.resid_post"], logits=False)
-    from seqclaims.planted import designated_output
+    from seqclaims.organisms.planted import designated_output
 
     expected = designated_output(planted, manual[f"layer.{planted.n_layers - 1}.resid_post"])
     expected = (expected * content).sum(1) / content.sum(1)

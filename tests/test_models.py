@@ -15,23 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from seqclaims import models
 from seqclaims.errors import HookInfidelity, InputError, Unavailable
-from seqclaims.models import (
-    ModelRef,
-    hook_names,
-    hook_shape,
-    load_model,
-    mean_ablate_head,
-    patch_every_head,
-    patch_head,
-    run_with_cache,
-    run_with_interventions,
-    save_random_model,
-    set_neuron,
-    zero_ablate_head,
-)
-from seqclaims.tokenizers import Tokenization, build_nucleotide_tokenizer, split_sequence, tokenize
+from seqclaims.inputs import models
+from seqclaims.inputs.models import (ModelRef, hook_names, hook_shape, load_model, mean_ablate_head, patch_every_head,
+                                     patch_head, run_with_cache, run_with_interventions, save_random_model, set_neuron,
+                                     zero_ablate_head)
+from seqclaims.inputs.tokenizers import Tokenization, build_nucleotide_tokenizer, split_sequence, tokenize
 
 SEQUENCES = ["ACGTACGTAAGCTTAGN", "ACGTA", "GGGTTTACAGATTACA"]
 CORRUPTED = ["ACGTTCGTAAGCTTAGN", "ACCTA", "GGGTATACAGATTACA"]
@@ -328,7 +317,9 @@ def test_saved_nucleotide_tokenizer_loads_offline_and_keeps_its_scheme(tmp_path,
 
 
 def test_fast_tokenizer_without_a_scheme_gives_its_own_offsets():
-    from tokenizers import Regex, Tokenizer, models as tk_models, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer
+    from tokenizers import models as tk_models
+    from tokenizers import pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "AAA", "CG", "A", "C", "G", "T", "N"])}
@@ -453,7 +444,7 @@ def test_attention_from_an_sdpa_model_is_recovered_at_the_kernel(tiny, batch, cl
 
 @pytest.mark.parametrize("name", ["planted", "organism", "organism-6mer"])
 def test_sdpa_patterns_of_the_embedded_models_equal_eager_within_1e_5(name):
-    from seqclaims.data import build
+    from seqclaims.inputs.datasets import build
 
     eager, sdpa = load_model(name), load_model({"name": name, "attn_implementation": "sdpa"})
     batch = eager.tokenize(build({"dataset": "motif_sites", "matrix": "MA0108.3", "n": 20}, seed=0).sequences[:4])
@@ -667,7 +658,7 @@ def test_a_device_that_is_not_one_or_not_here_is_one_line(monkeypatch):
 
 
 def test_bfloat16_forward_passes_come_back_as_float32_near_float32_and_cache_apart(tiny, batch, clean, monkeypatch, tmp_path):
-    from seqclaims.cache import extract
+    from seqclaims.inputs.cache import extract
 
     monkeypatch.setenv("SEQCLAIMS_DTYPE", "bfloat16")
     half = load_model({"path": str(tiny.folder)})
@@ -684,7 +675,7 @@ def test_bfloat16_forward_passes_come_back_as_float32_near_float32_and_cache_apa
 
 
 def test_weight_only_key_scores_run_in_bfloat16_and_come_back_as_float32(monkeypatch):
-    from seqclaims.attention import extract_key_scores
+    from seqclaims.methods.attention import extract_key_scores
 
     sequences = ["ACGTTATAAAAGGCATCGATTACG" * 3, "TTGACCATATAAAAGCGC" * 4]
     full = extract_key_scores(load_model("planted"), sequences, dataset_hash="bf16-test", key_score="qk_weights")

@@ -1,4 +1,4 @@
-"""Tests for seqclaims.motifs: JASPAR loading, both-strand scans against Biopython, thresholds,
+"""Tests for seqclaims.inputs.motifs: JASPAR loading, both-strand scans against Biopython, thresholds,
 support masks, best hits and the per-token alignment of motif scores.
 
 Genome-wide agreement uses TAIR10 chromosome 1 with MA0108.2 (TBP, 15 bp) and MA0931.1 (ABI5,
@@ -18,8 +18,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.common import biopython_pssm, max_abs_difference
-from seqclaims import motifs
 from seqclaims.errors import InputError, Unavailable
+from seqclaims.inputs import motifs
 from seqclaims.paths import cache_dir
 
 TAIR10_FASTA = "AthaTAIR10_chr1_GCF_000001735.4_TAIR10.1_genomic.fna.gz"
@@ -49,7 +49,7 @@ def assert_scores_match(ours: np.ndarray, reference: np.ndarray) -> None:
 def tair10_chromosome_1() -> bytes:
     """TAIR10 chromosome 1 as ASCII bytes, case kept (30.4 Mbp)."""
     try:
-        from seqclaims.genome import sequence_array
+        from seqclaims.inputs.genome import sequence_array
     except ImportError:
         return _read_with_pyfaidx()
     try:

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import claim_files
 import numpy as np
 import pytest
-
-from seqclaims.errors import ClaimError
-from seqclaims.families import load_claim
-from seqclaims.features import TokenTable, score_units
-from seqclaims.judge import ERROR, EVALUATED
-from seqclaims.stats import mc_standard_error
-
-import claim_files
-from claim_files import FAMILIES, evaluate
+from claim_files import FAMILIES
 from claim_files import criterion as statistic
+from claim_files import evaluate
+
+from seqclaims.core.families import load_claim
+from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.errors import ClaimError
+from seqclaims.methods.features import TokenTable, score_units
+from seqclaims.methods.stats import mc_standard_error
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 ATG_TOKENS = {"pattern": "ATG", "base": 0, "align": "anchored"}

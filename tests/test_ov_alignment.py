@@ -11,10 +11,10 @@ import torch
 from claim_files import criterion, evaluate, write_claim
 from test_activation_patching import assert_user_errors_are_one_line, single_thread  # noqa: F401
 
-from seqclaims import ov
-from seqclaims import models
-from seqclaims.planted import direction, load_card
-from seqclaims.stats import mc_standard_error
+from seqclaims.inputs import models
+from seqclaims.methods import ov
+from seqclaims.methods.stats import mc_standard_error
+from seqclaims.organisms.planted import direction, load_card
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 1000}
 ALIGNED = [{"statistic": "write_cos", "op": ">=", "threshold": 0.9},
@@ -184,9 +184,9 @@ def test_random_label_probes_beat_uniform_directions_but_not_permuted_label_ones
 
     from claim_files import FAMILIES
 
-    from seqclaims import probing
-    from seqclaims.evidence import gather_inputs
-    from seqclaims.families import load_claim
+    from seqclaims.core.evidence import gather_inputs
+    from seqclaims.core.families import load_claim
+    from seqclaims.methods import probing
 
     family = importlib.import_module("seqclaims_checks.ov_alignment")
     claim = load_claim(ov_claim(tmp_path, "ov-null", 0, 2), FAMILIES)

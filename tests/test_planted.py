@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from seqclaims import genome
 from seqclaims.errors import InputError
-from seqclaims.models import file_sha256, iter_run, load_model, patch_head, run_with_interventions, zero_ablate_head
-from seqclaims.motifs import best_hits, load_motif, motif_track, scan, support_mask
-from seqclaims.planted import SPEC, build_planted, designated_output, direction, load_card, main, planted_state
+from seqclaims.inputs import genome
+from seqclaims.inputs.models import (file_sha256, iter_run, load_model, patch_head, run_with_interventions,
+                                     zero_ablate_head)
+from seqclaims.inputs.motifs import best_hits, load_motif, motif_track, scan, support_mask
+from seqclaims.organisms.planted import (SPEC, build_planted, designated_output, direction, load_card, main,
+                                         planted_state)
 
 WINDOW = 300
 N_RANDOM = 160

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from seqclaims.cli import main as seqclaims_main
-
 from conftest import toy_claim, write_claim
+from seqclaims.cli import main as seqclaims_main
 
 
 def results(pytester):

@@ -1,9 +1,8 @@
-"""The probe family and `seqclaims.probing`: the probe's algebra, the sequence-only features, GC matching,
+"""The probe family and `seqclaims.methods.probing`: the probe's algebra, the sequence-only features, GC matching,
 known answers on the planted model (both directions), determinism, null calibration and user errors."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,15 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from seqclaims import data, probing
+from seqclaims.core.evidence import ClaimInputs
+from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
+from seqclaims.core.judge import ERROR, EVALUATED, SKIPPED, judge
 from seqclaims.errors import ClaimError, InputError
-from seqclaims.evidence import ClaimInputs
-from seqclaims.families import Context, checks_dirs, load_claim, load_families
-from seqclaims.judge import ERROR, EVALUATED, SKIPPED, judge
-from seqclaims.models import load_model, run_with_cache, save_random_model
+from seqclaims.inputs import data, datasets
+from seqclaims.inputs.models import load_model, run_with_cache, save_random_model
+from seqclaims.methods import probing
+from seqclaims.methods.stats import mc_standard_error
+from seqclaims.organisms.planted import direction, load_card
 from seqclaims.paths import cache_dir
-from seqclaims.planted import direction, load_card
-from seqclaims.stats import mc_standard_error
 
 REPO = Path(__file__).resolve().parents[1]
 # Small but real: TBP-site windows vs background on A. thaliana (400 train, 100 test windows).
@@ -185,7 +185,7 @@ def test_a_test_split_gc_matched_at_construction_needs_no_matching(probe_module)
     """promoters are GC-matched by default, so the matched contrast would repeat auroc_minus_gc (inconclusive);
     without matching at construction the classes' GC differs and the contrast has work to do."""
     for gc_match, already in ((True, True), (False, False)):
-        dataset = data.build({"dataset": "promoters", "n": 2000, "gc_match": gc_match}, seed=0)
+        dataset = datasets.build({"dataset": "promoters", "n": 2000, "gc_match": gc_match}, seed=0)
         test = dataset.indices("test")
         gc = probing.gc_fraction([dataset.sequences[i] for i in test])
         assert probe_module._already_gc_matched(gc, dataset.labels[test], 0.01) is already
@@ -246,7 +246,7 @@ def test_a_gc_defined_label_is_decoded_but_the_gc_shortcut_is_caught(planted_res
 def test_train_split_probe_pattern_is_the_planted_motif_direction():
     """What activation patching and OV alignment read: the planted motif-present direction."""
     model = load_model("planted")
-    dataset = data.build(PLANTED_DATA, seed=0)
+    dataset = datasets.build(PLANTED_DATA, seed=0)
     probe = probing.train_split_probe(ClaimInputs(model, dataset), "layer.0.resid_post", c_grid=FAST["c_grid"])
     unit = direction(load_card(model.folder), "motif_present")
     assert probe.coef_.shape == (model.d_model,)
@@ -262,7 +262,7 @@ def test_train_split_probe_pattern_is_the_planted_motif_direction():
 @pytest.fixture(scope="module")
 def planted_probe_data(probe_module):
     model = load_model("planted")
-    dataset = data.build(PLANTED_DATA, seed=0)
+    dataset = datasets.build(PLANTED_DATA, seed=0)
     params = probe_module.ProbeParams(layer=0, **FAST)
     return probe_module.probe_data_for(model, dataset, params), params
 

@@ -3,18 +3,19 @@ unit families on protein sequences (known answers and adversaries)."""
 
 from __future__ import annotations
 
+import claim_files
 import numpy as np
 import pytest
-
-from seqclaims import baselines, data, proteins
-from seqclaims.errors import ClaimError
-from seqclaims.families import load_claim
-from seqclaims.features import Annotation, TokenTable, composition_scores, consensus_scores, score_units, token_labels
-from seqclaims.judge import ERROR, EVALUATED
-from seqclaims.tokenizers import build_nucleotide_tokenizer, build_protein_tokenizer, sequence_alphabet, tokenize
-
-import claim_files
 from claim_files import FAMILIES, criterion, evaluate
+
+from seqclaims.core.families import load_claim
+from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.errors import ClaimError
+from seqclaims.inputs import data, datasets, proteins
+from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer, build_protein_tokenizer, sequence_alphabet, tokenize
+from seqclaims.methods import baselines
+from seqclaims.methods.features import (Annotation, TokenTable, composition_scores, consensus_scores, score_units,
+                                        token_labels)
 
 PROTEIN_DATA = {"dataset": "proteins", "n": 200}
 SMALL_SAE = {"d_sae": 128, "k": 8, "lr": 0.002, "tokens": 20000, "epochs": 2, "batch_size": 1024, "seed": 0}
@@ -27,7 +28,7 @@ def proteome():
 
 @pytest.fixture(scope="module")
 def dataset():
-    return data.build(PROTEIN_DATA, seed=0)
+    return datasets.build(PROTEIN_DATA, seed=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,9 +86,9 @@ def test_proteins_dataset_is_balanced_region_disjoint_and_deterministic(dataset)
     assert (membrane == (dataset.labels == 1)).all()
     assert not data.overlapping_pairs(dataset.coords.take(dataset.indices("train")),
                                       dataset.coords.take(dataset.indices("test"))).size
-    again = data.build(PROTEIN_DATA, seed=0, use_cache=False)
+    again = datasets.build(PROTEIN_DATA, seed=0, use_cache=False)
     assert again.content_hash == dataset.content_hash
-    assert data.build(PROTEIN_DATA, seed=1, use_cache=False).content_hash != dataset.content_hash
+    assert datasets.build(PROTEIN_DATA, seed=1, use_cache=False).content_hash != dataset.content_hash
 
 
 @pytest.mark.parametrize("spec, fragment", [
@@ -144,7 +145,7 @@ def _table(dataset, track: str):
 
 def _hydrophobic_share(dataset, offsets, table, width: int = 19) -> np.ndarray:
     """A unit that reads only composition: the hydrophobic share of the window around each token."""
-    from seqclaims import composition
+    from seqclaims.methods import composition
 
     spans = composition.window_spans(offsets, [len(s) for s in dataset.sequences], width, "centred")
     share = composition.composition_features(dataset.sequences, spans, "residue_classes")[0]

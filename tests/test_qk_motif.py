@@ -8,22 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import claim_files
 import numpy as np
 import pytest
+from claim_files import criterion, evaluate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from seqclaims import attention as att
-from seqclaims.data import build
-from seqclaims.judge import ERROR, EVALUATED, SKIPPED
-from seqclaims.models import load_model
-from seqclaims.motifs import load_motif
-from seqclaims.stats import (correct_pvalues, expand_to_items, mc_standard_error, pearson_weighted,
-                             permutation_pvalue, resample_counts)
-
-import claim_files
-from claim_files import criterion, evaluate
+from seqclaims.core.judge import ERROR, EVALUATED, SKIPPED
+from seqclaims.inputs.datasets import build
+from seqclaims.inputs.models import load_model
+from seqclaims.inputs.motifs import load_motif
+from seqclaims.methods import attention as att
+from seqclaims.methods.stats import (correct_pvalues, expand_to_items, mc_standard_error, pearson_weighted,
+                                     permutation_pvalue, resample_counts)
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 MOTIF_HEAD, CONTROL_HEAD, COMPOSITION_HEAD = (0, 2), (0, 0), (0, 3)

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from seqclaims.executors import group_key
-from seqclaims.families import load_claim
-
 from conftest import REPO_ROOT, toy_claim, write_claim
+from seqclaims.core.families import load_claim
+from seqclaims.executors import group_key
 
 PLANTED_ENRICHMENT = """\
 id: planted-motif-head-enriched
@@ -66,7 +65,8 @@ def test_ray_executor_refuses_xdist_and_reports_failures_like_a_local_run(projec
 
 
 def test_claims_group_by_model_dataset_and_seed(tmp_path):
-    from claim_files import FAMILIES, write_claim as write_family_claim
+    from claim_files import FAMILIES
+    from claim_files import write_claim as write_family_claim
 
     data = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
     criteria = [{"statistic": "rho", "op": ">=", "threshold": 2}]
@@ -75,3 +75,15 @@ def test_claims_group_by_model_dataset_and_seed(tmp_path):
              for i, (d, h) in enumerate([(data, 2), (data, 1), ({**data, "n": 400}, 2)])]
     keys = [group_key(load_claim(p, FAMILIES)) for p in paths]
     assert keys[0] == keys[1] != keys[2]
+
+
+
+def test_a_cache_url_is_refused_in_one_line(project, monkeypatch):
+    """Object stores give no atomic rename or file lock: SEQCLAIMS_CACHE=s3://... is a usage error, not a
+    local folder named 's3:'."""
+    monkeypatch.setenv("SEQCLAIMS_CACHE", "s3://bucket/seqclaims")
+    refused = project.runpytest_subprocess("claims/", "-p", "no:cacheprovider")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*SEQCLAIMS_CACHE=s3://bucket/seqclaims: a URL is not a cache folder; mount the "
+                                  "storage and give its path*"])
+    assert not (project.path / "s3:").exists()

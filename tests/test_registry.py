@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims.registry import Registry, canonical_hash, verify_chain, verify_committed_prefix
+from seqclaims.record.registry import Registry, canonical_hash, verify_chain, verify_committed_prefix
 
 scalars = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False).filter(lambda x: x != 0.0),
                     st.text(st.characters(min_codepoint=48, max_codepoint=122), min_size=1, max_size=8),

@@ -8,13 +8,12 @@ import json
 
 import pytest
 
-from seqclaims.cli import main as seqclaims_main
-from seqclaims.errors import ClaimError
-from seqclaims.evidence import Ceiling, Estimate
-from seqclaims.families import FamilyTable, load_claim, load_families
-from seqclaims.verdicts import INCONCLUSIVE, criterion_verdict
-
 from conftest import TOY_FAMILY_DIR, toy_claim, write_claim
+from seqclaims.cli import main as seqclaims_main
+from seqclaims.core.evidence import Ceiling, Estimate
+from seqclaims.core.families import FamilyTable, load_claim, load_families
+from seqclaims.core.verdicts import INCONCLUSIVE, criterion_verdict
+from seqclaims.errors import ClaimError
 
 
 def results(pytester):

@@ -1,4 +1,4 @@
-"""seqclaims.sae: top-k SAE training, unit-norm decoder, dead latents, determinism, the cache and fit statistics."""
+"""seqclaims.methods.sae: top-k SAE training, unit-norm decoder, dead latents, determinism, the cache and fit statistics."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from seqclaims import sae as sae_module
-from seqclaims.sae import SaeSpec, TopKSAE, fit_estimates, load_or_train, sae_folder, sae_key, sample_tokens, train_sae
+from seqclaims.methods import sae as sae_module
+from seqclaims.methods.sae import (SaeSpec, TopKSAE, fit_estimates, load_or_train, sae_folder, sae_key, sample_tokens,
+                                   train_sae)
 
 WIDTH, TRUE_FEATURES = 16, 12
 

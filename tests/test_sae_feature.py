@@ -1,4 +1,4 @@
-"""sae_feature and the shared per-token scoring (seqclaims.features): AUPRC engine, annotations, the
+"""sae_feature and the shared per-token scoring (seqclaims.methods.features): AUPRC engine, annotations, the
 planted motif latent, the null control, determinism, null calibration and one-line user errors.
 
 The planted model's layer-0 residual holds 0.1 x the TBP (MA0108.3) score of each token's 7-mer (the
@@ -8,24 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import claim_files
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from claim_files import FAMILIES
+from claim_files import criterion as statistic
+from claim_files import evaluate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
+from seqclaims.core.families import load_claim
+from seqclaims.core.judge import ERROR, EVALUATED
 from seqclaims.errors import ClaimError
-from seqclaims.families import load_claim
-from seqclaims.features import (Annotation, TokenTable, column_auprc, consensus_scores, element_bases, pattern_starts,
-                                permute_labels, runs, score_units, token_labels)
-from seqclaims.judge import ERROR, EVALUATED
+from seqclaims.methods.features import (Annotation, TokenTable, column_auprc, consensus_scores, element_bases,
+                                        pattern_starts, permute_labels, runs, score_units, token_labels)
+from seqclaims.methods.stats import mc_standard_error
 from seqclaims.paths import cache_dir
-from seqclaims.stats import mc_standard_error
-
-import claim_files
-from claim_files import FAMILIES, evaluate
-from claim_files import criterion as statistic
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 TBP_HIT = {"motif": "MA0108.3", "pvalue": 0.001, "align": "anchored"}

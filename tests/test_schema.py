@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from seqclaims.errors import ClaimError
-from seqclaims.families import load_claim, load_families
-from seqclaims.schema import deep_merge, did_you_mean
-
 from conftest import TESTS_DIR, TOY_FAMILY_DIR, toy_claim, write_claim
+from seqclaims.core.families import load_claim, load_families
+from seqclaims.core.schema import deep_merge, did_you_mean
+from seqclaims.errors import ClaimError
 
 MALFORMED_DIR = TESTS_DIR / "malformed"
 MALFORMED = sorted(p for p in MALFORMED_DIR.glob("*.yaml") if not p.name.startswith("_"))

@@ -1,4 +1,4 @@
-"""Tests for seqclaims.stats: weighted statistics against references, resampling, p-values."""
+"""Tests for seqclaims.methods.stats: weighted statistics against references, resampling, p-values."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 from sklearn.metrics import average_precision_score, roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from seqclaims import stats
+from seqclaims.methods import stats
 
 # --------------------------------------------------------------------------- strategies
 

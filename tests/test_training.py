@@ -11,11 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims import baselines as bl
-from seqclaims import organism_card
-from seqclaims import training as tr
 from seqclaims.errors import InputError
-from seqclaims.models import folder_hash, load_model, run_with_cache
+from seqclaims.inputs.models import folder_hash, load_model, run_with_cache
+from seqclaims.methods import baselines as bl
+from seqclaims.organisms import organism_card
+from seqclaims.organisms import training as tr
 from seqclaims.paths import fixtures_dir
 
 EMBEDDED = ("organism", "organism-6mer")

@@ -7,9 +7,9 @@ import math
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from seqclaims.evidence import Ceiling, Estimate
-from seqclaims.verdicts import (FAIL, FLIPPED, INCONCLUSIVE, PASS, REFUTED, SUPPORTED, claim_verdict,
-                                criterion_verdict, interval_verdict)
+from seqclaims.core.evidence import Ceiling, Estimate
+from seqclaims.core.verdicts import (FAIL, FLIPPED, INCONCLUSIVE, PASS, REFUTED, SUPPORTED, claim_verdict,
+                                     criterion_verdict, interval_verdict)
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 ops = st.sampled_from([">=", ">", "<=", "<"])

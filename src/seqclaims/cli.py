@@ -12,15 +12,15 @@ from typing import Any
 
 import yaml
 
-from . import protein_training, training
-from .errors import SeqclaimsError
-from .families import Family, checks_dirs, load_claim, load_families
-from .ledger import accept
-from .plugin import is_claim_file
-from .paths import project_root
-from .registry import (ACCESS_LEVELS, Registry, amend, canonical_hash, git_commit, register, registration_status,
-                       verify_chain, verify_committed_prefix)
-from .schema import KEBAB_CASE, ClaimModel
+from seqclaims.core.families import Family, checks_dirs, load_claim, load_families
+from seqclaims.core.schema import KEBAB_CASE, ClaimModel
+from seqclaims.errors import SeqclaimsError
+from seqclaims.organisms import protein_training, training
+from seqclaims.paths import project_root
+from seqclaims.plugin import is_claim_file
+from seqclaims.record.ledger import accept
+from seqclaims.record.registry import (ACCESS_LEVELS, Registry, amend, canonical_hash, git_commit, register,
+                                       registration_status, verify_chain, verify_committed_prefix)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,23 +19,23 @@ from seqclaims.fsutil import file_sha256, source_hash
 
 CODE_GROUPS: dict[str, tuple[str, ...]] = {
     # caches of derived inputs
-    "datasets": ("seqclaims.data", "seqclaims.userdata", "seqclaims.genome", "seqclaims.motifs", "seqclaims.proteins"),
-    "activations": ("seqclaims.models", "seqclaims.tokenizers", "seqclaims.cache"),
-    "key_scores": ("@activations", "seqclaims.attention"),
-    "probe_fits": ("@activations", "seqclaims.probing"),
-    "sae": ("@activations", "seqclaims.sae"),
+    "datasets": ("seqclaims.inputs.datasets", "seqclaims.inputs.data", "seqclaims.inputs.userdata", "seqclaims.inputs.genome", "seqclaims.inputs.motifs", "seqclaims.inputs.proteins"),
+    "activations": ("seqclaims.inputs.models", "seqclaims.inputs.tokenizers", "seqclaims.inputs.cache"),
+    "key_scores": ("@activations", "seqclaims.methods.attention"),
+    "probe_fits": ("@activations", "seqclaims.methods.probing"),
+    "sae": ("@activations", "seqclaims.methods.sae"),
     # what every family's evidence rests on
-    "evidence": ("@datasets", "@activations", "seqclaims.evidence", "seqclaims.stats", "seqclaims.figures",
-                 "seqclaims.schema", "seqclaims.families"),  # claim defaults; Context.seed_for
+    "evidence": ("@datasets", "@activations", "seqclaims.core.evidence", "seqclaims.methods.stats", "seqclaims.methods.figures",
+                 "seqclaims.core.schema", "seqclaims.core.families"),  # claim defaults; Context.seed_for
     # per family, beyond `evidence` and its own checks/<family>.py
-    "family:probe": ("@probe_fits", "seqclaims.verdicts"),
-    "family:qk_motif": ("@key_scores", "seqclaims.verdicts"),
+    "family:probe": ("@probe_fits", "seqclaims.core.verdicts"),
+    "family:qk_motif": ("@key_scores", "seqclaims.core.verdicts"),
     "family:attention_enrichment": ("@key_scores",),
-    "family:activation_patching": ("@key_scores", "@probe_fits", "seqclaims.interventions"),
-    "family:head_ablation": ("@key_scores", "@probe_fits", "seqclaims.interventions"),
-    "family:ov_alignment": ("@probe_fits", "seqclaims.ov"),
-    "family:sae_feature": ("@sae", "seqclaims.features"),
-    "family:neuron": ("seqclaims.features",),
+    "family:activation_patching": ("@key_scores", "@probe_fits", "seqclaims.methods.interventions"),
+    "family:head_ablation": ("@key_scores", "@probe_fits", "seqclaims.methods.interventions"),
+    "family:ov_alignment": ("@probe_fits", "seqclaims.methods.ov"),
+    "family:sae_feature": ("@sae", "seqclaims.methods.features"),
+    "family:neuron": ("seqclaims.methods.features",),
 }
 
 def modules_of(group: str) -> tuple[str, ...]:

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ClaimError, InputError
-from .families import Context, checks_dirs, load_claim, load_families
-from .judge import ClaimResult, error_result, judge
-from .paths import cache_dir, project_root_set_to
-from .schema import shown_path
+import torch
+
+from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
+from seqclaims.core.judge import ClaimResult, error_result, judge
+from seqclaims.core.schema import shown_path
+from seqclaims.errors import ClaimError, InputError
+from seqclaims.paths import cache_dir, project_root_set_to
 
 EXECUTORS = ("local", "ray")
 # what a worker's environment must share with the controller's for identical results
@@ -53,7 +55,6 @@ def judge_paths(root: str, paths: list[str], env: dict[str, str], threads: int =
 
     Runs inside a Ray worker (or anywhere): a claim that cannot be loaded or judged is an error result,
     never an exception, so one bad claim does not lose its group."""
-    import torch
 
     os.environ.update(env)
     torch.set_num_threads(threads)

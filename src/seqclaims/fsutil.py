@@ -15,10 +15,13 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "atomic_write_bytes",
@@ -79,6 +82,31 @@ def file_lock(path: Path | str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_pickle(path: Path, valid: Callable[[Any], bool] = lambda _: True) -> Any | None:
+    """The object pickled at `path`; None (rebuild it) when absent, unreadable, of a renamed class, or not `valid`."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            value = pickle.load(handle)
+    except Exception:  # unpickling fails in many ways (damaged file, a class moved by an upgrade): rebuild
+        return None
+    return value if valid(value) else None
+
+
+def pickled(path: Path, build: Callable[[], T], valid: Callable[[Any], bool] = lambda _: True) -> T:
+    """The object cached at `path`, else `build()` written there atomically; one process builds it, the
+    others wait on the lock and read it."""
+    value = read_pickle(path, valid)
+    if value is None:
+        with file_lock(path):
+            value = read_pickle(path, valid)
+            if value is None:
+                value = build()
+                atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    return value
 
 
 def file_sha256(path: Path | str) -> str:

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from seqclaims.errors import InputError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 _ROOT_OVERRIDE: list[Path] = []
 
@@ -40,6 +42,9 @@ def project_root(start: Path | None = None) -> Path:
 def cache_dir() -> Path:
     """Cache folder: $SEQCLAIMS_CACHE, else `<project root>/.cache/seqclaims`. Created on demand."""
     configured = os.environ.get("SEQCLAIMS_CACHE")
+    if configured and "://" in configured:  # the caches need atomic renames and file locks
+        raise InputError(f"SEQCLAIMS_CACHE={configured}: a URL is not a cache folder; mount the storage and give "
+                         "its path (a folder every worker shares)")
     folder = Path(configured) if configured else project_root() / ".cache" / "seqclaims"
     folder.mkdir(parents=True, exist_ok=True)
     return folder

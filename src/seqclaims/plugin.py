@@ -16,17 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from . import __version__
-from .errors import ClaimError, InputError
-from .executors import EXECUTORS, RayDispatch, dispatch, group_key, start_ray, stop_ray
-from .families import Context, FamilyTable, checks_dirs, load_families, load_claim
-from .judge import ERROR, SKIPPED, ClaimResult, error_result, judge
-from .ledger import MISSING, REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
-from .paths import cache_dir, project_root_set_to
-from .registry import Registry, git_commit, registration_status
-from .report import format_number, write_report
-from .schema import shown_path
+from seqclaims.version import __version__
+from seqclaims.core.families import Context, FamilyTable, checks_dirs, load_claim, load_families
+from seqclaims.core.judge import ERROR, SKIPPED, ClaimResult, error_result, judge
+from seqclaims.core.schema import shown_path
+from seqclaims.errors import ClaimError, InputError
+from seqclaims.executors import EXECUTORS, RayDispatch, dispatch, group_key, start_ray, stop_ray
+from seqclaims.paths import cache_dir, project_root_set_to
+from seqclaims.record.ledger import MISSING, REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
+from seqclaims.record.registry import Registry, git_commit, registration_status
+from seqclaims.record.report import format_number, write_report
 
 RESULT_PROPERTY = "seqclaims_result_file"
 
@@ -61,15 +62,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    import os
-
     if config.getoption("--claims-executor") == "ray" and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--claims-executor ray runs the claims on Ray workers; drop -n")
+    try:
+        cache_dir()
+    except InputError as exc:
+        raise pytest.UsageError(exc.message) from None
     for option, variable in (("--claims-device", "SEQCLAIMS_DEVICE"), ("--claims-dtype", "SEQCLAIMS_DTYPE")):
         if config.getoption(option):  # the environment carries it to xdist workers
             os.environ[variable] = config.getoption(option)
     if hasattr(config, "workerinput"):  # one torch thread per xdist worker: two workers share two cores
-        import torch
 
         torch.set_num_threads(1)
     root = Path(config.rootpath)

@@ -10,11 +10,11 @@ import numpy as np
 from pydantic import Field
 from scipy import stats as scipy_stats
 
+from seqclaims.core.evidence import Card, Ceiling, Estimate, Evidence
+from seqclaims.core.families import Family, Statistic
+from seqclaims.core.schema import StrictModel
 from seqclaims.errors import Unavailable
-from seqclaims.evidence import Card, Ceiling, Estimate, Evidence
-from seqclaims.families import Family, Statistic
-from seqclaims.schema import StrictModel
-from seqclaims.stats import bootstrap, correct_pvalues
+from seqclaims.methods.stats import bootstrap, correct_pvalues
 
 
 class ToyParams(StrictModel):

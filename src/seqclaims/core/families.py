@@ -1,0 +1,219 @@
+"""Check families: how each is declared, discovered in `checks/`, and how a claim file is validated
+against its family (DESIGN sections 1, 2 and 6).
+
+A family module `checks/<name>.py` defines `FAMILY = Family(...)`: its parameter schema, the
+statistics it produces, its minimum n and its `evaluate(claim, context) -> Evidence`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import types
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel
+
+from seqclaims.core.evidence import ClaimInputs, Evidence, gather_inputs
+from seqclaims.core.schema import Claim, ClaimModel, did_you_mean, load_content, shown_path, validate_mapping
+from seqclaims.errors import ClaimError
+from seqclaims.inputs import data, models
+
+CHECKS_PATH_ENV = "SEQCLAIMS_CHECKS_PATH"
+CHECKS_PACKAGE = "seqclaims_checks"
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A statistic a family produces. `selection`: a maximum or selection over many candidates, for
+    which p-value criteria require a declared multiple-testing correction."""
+
+    doc: str
+    kind: str = "estimate"
+    selection: bool = False
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str
+    params: type[BaseModel]
+    statistics: dict[str, Statistic]
+    evaluate: Callable[[Claim, "Context"], Evidence]
+    min_n: int = 1
+    data_schema: type[BaseModel] | None = None
+    model_schema: type[BaseModel] | None = None
+    example: dict[str, Any] = field(default_factory=dict)
+    needs_model: bool = True
+    alphabets: tuple[str, ...] = ("dna",)  # the sequences it can read: "dna", and "protein" where it applies
+    # it resamples rows as independent sequences, so a dataset whose sequences were cut into windows is refused
+    whole_sequences: bool = False
+    source: Path | None = None  # the module that defines it (set when it is loaded); part of its evidence key
+
+
+@dataclass
+class Context:
+    """What a family gets besides the claim: reproducible randomness and where to cache."""
+
+    claim: Claim
+    cache_dir: Path
+    whole_sequences: bool = False  # the judging family's declaration (`Family.whole_sequences`)
+
+    def inputs(self, data_overrides: dict[str, Any] | None = None) -> ClaimInputs:
+        """The claim's model and dataset (`evidence.gather_inputs`), under the family's whole-sequence rule."""
+        return gather_inputs(self.claim, data_overrides=data_overrides, whole_sequences=self.whole_sequences)
+
+    def seed_for(self, purpose: str) -> int:
+        """A 63-bit seed derived from the claim's seed and a purpose label, so that every random
+        choice is reproducible yet independent of the others."""
+        digest = hashlib.sha256(f"{self.claim.seed}:{purpose}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") >> 1
+
+    def rng(self, purpose: str) -> np.random.Generator:
+        return np.random.default_rng(self.seed_for(purpose))
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery
+
+
+def checks_dirs(root: Path) -> list[Path]:
+    """`<root>/checks` plus any folders listed in $SEQCLAIMS_CHECKS_PATH (os.pathsep-separated)."""
+    extra = [Path(p) for p in os.environ.get(CHECKS_PATH_ENV, "").split(os.pathsep) if p]
+    return [root / "checks", *extra]
+
+
+@dataclass
+class FamilyTable:
+    families: dict[str, Family]
+    broken: dict[str, str]
+
+    def get(self, name: str, path: Path) -> Family:
+        if name in self.broken:
+            raise ClaimError(f"{path}: check: family {name!r} failed to load: {self.broken[name]}")
+        if name not in self.families:
+            known = sorted(self.families)
+            raise ClaimError(f"{path}: check: unknown family {name!r}{did_you_mean(name, known)}; "
+                             f"known families: {', '.join(known) or 'none'}")
+        return self.families[name]
+
+
+_LOADED: dict[tuple[Path, ...], FamilyTable] = {}
+
+
+def load_families(dirs: list[Path]) -> FamilyTable:
+    key = tuple(d.resolve() for d in dirs)
+    if key not in _LOADED:
+        _LOADED[key] = _import_families(key)
+    return _LOADED[key]
+
+
+def _import_families(dirs: tuple[Path, ...]) -> FamilyTable:
+    families: dict[str, Family] = {}
+    broken: dict[str, str] = {}
+    origin: dict[str, Path] = {}
+    for folder in dirs:
+        for module_path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            if module_path.name.startswith("_"):
+                continue
+            name = module_path.stem
+            if name in origin:
+                broken[name] = f"defined twice: {origin[name]} and {module_path}; rename one"
+                families.pop(name, None)
+                continue
+            origin[name] = module_path
+            try:
+                module = _import_module(module_path)
+                family = getattr(module, "FAMILY")
+                if family.name != name:
+                    raise ValueError(f"FAMILY.name {family.name!r} differs from the module name {name!r}")
+                families[name] = replace(family, source=module_path)
+            except Exception as exc:  # a broken family must not stop the others
+                broken[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return FamilyTable(families, broken)
+
+
+def _import_module(module_path: Path):
+    if CHECKS_PACKAGE not in sys.modules:  # a parent package, so that family objects can be pickled
+        sys.modules[CHECKS_PACKAGE] = types.ModuleType(CHECKS_PACKAGE)
+    module_name = f"{CHECKS_PACKAGE}.{module_path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, module_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# a whole claim file
+
+
+def load_claim(path: Path, families: FamilyTable) -> Claim:
+    """Read, resolve includes, and validate a claim file against the schema and its family."""
+    path = shown_path(path)
+    content = load_content(path)
+    spec = validate_mapping(ClaimModel, content, path)
+    if spec.id != path.stem:
+        raise ClaimError(f"{path}: id: {spec.id!r} must equal the file stem {path.stem!r}; rename one of them")
+    family = families.get(spec.check, path)
+    params = validate_mapping(family.params, spec.params, path, ("params",))
+    model = _validate_model(spec.model, family, path)
+    data = validate_mapping(family.data_schema or _default_data_schema(), spec.data, path, ("data",))
+    _check_alphabet(data, family, path)
+    _check_criteria(spec, family, path)
+    return Claim(path=path, spec=spec, params=params, model=model, data=data, content=content)
+
+
+def _check_alphabet(data: Any, family: Family, path: Path) -> None:
+    if getattr(data, "dataset", None) == "proteins" and "protein" not in family.alphabets:
+        raise ClaimError(f"{path}: data.dataset: family {family.name!r} reads DNA only (its statistics use "
+                         "nucleotides); for proteins use sae_feature, neuron or attention_association")
+
+
+def _check_criteria(spec: ClaimModel, family: Family, path: Path) -> None:
+    known = sorted(family.statistics)
+    for index, criterion in enumerate(spec.criteria):
+        statistic = family.statistics.get(criterion.statistic)
+        if statistic is None:
+            raise ClaimError(
+                f"{path}: criteria[{index}].statistic: family {family.name!r} does not produce "
+                f"{criterion.statistic!r}{did_you_mean(criterion.statistic, known)}; it produces {', '.join(known)}")
+        if statistic.kind == "pvalue" and statistic.selection and spec.correction is None:  # noqa: SIM102
+            raise ClaimError(
+                f"{path}: correction: criteria[{index}] tests {criterion.statistic!r}, a selection over many "
+                "candidates; declare `correction: bonferroni | holm | fdr_bh`")
+        if statistic.kind == "pvalue" and not 0 < criterion.threshold <= 1:
+            raise ClaimError(f"{path}: criteria[{index}].threshold: a p-value threshold must be in (0, 1]")
+
+
+def _validate_model(value: Any, family: Family, path: Path) -> Any:
+    if isinstance(value, str):
+        embedded = _embedded_model_names()
+        if family.needs_model and embedded and value not in embedded:
+            raise ClaimError(f"{path}: model: unknown embedded model {value!r}{did_you_mean(value, embedded)}; "
+                             f"embedded models: {', '.join(embedded)}, or give {{path: <folder>}} / "
+                             "{hf_id: <id>, revision: <sha>}")
+        return value
+    schema = family.model_schema or _default_model_schema()
+    if schema is None:
+        if not isinstance(value, dict):
+            raise ClaimError(f"{path}: model: must be an embedded model name or a mapping")
+        return value
+    return validate_mapping(schema, value, path, ("model",))
+
+
+def _embedded_model_names() -> tuple[str, ...]:
+    return tuple(getattr(models, "EMBEDDED_MODELS", ()))
+
+
+def _default_model_schema() -> type[BaseModel] | None:
+    return getattr(models, "ModelRef", None)
+
+
+def _default_data_schema() -> type[BaseModel]:
+    return data.DataSpec

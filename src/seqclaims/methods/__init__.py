@@ -1,0 +1,1 @@
+"""How evidence is computed: statistics, heads, interventions, units, probes, SAEs, circuits, OV, baselines, geometry and figures."""

@@ -1,0 +1,126 @@
+"""The ledger (DESIGN section 5): the committed record of accepted conclusions, and the comparison of
+a run against it. A verdict that changed is a regression (it matched the expectation and no longer
+does), a recovery (the reverse) or a change (neither)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from seqclaims.errors import InputError
+from seqclaims.fsutil import atomic_write_text
+
+REGRESSION, RECOVERY, CHANGE, MISSING = "regression", "recovery", "change", "missing"
+
+
+@dataclass(frozen=True)
+class LedgerChange:
+    claim: str
+    kind: str
+    old_verdict: str | None
+    new_verdict: str | None
+    old_criteria: list[dict[str, Any]]
+    new_criteria: list[dict[str, Any]]
+
+    def describe(self) -> str:
+        return f"{self.kind.upper()}: {self.claim}: {self.old_verdict} -> {self.new_verdict}"
+
+
+def read_ledger(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"claims": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _conclusion(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "verdict": result.get("verdict"),
+        "status": result.get("status"),
+        "expect": result.get("expect"),
+        "claim_sha256": (result.get("versions") or {}).get("claim_sha256"),
+        "criteria": [{k: c.get(k) for k in ("statistic", "op", "threshold", "estimate", "ci_low", "ci_high", "n")}
+                     for c in result.get("criteria", [])],
+    }
+
+
+def compare_with_ledger(results: list[dict[str, Any]], ledger: dict[str, Any],
+                        complete_run: bool = False) -> list[LedgerChange]:
+    """Claims whose verdict differs from the accepted one.
+
+    Regression: the accepted verdict met the accepted expectation and the new one does not; recovery:
+    the reverse; change: neither. An accepted claim that now skips is `missing`; so is one absent from
+    a complete run (every claim collected, no -k or -m selection)."""
+    accepted = ledger.get("claims", {})
+    changes = []
+    seen = set()
+    for result in results:
+        seen.add(result["id"])
+        old = accepted.get(result["id"])
+        if old is None:
+            continue
+        old_verdict = old.get("verdict")
+        if result.get("status") == "skipped":
+            if old.get("status") != "skipped":
+                changes.append(LedgerChange(result["id"], MISSING, old_verdict, None, old.get("criteria", []), []))
+            continue
+        new_verdict = result.get("verdict")
+        if new_verdict == old_verdict:
+            continue
+        expect = old.get("expect", result.get("expect"))
+        kind = REGRESSION if old_verdict == expect else RECOVERY if new_verdict == expect else CHANGE
+        changes.append(LedgerChange(result["id"], kind, old_verdict, new_verdict,
+                                    old.get("criteria", []), _conclusion(result)["criteria"]))
+    if complete_run:
+        for claim_id in sorted(set(accepted) - seen):
+            old = accepted[claim_id]
+            changes.append(LedgerChange(claim_id, MISSING, old.get("verdict"), None, old.get("criteria", []), []))
+    return changes
+
+
+def accept(results_path: Path, ledger_path: Path, git_commit: str) -> dict[str, Any]:
+    """Record the conclusions of a rendered run (its results.json) as accepted; skipped claims keep
+    their previous entry."""
+    if not results_path.exists():
+        raise InputError(f"{results_path} not found: run `pytest claims/` first")
+    try:
+        run = json.loads(results_path.read_text(encoding="utf-8"))
+        run["claims"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise InputError(f"{results_path} is not a seqclaims results.json; rerun `pytest claims/`") from None
+    ledger = read_ledger(ledger_path)
+    claims = dict(ledger.get("claims", {}))
+    for result in run.get("claims", []):
+        if result.get("status") != "skipped":
+            claims[result["id"]] = _conclusion(result)
+    updated = {
+        "accepted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit,
+        "run_started": run.get("run", {}).get("started"),
+        "claims": dict(sorted(claims.items())),
+    }
+    write_json_atomic(ledger_path, updated)
+    return updated
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON with NaN as null and numpy values as plain numbers, written atomically."""
+    text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False, default=str)
+    atomic_write_text(path, text + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinity become null; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        return json_safe(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value

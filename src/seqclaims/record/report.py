@@ -1,0 +1,155 @@
+"""The run report (DESIGN section 5): `index.html` (Jinja), `summary.md` and `results.json`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from seqclaims.version import __version__
+from seqclaims.methods.figures import RENDERERS, Figure, copy_into, draw_for_criteria
+from seqclaims.record.ledger import LedgerChange, write_json_atomic
+
+FIGURES_FOLDER = "figures"  # beside index.html: the report's PNG files, copied from the figure store
+
+VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#8c959f"}
+
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # the copy shipped inside the package
+
+
+def templates_dir(root: Path) -> Path:
+    """The project's `reports/templates/` when it has one, else the copy shipped inside the package."""
+    for candidate in (root / "reports" / "templates", TEMPLATES):
+        if (candidate / "index.html.j2").exists():
+            return candidate
+    raise FileNotFoundError("report templates not found: expected reports/templates/index.html.j2")
+
+
+def build_results(results: list[dict[str, Any]], run: dict[str, Any],
+                  changes: list[LedgerChange]) -> dict[str, Any]:
+    change_by_claim = {c.claim: c for c in changes}
+    claims = []
+    for result in sorted(results, key=lambda r: r["path"]):
+        entry = dict(result)
+        change = change_by_claim.get(result["id"])
+        entry["ledger"] = None if change is None else {
+            "kind": change.kind, "old_verdict": change.old_verdict, "new_verdict": change.new_verdict,
+            "old_criteria": change.old_criteria}
+        claims.append(entry)
+    return {"run": run, "ledger_changes": [c.__dict__ for c in changes], "claims": claims,
+            "counts": _counts(claims)}
+
+
+def _counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    counts = {"total": len(claims), "as_expected": 0, "not_as_expected": 0, "skipped": 0, "error": 0}
+    for claim in claims:
+        if claim["status"] == "skipped":
+            counts["skipped"] += 1
+        elif claim["status"] == "error":
+            counts["error"] += 1
+        elif claim["verdict"] == claim["expect"]:
+            counts["as_expected"] += 1
+        else:
+            counts["not_as_expected"] += 1
+    return counts
+
+
+def write_report(out_dir: Path, results: list[dict[str, Any]], run: dict[str, Any],
+                 changes: list[LedgerChange], root: Path) -> Path:
+    """Write results.json, summary.md and index.html into `out_dir`; return the HTML path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = build_results(results, run, changes)
+    forest = forest_plot(document["claims"])
+    shown = [Figure(**f) for claim in document["claims"] for f in claim.get("figures", [])]
+    copy_into([*shown, *([forest] if forest else [])], out_dir / FIGURES_FOLDER)
+    write_json_atomic(out_dir / "results.json", document)
+    env = Environment(loader=FileSystemLoader(str(templates_dir(root))),
+                      autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = format_number
+    graphs = any(f.get("graph") for claim in document["claims"] for f in claim.get("figures", []))
+    html = env.get_template("index.html.j2").render(doc=document, forest=forest, version=__version__,
+                                                    viewer_js=viewer_script() if graphs else "")
+    (out_dir / "index.html").write_text(html, encoding="utf-8")
+    markdown = env.get_template("summary.md.j2").render(doc=document)
+    (out_dir / "summary.md").write_text(markdown, encoding="utf-8")
+    return out_dir / "index.html"
+
+
+VIEWER_LIBRARY = TEMPLATES / "vendor" / "cytoscape-3.35.0.min.js"
+
+
+def viewer_script() -> str:
+    """Cytoscape.js (MIT, shipped with the package), inlined so that the report's graphs work offline."""
+    return VIEWER_LIBRARY.read_text(encoding="utf-8").replace("</script", "<\\/script")
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return "–"
+    if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 10 ** 5):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}f}"
+
+
+def forest_plot(claims: list[dict[str, Any]]) -> Figure | None:
+    """Every criterion's estimate and interval against its threshold, one row (own x-axis) each; drawn
+    once per distinct content (a warm rerun reads it from the figure store)."""
+    rows = [{"label": f"{claim['id']}: {criterion['statistic']} {criterion['op']} {format_number(criterion['threshold'])}",
+             **{key: criterion.get(key) for key in ("verdict", "estimate", "threshold", "ci_low", "ci_high")},
+             "ceiling": (criterion.get("ceiling") or {}).get("estimate")}
+            for claim in claims for criterion in claim.get("criteria", []) if criterion.get("estimate") is not None]
+    if not rows:
+        return None
+    recipe = Figure.from_recipe("forest", "Forest plot of every criterion",
+                                "Dot: estimate; bar: confidence interval; dashed line: registered threshold; "
+                                "hollow diamond: ceiling (ideal mechanism). Colour: criterion verdict.", {"rows": rows})
+    return draw_for_criteria(recipe, [])
+
+
+def _draw_forest(data: dict[str, Any], criteria: Any) -> tuple[Any, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["rows"]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8.5, 0.42 * len(rows) + 0.6), squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        _forest_row(ax, row)
+    fig.subplots_adjust(hspace=0.9)
+    return fig, ""
+
+
+RENDERERS["forest"] = _draw_forest
+
+
+def _forest_row(ax: Any, criterion: dict[str, Any]) -> None:
+    colour = VERDICT_COLOURS.get(criterion["verdict"], "#8c959f")
+    estimate, threshold = criterion["estimate"], criterion["threshold"]
+    low = criterion["ci_low"] if criterion["ci_low"] is not None else estimate
+    high = criterion["ci_high"] if criterion["ci_high"] is not None else estimate
+    ax.hlines(0, low, high, color=colour, linewidth=2.5)
+    ax.plot([estimate], [0], "o", color=colour, markersize=5)
+    ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
+    points = [low, high, threshold, estimate]
+    ceiling = criterion.get("ceiling")
+    if ceiling is not None:
+        ax.plot([ceiling], [0], "D", mfc="none", color="#0969da", markersize=5)
+        points.append(ceiling)
+    span = (max(points) - min(points)) or 1.0
+    ax.set_xlim(min(points) - 0.15 * span, max(points) + 0.15 * span)
+    ax.set_yticks([])
+    ax.tick_params(axis="x", labelsize=7, pad=1)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(criterion["label"], fontsize=7.5, loc="left", pad=2)
