@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
 from seqclaims.core.judge import ClaimResult, error_result, judge
@@ -50,14 +51,21 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
-def judge_paths(root: str, paths: list[str], env: dict[str, str], threads: int = 1) -> dict[str, dict[str, Any]]:
+def one_thread_per_worker() -> None:
+    """A worker that shares the machine with others (an xdist worker, a Ray task) uses one torch thread and
+    one BLAS thread. Beyond avoiding oversubscription this makes the executors agree to the last bit: the
+    order of a multi-threaded BLAS sum depends on its thread count."""
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def judge_paths(root: str, paths: list[str], env: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Judge the claim files `paths` of the project `root` as the local run does; results as JSON by path.
 
     Runs inside a Ray worker (or anywhere): a claim that cannot be loaded or judged is an error result,
     never an exception, so one bad claim does not lose its group."""
-
     os.environ.update(env)
-    torch.set_num_threads(threads)
+    one_thread_per_worker()
     families = load_families(checks_dirs(Path(root)))
     results = {}
     with project_root_set_to(Path(root)):

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from seqclaims.version import __version__
 from seqclaims.core.families import Context, FamilyTable, checks_dirs, load_claim, load_families
 from seqclaims.core.judge import ERROR, SKIPPED, ClaimResult, error_result, judge
 from seqclaims.core.schema import shown_path
 from seqclaims.errors import ClaimError, InputError
-from seqclaims.executors import EXECUTORS, RayDispatch, dispatch, group_key, start_ray, stop_ray
+from seqclaims.executors import (EXECUTORS, RayDispatch, dispatch, group_key, one_thread_per_worker, start_ray,
+                                 stop_ray)
 from seqclaims.paths import cache_dir, project_root_set_to
 from seqclaims.record.ledger import MISSING, REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
 from seqclaims.record.registry import Registry, git_commit, registration_status
@@ -71,9 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for option, variable in (("--claims-device", "SEQCLAIMS_DEVICE"), ("--claims-dtype", "SEQCLAIMS_DTYPE")):
         if config.getoption(option):  # the environment carries it to xdist workers
             os.environ[variable] = config.getoption(option)
-    if hasattr(config, "workerinput"):  # one torch thread per xdist worker: two workers share two cores
-
-        torch.set_num_threads(1)
+    if hasattr(config, "workerinput"):  # xdist workers share the cores, as Ray tasks do
+        one_thread_per_worker()
     root = Path(config.rootpath)
     config.stash[_STATE] = _SessionState(root, config)
     for name in sorted(config.stash[_STATE].families.families):

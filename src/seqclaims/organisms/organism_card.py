@@ -174,8 +174,6 @@ def card_markdown(card: dict) -> str:
     verdict = _verdict(evaluation)
     unit = "nucleotide" if k == 1 else f"{k}-mer token"
     rows = _predictor_rows(predictors)
-    recipe_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in recipe.items())
-    files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in card["files_sha256"].items())
     baseline_note = (
         "Baselines: left-context Markov chains of order 0-5 (`markov-k`) and symmetric contexts of 1-4 bases per "
         "side (`symmetric-s`), counted on the train region on both strands, additive smoothing 0.5."
@@ -247,7 +245,14 @@ random token ({round(100 * recipe['replace_random'])}%) or stay. AdamW (no decay
 embeddings), linear warmup then cosine to {recipe['min_lr_ratio']} x peak, gradient clipping
 {recipe['grad_clip']}. Windows containing N are skipped; half of the windows are reverse-complemented.
 
-| field | value |
+{_recipe_and_files(card)}"""
+
+
+def _recipe_and_files(card: dict) -> str:
+    """The end of every card: the recipe's fields and hash, notes, and the folder's files and hash."""
+    recipe_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in card["recipe"].items())
+    files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in card["files_sha256"].items())
+    return f"""| field | value |
 |---|---|
 {recipe_rows}
 
@@ -270,8 +275,6 @@ def protein_card_markdown(card: dict) -> str:
     recipe, training, evaluation = card["recipe"], card["training"], card["evaluation"]
     settings = evaluation["settings"]
     level = round(100 * evaluation["ci_level"])
-    recipe_rows = "\n".join(f"| `{key}` | `{json.dumps(value)}` |" for key, value in recipe.items())
-    files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in card["files_sha256"].items())
     stopped = "" if training["steps"] >= recipe["steps"] else (
         f" The run stopped at its wall-time budget after {training['steps']} of the schedule's {recipe['steps']} steps.")
     return f"""# `{card['name']}`: a small protein masked language model of *A. thaliana* chromosome 1 proteins
@@ -317,19 +320,4 @@ attention ignores the padding. The curve (`curve.json`; held-out masked loss eve
 
 ## Recipe
 
-| field | value |
-|---|---|
-{recipe_rows}
-
-Recipe sha256: `{card['recipe_sha256']}`
-
-{card['notes']}
-
-## Files
-
-| file | sha256 |
-|---|---|
-{files}
-
-Folder hash (`seqclaims.inputs.models.folder_hash`): `{card['folder_sha256']}`
-"""
+{_recipe_and_files(card)}"""
