@@ -101,12 +101,13 @@ def run_claims(target: str, options: tuple[str, ...], cache: Path, report: Path,
     seconds = time.perf_counter() - started
     if completed.returncode not in (0, 1):
         raise RuntimeError(f"pytest exited {completed.returncode}:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
-    claims = json.loads((report / "results.json").read_text())["claims"]
+    results = json.loads((report / "results.json").read_text())
+    claims = results["claims"]
     return {
         "seconds": seconds,
         "outcomes": {c["id"]: (c["status"], c["verdict"], [(k["statistic"], k["estimate"], k["ci_low"], k["ci_high"])
                                                           for k in c["criteria"]]) for c in claims},
-        "statuses": json.loads((report / "results.json").read_text())["counts"],
+        "statuses": results["counts"],
     }
 
 

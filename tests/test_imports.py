@@ -108,3 +108,24 @@ def test_the_public_face_names_what_a_family_author_needs():
                  "InputError", "rounded"):
         assert hasattr(seqclaims, name), name
     assert set(seqclaims.__all__) >= {"Family", "Statistic", "Estimate", "Evidence"}
+
+
+def test_each_listed_family_key_covers_every_computing_module_its_check_imports():
+    """A family's evidence key covers the modules of its code group; a module its check reaches through the
+    import graph but the group omits could change its numbers without invalidating its stored evidence."""
+    from seqclaims.code_keys import CODE_GROUPS, NON_COMPUTING, modules_of
+
+    graph, modules = import_graph(PACKAGE), package_modules(PACKAGE)
+    covered_everywhere = set(modules_of("evidence")) | set(NON_COMPUTING)
+    checks = PACKAGE.parents[1] / "checks"
+    for group in (g for g in CODE_GROUPS if g.startswith("family:")):
+        check = checks / f"{group.removeprefix('family:')}.py"
+        tree = ast.parse(check.read_text(encoding="utf-8"))
+        reached: set[str] = set()
+        frontier = {m for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for m in imported_modules(node, modules, "checks." + check.stem)}
+        while frontier:
+            reached |= frontier
+            frontier = {m for f in frontier for m in graph.get(f, ())} - reached
+        uncovered = reached - covered_everywhere - set(modules_of(group)) - {"seqclaims"}
+        assert uncovered == set(), f"{group} omits {sorted(uncovered)}"

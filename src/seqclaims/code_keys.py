@@ -19,24 +19,31 @@ from seqclaims.fsutil import file_sha256, source_hash
 
 CODE_GROUPS: dict[str, tuple[str, ...]] = {
     # caches of derived inputs
-    "datasets": ("seqclaims.inputs.datasets", "seqclaims.inputs.data", "seqclaims.inputs.userdata", "seqclaims.inputs.genome", "seqclaims.inputs.motifs", "seqclaims.inputs.proteins"),
+    "datasets": ("seqclaims.inputs.datasets", "seqclaims.inputs.data", "seqclaims.inputs.userdata",
+                 "seqclaims.inputs.genome", "seqclaims.inputs.motifs", "seqclaims.inputs.proteins"),
     "activations": ("seqclaims.inputs.models", "seqclaims.inputs.tokenizers", "seqclaims.inputs.cache"),
     "key_scores": ("@activations", "seqclaims.methods.attention"),
     "probe_fits": ("@activations", "seqclaims.methods.probing"),
     "sae": ("@activations", "seqclaims.methods.sae"),
     # what every family's evidence rests on
-    "evidence": ("@datasets", "@activations", "seqclaims.core.evidence", "seqclaims.methods.stats", "seqclaims.methods.figures",
+    "evidence": ("@datasets", "@activations", "seqclaims.core.evidence", "seqclaims.methods.stats",
+                 "seqclaims.methods.figures", "seqclaims.core.verdicts",
                  "seqclaims.core.schema", "seqclaims.core.families"),  # claim defaults; Context.seed_for
-    # per family, beyond `evidence` and its own checks/<family>.py
-    "family:probe": ("@probe_fits", "seqclaims.core.verdicts"),
-    "family:qk_motif": ("@key_scores", "seqclaims.core.verdicts"),
-    "family:attention_enrichment": ("@key_scores",),
+    # per family, beyond `evidence` and its own checks/<family>.py: every module its check imports, directly
+    # or not, that computes (tests/test_imports.py holds the list to the import graph)
+    "family:probe": ("@probe_fits",),
+    "family:qk_motif": ("@key_scores", "seqclaims.methods.composition"),
+    "family:attention_enrichment": ("@key_scores", "seqclaims.methods.composition"),
     "family:activation_patching": ("@key_scores", "@probe_fits", "seqclaims.methods.interventions"),
     "family:head_ablation": ("@key_scores", "@probe_fits", "seqclaims.methods.interventions"),
     "family:ov_alignment": ("@probe_fits", "seqclaims.methods.ov"),
-    "family:sae_feature": ("@sae", "seqclaims.methods.features"),
-    "family:neuron": ("seqclaims.methods.features",),
+    "family:sae_feature": ("@sae", "seqclaims.methods.features", "seqclaims.methods.composition",
+                           "seqclaims.methods.attention"),
+    "family:neuron": ("seqclaims.methods.features", "seqclaims.methods.composition", "seqclaims.methods.attention"),
 }
+# modules that never change a number: messages, locations, hashing and locks, JSON formatting
+NON_COMPUTING = ("seqclaims.errors", "seqclaims.paths", "seqclaims.fsutil", "seqclaims.code_keys",
+                 "seqclaims.record.ledger")
 
 def modules_of(group: str) -> tuple[str, ...]:
     """The dotted module names a group covers, `@` references expanded, sorted and without repeats."""
