@@ -29,7 +29,7 @@ from benchmarks.common import time_median, write_comparison  # noqa: E402
 from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
 from seqclaims.inputs.datasets import build  # noqa: E402
 from seqclaims.inputs.models import load_model  # noqa: E402
-from seqclaims.methods import attention as att  # noqa: E402
+from seqclaims.methods import attention as att, key_scores  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ criteria:
     dataset = build(claim.data.model_dump(exclude_none=True), seed=claim.seed)
     model = load_model(args.model)
     motif = att.claim_motif(claim, dataset)
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score="attention_received")
     heads, named = att.claim_heads(claim, model)
     params = claim.params

@@ -30,7 +30,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import time_median, write_comparison  # noqa: E402
 from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
-from seqclaims.methods import attention as att  # noqa: E402
+from seqclaims.methods import attention as att, key_scores  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,11 +114,11 @@ def main() -> None:
 
     model = load_model(args.model)
     dataset = build({"dataset": "tata", "n": args.n}, seed=0)
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score="attention_received")
     motif = load_motif("MA0108.3")
     y = att.motif_tracks(att.window_scores(dataset.sequences, motif), table.offsets, motif.length, "anchored")
-    tracks = att.paired_tracks(np.concatenate(att.key_score_values(table, "log_probability")), y, centre=True)
+    tracks = att.paired_tracks(np.concatenate(key_scores.key_score_values(table, "log_probability")), y, centre=True)
     perms = att.sequence_permutations(np.array([len(s) for s in dataset.sequences]), 999, seed=0)
     engine_median, engine_runs, fast = time_median(lambda: att.permuted_pearson(tracks, perms), repeats=args.repeats)
     # recomputing r per permutation costs the same for every permutation: time 20, scale to 999

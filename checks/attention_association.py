@@ -2,7 +2,7 @@
 (the attention-heads study), and more so in the trained model than at initialisation?
 
 Evidence: every tested head's attention received by each key (mean over real queries of the attention
-probability; one cached pass, `attention.extract_key_scores`) and a per-token annotation (`annotation`:
+probability; one cached pass, `key_scores.extract_key_scores`) and a per-token annotation (`annotation`:
 start/stop codons, splice sites, TSS, codon phase, a motif or a pattern, as in `neuron`).
 
 Definitions (per head, K heads tested):
@@ -42,7 +42,7 @@ from seqclaims.core.evidence import Estimate, Evidence, rounded
 from seqclaims.core.families import Family, Statistic
 from seqclaims.core.schema import StrictModel
 from seqclaims.inputs.models import ModelRef
-from seqclaims.methods import attention as att
+from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods.features import Annotation, permute_labels, token_labels
 from seqclaims.methods.figures import HeadMarks, head_heatmap
 from seqclaims.methods.stats import correct_pvalues
@@ -82,9 +82,9 @@ class Association(att.HeadCorrelation):
     def __init__(self, claim, context, model, dataset):
         params = claim.params
         heads, named = att.claim_heads(claim, model)
-        table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+        table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                        key_score="attention_received")
-        values = att.key_score_values(table, params.scale)
+        values = key_scores.key_score_values(table, params.scale)
         layers, indices = np.array(heads).T
         labels = token_labels(dataset, table.offsets, params.annotation, f"{claim.path}: params.annotation")
         if params.annotation.permuted:

@@ -2,7 +2,7 @@
 (MINTS's matched attention enrichment, with background matched by place and composition.)
 
 Evidence: the attention each key token receives, per head (mean over real queries of the attention
-probabilities; the same cached pass as qk_motif, `attention.extract_key_scores`), and the motif's
+probabilities; the same cached pass as qk_motif, `key_scores.extract_key_scores`), and the motif's
 support: bases covered by a window scoring at or above the threshold on either strand.
 
 Definitions (per head):
@@ -47,7 +47,7 @@ from pydantic import Field
 from seqclaims.core.evidence import Card, Estimate, Evidence, rounded
 from seqclaims.core.families import Family, Statistic
 from seqclaims.errors import InputError
-from seqclaims.methods import attention as att
+from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods import composition as comp
 from seqclaims.methods.figures import HeadMarks, head_heatmap
 from seqclaims.methods.stats import percentile_interval
@@ -92,12 +92,12 @@ def evaluate(claim, context) -> Evidence:
     dataset, model = inputs.dataset, inputs.model
     motif = att.claim_motif(claim, dataset)
     heads, named = att.claim_heads(claim, model)
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
     classes = composition_classes(dataset.sequences, table.offsets, motif.length, params)
     matched = matched_sites(dataset.sequences, table.offsets, motif, classes, params)
     layers, indices = np.array(heads).T
-    attention = att.key_score_values(table, "probability", qk_biases=params.qk_biases)[layers, indices]
+    attention = key_scores.key_score_values(table, "probability", qk_biases=params.qk_biases)[layers, indices]
     shuffled = [att.enrichment_sums(attention, matched_sites(dataset.sequences, table.offsets, m, classes, params))
                 for m in comp.shuffled_motifs(motif, params.shuffles, context.seed_for("shuffled-motifs"))]
     analysis = Enrichment(claim, context, att.enrichment_sums(attention, matched), matched, dataset.split, heads, named,

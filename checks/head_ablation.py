@@ -55,7 +55,7 @@ from seqclaims.core.evidence import Card, Estimate, Evidence, rounded, token_ann
 from seqclaims.core.families import Family, Statistic
 from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
-from seqclaims.methods import attention as att
+from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods import interventions as iv
 from seqclaims.methods.figures import HeadMarks, head_heatmap
 from seqclaims.methods.stats import bootstrap
@@ -143,12 +143,12 @@ def reference_means(claim, inputs, layers: list[int], context) -> np.ndarray:
 def head_association(claim, inputs, heads) -> "Association":
     """(K,) association of every candidate head with the annotation, on the train split."""
     model, dataset = inputs.model, inputs.dataset
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score="attention_received")
     annotated = token_flags(claim, dataset, table.offsets)  # (n_seq, n_tok) bool
     content = ~table.special
     train = dataset.split == "train"
-    received = att.key_score_values(table, "probability")  # (n_layers, n_heads, n_seq, n_tok)
+    received = key_scores.key_score_values(table, "probability")  # (n_layers, n_heads, n_seq, n_tok)
     layers, indices = np.array(heads).T
     values = received[layers, indices][:, train]  # (K, n_train, n_tok)
     flags, content = annotated[train] & content[train], content[train]
@@ -227,7 +227,7 @@ def association_enrichment(values: np.ndarray, flags: np.ndarray, content: np.nd
 
 def association_r(values: np.ndarray, flags: np.ndarray, content: np.ndarray) -> Association:
     """Pearson r of log attention received with the annotation, both centred within each sequence."""
-    logged = np.log(np.maximum(np.nan_to_num(values), att.PROBABILITY_FLOOR))
+    logged = np.log(np.maximum(np.nan_to_num(values), key_scores.PROBABILITY_FLOOR))
     weights = content.astype(float)
     count = np.maximum(weights.sum(axis=1, keepdims=True), 1)
 

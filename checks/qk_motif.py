@@ -1,6 +1,6 @@
 """qk_motif: does some attention head score keys by a motif? (MINTS's QK-to-motif test, fixed.)
 
-Evidence: the key scores of every head of every tested layer (one cached pass, `attention.extract_key_scores`)
+Evidence: the key scores of every head of every tested layer (one cached pass, `key_scores.extract_key_scores`)
 and the motif's both-strand PSSM scores aligned to the same tokens.
 
 Definitions (per head, K heads tested):
@@ -69,7 +69,7 @@ from seqclaims.core.evidence import Card, Ceiling, Estimate, Evidence, rounded
 from seqclaims.core.families import Family, Statistic
 from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError, SeqclaimsError, Unavailable
-from seqclaims.methods import attention as att
+from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods import composition as comp
 from seqclaims.methods.figures import HeadMarks, head_heatmap
 from seqclaims.methods.stats import correct_pvalues, percentile_interval
@@ -123,7 +123,7 @@ def evaluate(claim, context) -> Evidence:
     params, dataset, model = claim.params, inputs.dataset, inputs.model
     motif = att.claim_motif(claim, dataset)
     heads, named = att.claim_heads(claim, model)
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
     scores = att.window_scores(dataset.sequences, motif)
     motif_score = att.motif_tracks(scores, table.offsets, motif.length, params.alignment)
@@ -146,9 +146,9 @@ def evaluate(claim, context) -> Evidence:
     return evidence
 
 
-def head_scores(table: att.KeyScoreTable, heads: list[tuple[int, int]], scale: str, params) -> np.ndarray:
+def head_scores(table: key_scores.KeyScoreTable, heads: list[tuple[int, int]], scale: str, params) -> np.ndarray:
     """(K, n_seq, n_tok) key scores of the tested heads."""
-    values = att.key_score_values(table, scale, qk_biases=params.qk_biases)
+    values = key_scores.key_score_values(table, scale, qk_biases=params.qk_biases)
     layers, indices = np.array(heads).T
     return values[layers, indices]
 

@@ -29,7 +29,7 @@ from scipy import stats as scipy_stats
 from seqclaims.inputs.datasets import build
 from seqclaims.inputs.models import load_model
 from seqclaims.inputs.motifs import load_motif
-from seqclaims.methods import attention as att
+from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods.stats import correct_pvalues, mc_standard_error, permutation_pvalue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +50,9 @@ def null_inputs(model_name: str, setting: dict):
     model = load_model(model_name)
     dataset = build(DATA[model_name], seed=0)
     motif = load_motif("MA0108.3")
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=setting["key_score"])
-    x = np.concatenate(att.key_score_values(table, setting["scale"], qk_biases=setting.get("qk_biases", True)))
+    x = np.concatenate(key_scores.key_score_values(table, setting["scale"], qk_biases=setting.get("qk_biases", True)))
     y = att.motif_tracks(att.window_scores(dataset.sequences, motif), table.offsets, motif.length, setting["alignment"])
     return x, y, np.array([len(s) for s in dataset.sequences])
 

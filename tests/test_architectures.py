@@ -105,7 +105,7 @@ def test_nt_v2_like_patterns_at_the_sdpa_kernel_equal_eager_within_1e_5(nt_v2_fo
 
 
 def test_a_module_map_qkv_that_is_not_a_fused_projection_is_one_line(dnabert2_folder, windows):
-    from seqclaims.methods.attention import extract_key_scores
+    from seqclaims.methods.key_scores import extract_key_scores
 
     wrong = load_model(dnabert2_ref(dnabert2_folder, module_map={**DNABERT2_MODULE_MAP, "qkv": "attention.self"}))
     with pytest.raises(models.InputError, match="module_map.qkv: attention.self .* is not a linear layer"):

@@ -89,7 +89,7 @@ def test_source_hash_follows_the_source_and_accepts_names_or_modules(tmp_path, m
 
 def test_source_hash_of_the_caches_tracks_their_modules():
     from seqclaims.inputs import cache, datasets
-    from seqclaims.methods import attention, sae
+    from seqclaims.methods import key_scores, sae
 
     assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
                                                     "seqclaims.inputs.tokenizers")[:16]
@@ -98,6 +98,6 @@ def test_source_hash_of_the_caches_tracks_their_modules():
                                                     "seqclaims.inputs.proteins", "seqclaims.inputs.userdata")[:16]
     assert sae.SAE_CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
                                                       "seqclaims.inputs.tokenizers", "seqclaims.methods.sae")[:16]
-    assert attention.CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
-                                                        "seqclaims.inputs.tokenizers", "seqclaims.methods.attention")[:16]
+    assert key_scores.CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
+                                                         "seqclaims.inputs.tokenizers", "seqclaims.methods.key_scores")[:16]
     assert Path(cache.__file__).name == "cache.py"

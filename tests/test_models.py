@@ -675,7 +675,7 @@ def test_bfloat16_forward_passes_come_back_as_float32_near_float32_and_cache_apa
 
 
 def test_weight_only_key_scores_run_in_bfloat16_and_come_back_as_float32(monkeypatch):
-    from seqclaims.methods.attention import extract_key_scores
+    from seqclaims.methods.key_scores import extract_key_scores
 
     sequences = ["ACGTTATAAAAGGCATCGATTACG" * 3, "TTGACCATATAAAAGCGC" * 4]
     full = extract_key_scores(load_model("planted"), sequences, dataset_hash="bf16-test", key_score="qk_weights")

@@ -20,7 +20,7 @@ from seqclaims.core.judge import ERROR, EVALUATED, SKIPPED
 from seqclaims.inputs.datasets import build
 from seqclaims.inputs.models import load_model
 from seqclaims.inputs.motifs import load_motif
-from seqclaims.methods import attention as att
+from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods.stats import (correct_pvalues, expand_to_items, mc_standard_error, pearson_weighted,
                                      permutation_pvalue, resample_counts)
 
@@ -255,7 +255,7 @@ def null_inputs():
     model = load_model("planted")
     dataset = build(PLANTED_DATA, seed=0)
     motif = load_motif("MA0108.3")
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score="attention_received")
     scores = att.window_scores(dataset.sequences, motif)
     return table, scores, motif, np.array([len(s) for s in dataset.sequences])
@@ -279,7 +279,7 @@ def null_pvalues(x, motif_score, lengths, rng, n_permutations=199, centre=True, 
 
 def test_null_share_of_heads_at_corrected_p_is_within_alpha(null_inputs):
     table, scores, motif, lengths = null_inputs
-    x = np.concatenate(att.key_score_values(table, "log_probability"))
+    x = np.concatenate(key_scores.key_score_values(table, "log_probability"))
     motif_score = att.motif_tracks(scores, table.offsets, motif.length, "anchored")
     rng = np.random.default_rng(0)
     repetitions = 30
@@ -299,9 +299,9 @@ def test_token_level_p_values_are_wildly_overconfident_on_the_same_null_data(nul
     random features per token and are near 1)."""
     model = load_model("planted")
     dataset = build(PLANTED_DATA, seed=0)
-    table = att.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash, key_score="qk_weights")
+    table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash, key_score="qk_weights")
     _, scores, motif, lengths = null_inputs
-    x = att.key_score_values(table, "logit")[MOTIF_HEAD][None]
+    x = key_scores.key_score_values(table, "logit")[MOTIF_HEAD][None]
     motif_score = att.motif_tracks(scores, table.offsets, motif.length, "overlap_max")
     rng = np.random.default_rng(1)
     repetitions = 60

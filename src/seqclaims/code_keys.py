@@ -22,7 +22,7 @@ CODE_GROUPS: dict[str, tuple[str, ...]] = {
     "datasets": ("seqclaims.inputs.datasets", "seqclaims.inputs.data", "seqclaims.inputs.userdata",
                  "seqclaims.inputs.genome", "seqclaims.inputs.motifs", "seqclaims.inputs.proteins"),
     "activations": ("seqclaims.inputs.models", "seqclaims.inputs.tokenizers", "seqclaims.inputs.cache"),
-    "key_scores": ("@activations", "seqclaims.methods.attention"),
+    "key_scores": ("@activations", "seqclaims.methods.key_scores"),
     "probe_fits": ("@activations", "seqclaims.methods.probing"),
     "sae": ("@activations", "seqclaims.methods.sae"),
     # what every family's evidence rests on
@@ -32,14 +32,16 @@ CODE_GROUPS: dict[str, tuple[str, ...]] = {
     # per family, beyond `evidence` and its own checks/<family>.py: every module its check imports, directly
     # or not, that computes (tests/test_imports.py holds the list to the import graph)
     "family:probe": ("@probe_fits",),
-    "family:qk_motif": ("@key_scores", "seqclaims.methods.composition"),
-    "family:attention_enrichment": ("@key_scores", "seqclaims.methods.composition"),
-    "family:activation_patching": ("@key_scores", "@probe_fits", "seqclaims.methods.interventions"),
-    "family:head_ablation": ("@key_scores", "@probe_fits", "seqclaims.methods.interventions"),
+    "family:qk_motif": ("@key_scores", "seqclaims.methods.attention", "seqclaims.methods.composition"),
+    "family:attention_enrichment": ("@key_scores", "seqclaims.methods.attention", "seqclaims.methods.composition"),
+    "family:activation_patching": ("@key_scores", "@probe_fits", "seqclaims.methods.attention",
+                                   "seqclaims.methods.interventions"),
+    "family:head_ablation": ("@key_scores", "@probe_fits", "seqclaims.methods.attention", "seqclaims.methods.interventions"),
     "family:ov_alignment": ("@probe_fits", "seqclaims.methods.ov"),
     "family:sae_feature": ("@sae", "seqclaims.methods.features", "seqclaims.methods.composition",
-                           "seqclaims.methods.attention"),
-    "family:neuron": ("seqclaims.methods.features", "seqclaims.methods.composition", "seqclaims.methods.attention"),
+                           "seqclaims.methods.attention", "seqclaims.methods.key_scores"),
+    "family:neuron": ("seqclaims.methods.features", "seqclaims.methods.composition", "seqclaims.methods.attention",
+                      "seqclaims.methods.key_scores"),
 }
 # modules that never change a number: messages, locations, hashing and locks, JSON formatting
 NON_COMPUTING = ("seqclaims.errors", "seqclaims.paths", "seqclaims.fsutil", "seqclaims.code_keys",
