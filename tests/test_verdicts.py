@@ -36,8 +36,8 @@ def test_verdict_is_monotone_in_threshold_for_less(a, b, t1, t2, op):
 
 
 @given(finite, finite, finite, ops)
-def test_interval_strictly_containing_threshold_is_inconclusive(a, b, t, op):
-    low, high = interval(a, b)
+def test_interval_strictly_containing_threshold_is_inconclusive(a, b, c, op):
+    low, t, high = sorted((a, b, c))  # the middle value is the threshold: only ties are filtered out
     assume(low < t < high)
     assert interval_verdict(low, high, op, t) == INCONCLUSIVE
 
