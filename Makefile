@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 STAMP := .cache/setup-$(notdir $(PYTHON)).stamp
 KEPT_TORCH := .cache/constraints-without-torch.txt
 
-.PHONY: setup test reproduce bench verify check lock
+.PHONY: setup test reproduce bench verify check lock mutate
 
 setup: $(STAMP)
 
@@ -40,3 +40,19 @@ lock:
 	.cache/lockenv/bin/pip install -q -e ".[test]"
 	@{ sed -n '1,3p' constraints.txt; .cache/lockenv/bin/pip freeze --exclude-editable | grep -v '^torch=='; \
 	   echo "torch==2.13.0"; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+# Mutation testing of the code that decides conclusions (mutmut; not part of every CI run; about an hour on
+# one core): each mutant of the modules [tool.mutmut] names, restricted to MUTANTS (for methods/features.py the
+# unit scoring: chance, the AUPRC engine, the bootstrap by sequence), against those of the tests [tool.mutmut]
+# selects that reach it; then the share killed per module and every survivor (fails below 90%). mutants/ keeps
+# the mutants and results; `make mutate MUTANTS=<name>` retests one mutant after a change of the tests.
+UNIT_SCORING := random_auprc column_auprc _average_precision _thin_evidence _test_auprc
+MUTANTS ?= seqclaims.core.verdicts.* seqclaims.methods.stats.* seqclaims.methods.composition.* \
+	$(foreach name,$(UNIT_SCORING),seqclaims.methods.features.x_$(name)__mutmut_*)
+MUTATE_WORKERS ?= 1
+
+mutate: setup
+	$(PYTHON) -m pip install -q -c $(KEPT_TORCH) -e ".[test,mutate]"
+	SEQCLAIMS_CACHE=$(CURDIR)/.cache/seqclaims $(PYTHON) -c "from mutmut.__main__ import cli; cli()" \
+		run --max-children $(MUTATE_WORKERS) $(foreach name,$(MUTANTS),'$(name)')
+	$(PYTHON) scripts/mutation_score.py --min 0.9 $(foreach name,$(MUTANTS),'$(name)')

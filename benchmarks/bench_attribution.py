@@ -31,7 +31,7 @@ from scipy.stats import spearmanr  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import time_median, write_result  # noqa: E402
-from seqclaims.core.evidence import gather_inputs  # noqa: E402
+from seqclaims.judging.claim_inputs import gather_inputs  # noqa: E402
 from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
 from seqclaims.methods import interventions as iv  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402

@@ -29,7 +29,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import time_median, write_comparison  # noqa: E402
-from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.core.families import checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.judging.claim_inputs import claim_context  # noqa: E402
 from seqclaims.methods import attention as att, key_scores  # noqa: E402
 from seqclaims.paths import cache_dir  # noqa: E402
 
@@ -90,7 +91,7 @@ def main() -> None:
     family = families.get("qk_motif", claim.path)
 
     def evaluate():
-        return family.evaluate(claim, Context(claim, cache_dir()))
+        return family.evaluate(claim, claim_context(claim))
 
     evaluate()  # builds the dataset and loads the model once; not timed
     cold_runs, cold_vectors, folders = [], [], []

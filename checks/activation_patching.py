@@ -62,6 +62,7 @@ per-pair PM for the named head (else the best head).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -73,8 +74,8 @@ from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
 from seqclaims.methods import attention as att
 from seqclaims.methods import interventions as iv
-from seqclaims.methods.figures import HeadMarks, head_heatmap
-from seqclaims.methods.stats import bootstrap
+from seqclaims.methods.figures import HeadMarks, figure_from_matplotlib, head_heatmap
+from seqclaims.methods.stats import bootstrap, select_and_score
 
 MIN_PAIRS = 20
 NAMED = ("pm", "mean_pm", "median_pm", "ratio_of_means_pm")
@@ -298,14 +299,14 @@ class Patching:
             return Estimate.missing("too few kept pairs to split into a selection and a scoring part", n=len(scoring))
         how = self.claim.params.aggregate
 
-        def statistic(units, weights):
+        def pm_of(units, weights):  # (B, K) PM of every head on the pairs `units` under their weights
             full = np.zeros((1 if weights is None else len(weights), self.n_kept))
             full[:, units] = 1.0 if weights is None else weights
             return iv.aggregate_pm(self.rest, how, full)
 
         seeds = (self.context.seed_for("best-selection"), self.context.seed_for("best-scoring"))
-        chosen = iv.select_and_score(statistic, selection, scoring, n_resamples=self.claim.resamples, seeds=seeds,
-                                     level=self.claim.ci_level)
+        chosen = select_and_score(partial(pm_of, selection), partial(pm_of, scoring), len(selection), len(scoring),
+                                  seeds=seeds, n_resamples=self.claim.resamples, level=self.claim.ci_level)
         if chosen.index < 0:
             return Estimate.missing("no head has a defined PM on the selection part", n=len(scoring))
         layer, head = self.heads[chosen.index]
@@ -393,7 +394,7 @@ def pm_distribution(claim, pm: np.ndarray, head: tuple[int, int], how: str, aggr
     ax.legend(fontsize=7)
     title = f"{claim.id}: per-pair PM of {att.head_label(head)}"
     ax.set_title(title, fontsize=9)
-    return Figure.from_matplotlib(fig, title, f"{finite.size} kept pairs; dotted: 0, dashed: 1.")
+    return figure_from_matplotlib(fig, title, f"{finite.size} kept pairs; dotted: 0, dashed: 1.")
 
 
 def pairs_card(pairs: iv.Pairs, params) -> Card:

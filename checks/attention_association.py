@@ -36,7 +36,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.stats import rankdata
 
 from seqclaims.core.evidence import Estimate, Evidence, rounded
 from seqclaims.core.families import Family, Statistic
@@ -69,6 +68,8 @@ class AssociationParams(StrictModel):
 
 def pooled_ranks(values: np.ndarray) -> np.ndarray:
     """(K, n_seq, n_tok) -> ranks of each row over its finite entries (ties averaged), NaN elsewhere."""
+    from scipy.stats import rankdata  # SciPy's stats take a second to import: only when a claim is judged
+
     out = np.full(values.shape, np.nan)
     for k, row in enumerate(values):
         finite = np.isfinite(row)

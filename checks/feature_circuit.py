@@ -34,13 +34,13 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
 from seqclaims.core.evidence import Card, Estimate, Evidence, rounded
 from seqclaims.core.families import Family, Statistic
 from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
+from seqclaims.lazy import lazy_import
 from seqclaims.methods import circuits as cx
 from seqclaims.methods import figures
 from seqclaims.methods import interventions as iv
@@ -48,6 +48,8 @@ from seqclaims.methods.figures import Figure
 from seqclaims.methods.geometry import mean_interval
 from seqclaims.methods.sae import SaeSpec, load_or_train, sample_tokens
 from seqclaims.methods.stats import bootstrap
+
+torch = lazy_import("torch")
 
 MIN_N = 20
 

@@ -46,7 +46,7 @@ from seqclaims.core.families import Family, Statistic
 from seqclaims.core.schema import StrictModel
 from seqclaims.inputs.models import ModelRef
 from seqclaims.methods import geometry as geo
-from seqclaims.methods.figures import Figure
+from seqclaims.methods.figures import Figure, figure_from_matplotlib
 
 MIN_N = 20
 NO_PHASE = "the dataset has no codon_phase track; use `dataset: coding`"
@@ -181,7 +181,7 @@ def _figures(ours: Profiles, claim) -> list[Figure]:
     ax.set_xlabel("offset (bases)")
     ax.set_ylabel("mean cosine similarity")
     ax.legend(fontsize=8)
-    figures.append(Figure.from_matplotlib(fig, "Similarity by offset", "mean over windows, 95% band of the mean; "
+    figures.append(figure_from_matplotlib(fig, "Similarity by offset", "mean over windows, 95% band of the mean; "
                                           f"layer {claim.params.layer} {claim.params.site}"))
     plt.close(fig)
     if ours.coding is not None and ours.example is not None:
@@ -191,7 +191,7 @@ def _figures(ours: Profiles, claim) -> list[Figure]:
         fig.colorbar(image, ax=ax, label="cosine")
         ax.set_xlabel("base (reading frame)")
         ax.set_ylabel("base")
-        figures.append(Figure.from_matplotlib(fig, "Gram matrix of a coding window",
+        figures.append(figure_from_matplotlib(fig, "Gram matrix of a coding window",
                                               "the first coding window's reading frame (up to 90 bases)"))
         plt.close(fig)
     return figures

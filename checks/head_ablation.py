@@ -36,9 +36,11 @@ Statistics (percentile bootstrap over test sequences at the claim's ci_level; n 
 - ``delta``: the named head's mean delta.
 - ``associated_minus_uninformative``: mean over sequences of (mean over associated heads of delta minus the
   delta of its uninformative partner), paired within each sequence. Negative: ablating the associated heads
-  hurts more. The heads are chosen again in every resample: train and test sequences are resampled
-  together, the association is recomputed on the resampled train sequences, and the heads it picks are
-  compared on the resampled test sequences.
+  hurts more. The heads are chosen again in every resample (`stats.select_and_score`): train and test
+  sequences are resampled each within their split, the association is recomputed on the resampled train
+  sequences, and the heads it picks are compared on the resampled test sequences. A head with an undefined
+  association is neither chosen nor a partner; a resample without n_associated defined heads, or in which one
+  has no partner, is undefined and counts against the NaN limit.
 - ``n_sequences``: test sequences ablated (count).
 
 Minimum n: 20 sequences. Figures: layer x head heatmaps of the mean delta and of the association.
@@ -58,7 +60,7 @@ from seqclaims.errors import InputError
 from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods import interventions as iv
 from seqclaims.methods.figures import HeadMarks, head_heatmap
-from seqclaims.methods.stats import bootstrap
+from seqclaims.methods.stats import bootstrap, select_and_score
 
 MIN_SEQUENCES = 20
 NAMED = ("delta",)
@@ -190,9 +192,9 @@ class Association:
 
     @classmethod
     def fixed(cls, values: np.ndarray) -> "Association":
-        """An association given outright (no train sequences to resample)."""
+        """An association given outright: one placeholder train unit, the same values under every resample."""
         values = np.asarray(values, dtype=np.float64)
-        return cls(np.zeros((0, 1, values.size)), lambda sums: np.broadcast_to(values, (sums.shape[0], values.size)))
+        return cls(np.zeros((1, 1, values.size)), lambda sums: np.broadcast_to(values, (sums.shape[0], values.size)))
 
     @property
     def n_units(self) -> int:
@@ -245,15 +247,16 @@ def association_r(values: np.ndarray, flags: np.ndarray, content: np.ndarray) ->
 
 
 def uninformative_partners(association: np.ndarray, heads, chosen: np.ndarray) -> np.ndarray:
-    """(len(chosen),) for each chosen head, the unchosen head of its layer with the smallest |association|."""
+    """(len(chosen),) for each chosen head, the unchosen head of its layer with the smallest |association|
+    (a head with an undefined association is never a partner); empty when a chosen head has none."""
     layers = np.array([layer for layer, _ in heads])
-    unchosen = ~np.isin(np.arange(len(heads)), chosen)
+    candidates = ~np.isin(np.arange(len(heads)), chosen) & ~np.isnan(association)
     partners = []
     for k in chosen:
-        others = np.flatnonzero((layers == layers[k]) & unchosen)
+        others = np.flatnonzero((layers == layers[k]) & candidates)
         if not len(others):
             return np.zeros(0, dtype=np.int64)
-        partners.append(others[np.argmin(np.abs(np.nan_to_num(association[others], nan=np.inf)))])
+        partners.append(others[np.argmin(np.abs(association[others]))])
     return np.array(partners, dtype=np.int64)
 
 
@@ -296,37 +299,47 @@ class Ablation:
         if self.n == 0:
             return Estimate.missing("no test sequences")
         chosen, partners = self.selection(self.association)
+        if len(chosen) < self.claim.params.n_associated:
+            return Estimate.missing(f"fewer than {self.claim.params.n_associated} heads have a defined association")
         if len(partners) != len(chosen):
-            return Estimate.missing("an associated head is alone in its layer: no uninformative head to compare")
-        n_test, picks = self.n, []
-
-        def statistic(counts):
-            if counts is None:
-                return np.array([(self.deltas[chosen] - self.deltas[partners]).mean()])
-            test_weights = counts[:, :n_test]
-            out = np.empty(len(counts))
-            for b, association in enumerate(self.associations.values(counts[:, n_test:])):
-                heads, others = self.selection(association)
-                picks.append(tuple(heads))
-                per_sequence = (self.deltas[heads] - self.deltas[others]).mean(axis=0)
-                out[b] = test_weights[b] @ per_sequence / test_weights[b].sum()
-            return out
-
-        interval = bootstrap(statistic, n_test + self.associations.n_units, n_resamples=self.claim.resamples,
-                             seed=self.context.seed_for("bootstrap-contrast"), level=self.claim.ci_level)
+            return Estimate.missing("an associated head has no other head of its layer with a defined association: "
+                                    "no uninformative head to compare")
+        seeds = (self.context.seed_for("bootstrap-contrast-train"), self.context.seed_for("bootstrap-contrast"))
+        contrast = select_and_score(self.associations.values, self.mean_deltas, self.associations.n_units, self.n,
+                                    choose=self.choose, seeds=seeds, n_resamples=self.claim.resamples,
+                                    level=self.claim.ci_level)
         label = att.head_label
         detail = {"associated": [label(self.heads[k]) for k in chosen],
                   "uninformative": [label(self.heads[k]) for k in partners],
                   "association": self.claim.params.association, "selected_on": "train split",
-                  "same_heads_chosen_in_resamples": round(picks.count(tuple(chosen)) / max(len(picks), 1), 4),
+                  "same_heads_chosen_in_resamples": round(contrast.same_choice, 4),
                   "per_head": self.table()}
-        return Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n,
+        return Estimate(float(contrast.estimate), float(contrast.low), float(contrast.high), self.n,
                         min_n=MIN_SEQUENCES, detail=detail)
 
+    def mean_deltas(self, weights: np.ndarray | None) -> np.ndarray:
+        """(B, K) mean delta of every head over the test sequences under their weights (B, n); None: (1, K)."""
+        if weights is None:
+            return self.deltas.mean(axis=1)[None]
+        return weights @ self.deltas.T / weights.sum(axis=1)[:, None]
+
+    def choose(self, associations: np.ndarray) -> np.ndarray:
+        """(B, K) coefficients of the contrast each row of associations (B, K) chooses: +1/n on the n most
+        associated heads, -1/n on each one's uninformative partner; a row of zeros where no such choice exists."""
+        n = self.claim.params.n_associated
+        out = np.zeros(associations.shape)
+        for row, association in zip(out, associations):
+            chosen, partners = self.selection(association)
+            if len(chosen) == n and len(partners) == n:
+                np.add.at(row, chosen, 1.0 / n)
+                np.add.at(row, partners, -1.0 / n)
+        return out
+
     def selection(self, association: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The `n_associated` most associated heads and their uninformative partners."""
-        ranked = np.argsort(-np.nan_to_num(association, nan=-np.inf), kind="stable")
-        chosen = ranked[: self.claim.params.n_associated]
+        """The `n_associated` most associated heads (a head with an undefined association is never chosen; fewer
+        when fewer are defined) and their uninformative partners."""
+        defined = np.flatnonzero(~np.isnan(association))
+        chosen = defined[np.argsort(-association[defined], kind="stable")][: self.claim.params.n_associated]
         return chosen, uninformative_partners(association, self.heads, chosen)
 
     def table(self) -> list[dict]:

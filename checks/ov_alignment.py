@@ -48,6 +48,7 @@ from seqclaims.core.families import Family, Statistic
 from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError
 from seqclaims.methods import ov, probing
+from seqclaims.methods.figures import figure_from_matplotlib
 from seqclaims.methods.stats import percentile_interval, resample_indices
 
 MIN_SEQUENCES = 40
@@ -205,7 +206,7 @@ def spectrum_figure(claim, spectrum: ov.Spectrum, direction: np.ndarray, null_si
     right.legend(fontsize=6)
     title = f"{claim.id}: OV spectrum of L{claim.params.layer}H{claim.params.head}"
     fig.suptitle(title, fontsize=9)
-    return Figure.from_matplotlib(fig, title, "Left: singular values with the floor. Right: |cos| of the probe "
+    return figure_from_matplotlib(fig, title, "Left: singular values with the floor. Right: |cos| of the probe "
                                   "direction with each singular vector; only those above the floor count.")
 
 

@@ -34,8 +34,9 @@ Statistics (AUROC is the Mann-Whitney area, ties one half; n = test sequences un
   is the smaller of the two AUROCs (worst direction), taken inside every resample; both in `detail`.
 - ``best_layer``, ``best_layer_auroc`` (``layer: all``): the selection is redone inside every resample: each
   resample draws train sequences, re-selects the layer by its held-out-fold AUROC under those draws, and
-  scores the re-selected layer on that resample's test sequences. Selecting on train and scoring on test
-  keeps the winner's curse out of the interval. best_layer is -1 for the embeddings.
+  scores the re-selected layer on that resample's test sequences (`stats.select_and_score`; a resample in
+  which no layer's train AUROC is defined is undefined and counts against the NaN limit). Selecting on train
+  and scoring on test keeps the winner's curse out of the interval. best_layer is -1 for the embeddings.
 - ``transfer_auroc`` (``transfer: <species>``): the evaluated probe, trained on the claim's species, scored
   on the test-region windows of the same dataset built for the other species; n = those windows.
 - ``model_b_auroc``, ``auroc_minus_model_b`` (``model_b: <model>``): the same pipeline on the second model's
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -61,8 +63,9 @@ from seqclaims.core.schema import StrictModel
 from seqclaims.errors import InputError, Unavailable
 from seqclaims.inputs.models import EMBEDDED_MODELS, ModelRef, load_model, resolve_folder
 from seqclaims.methods import probing
+from seqclaims.methods.figures import figure_from_matplotlib
 from seqclaims.methods.stats import (auprc_weighted, auroc_weighted, bootstrap, expand_to_items, percentile_interval,
-                                     resample_counts)
+                                     resample_counts, select_and_score)
 
 MIN_N = 40
 MIN_MATCHED_PAIRS = 20
@@ -315,9 +318,9 @@ def probe_evidence(data: ProbeData, suite: probing.ProbeSuite, claim, context, *
     stats["gc_shift_auroc"] = _gc_shift_estimate(suite, y, units, claim, seed)
     matched, matching = _gc_matched_estimate(data, suite, chosen, claim, context)
     stats["auroc_minus_gc_matched"] = matched
-    layer_samples = _per_layer_test_aurocs(suite, y, units, claim, seed)
-    stats.update(_best_layer_estimates(suite, inputs.labels[train], data.unit_of_item[train], layer_samples,
-                                       stats["auroc"], claim, context))
+    stats.update(_best_layer_estimates(suite, inputs.labels[train], Resampled.of(data.unit_of_item[train]), y, units,
+                                       claim, context))
+    layer_samples = _layer_aurocs(suite.test_decision, y, units, units.counts(claim, seed))  # the shared resamples
     drawn = [_layer_curve_figure(suite, y, layer_samples, stats, claim),
              _gc_matching_figure(data.gc[test], y, matching, claim)] if figures else []
     card = Card("probe", {
@@ -405,34 +408,37 @@ def _already_gc_matched(gc: np.ndarray, labels: np.ndarray, caliper: float) -> b
     return len(positive) == len(negative) and bool(np.all(np.abs(positive - negative) <= caliper))
 
 
-def _per_layer_test_aurocs(suite, y, units: Resampled, claim, seed: int) -> np.ndarray:
-    """(B, L) test AUROC of every fitted layer under the shared test resamples."""
-    weights = expand_to_items(units.counts(claim, seed), units.unit_of_item)
-    return probing.auroc_weighted_rows(suite.test_decision, y, weights)
-
-
-def _best_layer_estimates(suite, y_train, train_source, test_samples, auroc: Estimate, claim,
+def _best_layer_estimates(suite, y_train, train_units: Resampled, y_test, test_units: Resampled, claim,
                           context) -> dict[str, Estimate]:
-    """best_layer and best_layer_auroc: per resample, re-select on resampled train held-out-fold AUROC and
-    score the re-selected layer on the same resample's test sequences."""
-    n = auroc.n
+    """best_layer and best_layer_auroc (`stats.select_and_score`): the layer with the best held-out-fold AUROC
+    on the resampled train sequences, scored on the resampled test sequences (the shared test resamples)."""
+    n = test_units.n_units
     if claim.params.layer != "all":
         reason = f"the claim names layer {claim.params.layer}; best-layer statistics need layer: all"
         return {"best_layer": Estimate.missing(reason, n), "best_layer_auroc": Estimate.missing(reason, n)}
-    train_units = Resampled.of(train_source)
-    train_weights = expand_to_items(train_units.counts(claim, context.seed_for("bootstrap_train")), train_units.unit_of_item)
-    selection_scores = probing.auroc_weighted_rows(suite.oof_train, y_train, train_weights)  # (B, L)
-    picked = np.argmax(np.where(np.isnan(selection_scores), -np.inf, selection_scores), axis=1)
-    best_auroc = test_samples[np.arange(len(picked)), picked]
-    layers = np.array([probing.layer_number(h) for h in suite.hooks])
-    frequency = {h: round(float(f), 4) for h, f in zip(suite.hooks, np.bincount(picked, minlength=len(layers)) / len(picked))}
-    auroc_low, auroc_high = percentile_interval(best_auroc, claim.ci_level)
-    layer_low, layer_high = percentile_interval(layers[picked].astype(float), claim.ci_level)
-    detail = {"layer": suite.selected_hook, "selection_frequency": frequency}
-    return {
-        "best_layer": _checked(float(layers[suite.selected]), layer_low, layer_high, n, detail),
-        "best_layer_auroc": _checked(auroc.estimate, auroc_low, auroc_high, n, detail),
-    }
+    layers = np.array([probing.layer_number(h) for h in suite.hooks], dtype=np.float64)
+
+    def test_auroc_and_layer(counts):  # (B, L, 2): each layer's test AUROC and its number
+        aurocs = _layer_aurocs(suite.test_decision, y_test, test_units, counts)
+        return np.stack([aurocs, np.broadcast_to(layers, aurocs.shape)], axis=2)
+
+    seeds = (context.seed_for("bootstrap_train"), context.seed_for("bootstrap"))
+    chosen = select_and_score(partial(_layer_aurocs, suite.oof_train, y_train, train_units), test_auroc_and_layer,
+                              train_units.n_units, n, seeds=seeds, n_resamples=claim.resamples, level=claim.ci_level)
+    if chosen.index < 0:
+        reason = "no layer has a defined held-out-fold AUROC on the train split"
+        return {"best_layer": Estimate.missing(reason, n), "best_layer_auroc": Estimate.missing(reason, n)}
+    detail = {"layer": suite.hooks[chosen.index],
+              "selection_frequency": {h: round(float(f), 4) for h, f in zip(suite.hooks, chosen.frequency)}}
+    auroc, layer = ((chosen.estimate[i], chosen.low[i], chosen.high[i]) for i in range(2))
+    return {"best_layer": _checked(*layer, n, detail), "best_layer_auroc": _checked(*auroc, n, detail)}
+
+
+def _layer_aurocs(scores: np.ndarray, labels: np.ndarray, units: Resampled, counts: np.ndarray | None) -> np.ndarray:
+    """(B, L) AUROC of every layer's scores (L, n_items) under unit counts (B, n_units); None: (1, L)."""
+    if counts is None:
+        return probing.auroc_weighted_rows(scores, labels)[None]
+    return probing.auroc_weighted_rows(scores, labels, expand_to_items(counts, units.unit_of_item))
 
 
 def _checked(point: float, low: float, high: float, n: int, detail: dict) -> Estimate:
@@ -531,7 +537,7 @@ def _layer_curve_figure(suite, y: np.ndarray, layer_samples: np.ndarray, stats: 
     ax.set_ylim(0.3, 1.02)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title(claim.id, fontsize=9)
-    return Figure.from_matplotlib(fig, "Per-layer probe AUROC with baselines",
+    return figure_from_matplotlib(fig, "Per-layer probe AUROC with baselines",
                                   "Test-split AUROC by layer with bootstrap band; dashed: sequence-only baselines.")
 
 
@@ -552,7 +558,7 @@ def _gc_matching_figure(gc: np.ndarray, y: np.ndarray, matching: dict, claim) ->
         ax.set_xlabel("GC fraction")
     axes[0].set_ylabel("windows")
     axes[0].legend(fontsize=7)
-    return Figure.from_matplotlib(fig, "GC distribution of each class before and after matching",
+    return figure_from_matplotlib(fig, "GC distribution of each class before and after matching",
                                   f"Test split; caliper {claim.params.gc_caliper}.")
 
 

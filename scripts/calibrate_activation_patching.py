@@ -6,8 +6,9 @@ f_corrupted) + N(0, 0.3^2) per head and pair. The family's own statistics code r
 the model's forward passes). A criterion `>= 0.2` is true at its boundary, so a calibrated one-sided 95%
 interval passes it at most 2.5% of the time. Reported per K: the pass rate of `best_pm >= 0.2` (selected on a
 random half of the pairs, scored on the other half, selection redone in every resample) and of `pm >= 0.2`
-for a named head, and of the best head selected and scored on the same pairs (`stats.bootstrap_best`, the
-interval MINTS's best-head PM would get), with Monte Carlo standard errors.
+for a named head, and of the best head selected and scored on the same pairs (`stats.select_and_score` with
+the same pairs and the same resamples as both parts: the interval MINTS's best-head PM would get), with Monte
+Carlo standard errors.
 
     python scripts/calibrate_activation_patching.py [--repetitions 400]
 
@@ -30,7 +31,7 @@ from test_activation_patching import null_patching, patching_statistics  # noqa:
 
 from seqclaims.core.verdicts import PASS, interval_verdict  # noqa: E402
 from seqclaims.methods import interventions as iv  # noqa: E402
-from seqclaims.methods.stats import bootstrap_best, mc_standard_error  # noqa: E402
+from seqclaims.methods.stats import mc_standard_error, select_and_score  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "calibration_activation_patching.json"
 FIGURE = ROOT / "docs" / "figures" / "calibration_activation_patching.png"
@@ -41,10 +42,15 @@ RESAMPLES = 300
 
 
 def same_pairs_best(run: iv.PatchingRun, seed: int) -> tuple[float, float]:
-    """Interval of the best head's ratio-of-means PM selected and scored on the same pairs."""
+    """Interval of the best head's ratio-of-means PM selected and scored on the same pairs: both parts are
+    every kept pair, under the same resamples (the winner's curse this calibration measures)."""
     rest = iv.restoration(run.f_clean, run.f_corrupted, run.f_patched.reshape(-1, len(run.f_clean)))
-    best = bootstrap_best(lambda w: iv.aggregate_pm(rest, "ratio_of_means", w), int(rest.kept.sum()),
-                          n_resamples=RESAMPLES, seed=seed)
+
+    def pm(weights):
+        return iv.aggregate_pm(rest, "ratio_of_means", weights)
+
+    n_kept = int(rest.kept.sum())
+    best = select_and_score(pm, pm, n_kept, n_kept, seeds=(seed, seed), n_resamples=RESAMPLES)
     return best.low, best.high
 
 

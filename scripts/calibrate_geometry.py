@@ -39,7 +39,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from seqclaims.core.families import Context, checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.core.families import checks_dirs, load_claim, load_families  # noqa: E402
+from seqclaims.judging.claim_inputs import claim_context  # noqa: E402
 from seqclaims.inputs.datasets import build  # noqa: E402
 from seqclaims.inputs.models import load_model  # noqa: E402
 from seqclaims.methods import geometry as geo  # noqa: E402
@@ -74,7 +75,7 @@ criteria:
   - {{statistic: max_association_p, op: "<", threshold: 0.05}}
 """)
         claim = load_claim(path, families)
-        statistics = families.get("attention_association", path).evaluate(claim, Context(claim, cache_dir())).statistics
+        statistics = families.get("attention_association", path).evaluate(claim, claim_context(claim)).statistics
         selected += statistics["max_association_p"].estimate < ALPHA
         named += statistics["association_p"].estimate < ALPHA
         print(f"association {seed}: max p {statistics['max_association_p'].estimate:.3f}", flush=True)

@@ -80,7 +80,7 @@ def claim_file(project: Path, claim_id: str, model: Path, check: str, params: di
 
 def evaluate(path: Path) -> dict:
     from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
-    from seqclaims.core.judge import judge
+    from seqclaims.judging.judge import judge
     from seqclaims.paths import cache_dir
 
     families = load_families(checks_dirs(ROOT))

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
-from seqclaims.core.judge import judge
+from seqclaims.judging.judge import judge
 from seqclaims.paths import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]

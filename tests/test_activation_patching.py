@@ -19,9 +19,9 @@ from claim_files import criterion, evaluate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqclaims.core.evidence import gather_inputs
+from seqclaims.judging.claim_inputs import gather_inputs
 from seqclaims.core.families import Context, load_claim
-from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.judging.judge import ERROR, EVALUATED
 from seqclaims.core.verdicts import PASS, interval_verdict
 from seqclaims.inputs import models
 from seqclaims.inputs.datasets import build

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from seqclaims.core.judge import EVALUATED
+from seqclaims.judging.judge import EVALUATED
 from seqclaims.inputs import models
 from seqclaims.inputs.architectures import (CADUCEUS_MODULE_MAP, DNABERT2_MODULE_MAP, RELEASED_CADUCEUS_MODULE_MAP,
                                             build_caduceus_like, build_dnabert2_like, build_nt_v2_like)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from test_qk_motif import (COMPOSITION_HEAD, CONTROL_HEAD, MOTIF_HEAD, PLANTED_DATA, criterion, evaluate, named,
                            write_claim)
 
-from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.judging.judge import ERROR, EVALUATED
 from seqclaims.inputs.datasets import build
 from seqclaims.inputs.models import load_model
 from seqclaims.inputs.motifs import load_motif

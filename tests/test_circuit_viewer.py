@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqclaims.core.judge import ClaimResult
+from seqclaims.judging.judge import ClaimResult
 from seqclaims.methods import figures
 from seqclaims.record.report import VIEWER_LIBRARY, write_report
 

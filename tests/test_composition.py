@@ -9,7 +9,9 @@ heads.
 from __future__ import annotations
 
 import importlib
+import warnings
 import zlib
+from dataclasses import replace
 from types import SimpleNamespace
 
 import claim_files  # noqa: F401  (loads the check families as seqclaims_checks.*)
@@ -18,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqclaims.errors import InputError
 from seqclaims.inputs.datasets import build
 from seqclaims.inputs.motifs import load_motif, token_motif_scores
 from seqclaims.methods import attention as att
@@ -56,12 +59,39 @@ def test_window_composition_is_the_composition_of_the_window_the_motif_track_cre
         assert features[3:, 0, t] == pytest.approx(expected)
 
 
+def test_composition_of_residue_classes_single_bases_and_sequences_without_windows():
+    """Proteins: the hydrophobic (AILMFVWC) and charged (DEKR) shares of a window; DNA: a window of one base;
+    a sequence with no window at all leaves the next ones alone."""
+    spans = np.array([[[0, 6], [2, 3]], [[-1, -1], [-1, -1]], [[0, 1], [1, 4]]])
+    residues = comp.composition_features(["AKLDGS"], spans[:1], "residue_classes")[:, 0]
+    np.testing.assert_allclose(residues, [[2 / 6, 1.0], [2 / 6, 0.0]])  # A, L; K, D
+    assert comp.covariate_names("residue_classes") == ["hydrophobic", "charged"]
+    assert comp.covariate_names("gc") == ["GC"] and comp.covariate_names("bases") == ["A", "C", "G"]
+    spans[0, 0] = [0, 4]
+    gc = comp.composition_features(["ACGT", "AAAA", "GATT"], spans, "gc")[0]
+    assert np.isnan(gc[1]).all() and gc[2].tolist() == [1.0, 0.0] and gc[0].tolist() == [0.5, 1.0]
+
+
 def test_an_ambiguous_base_is_left_out_of_its_windows_composition():
     spans = comp.window_spans(att.surrogate_offsets(["ACGTNACGTA", "ANNNA"], "single"), [10, 5], 3, "anchored")
     gc = comp.composition_features(["ACGTNACGTA", "ANNNA"], spans, "gc")[0]
     assert gc[0, 2] == pytest.approx(0.5)  # GTN: G and T
     assert gc[0, 3] == pytest.approx(0.0)  # TNA: T and A
     assert np.isnan(gc[1, 1])  # NNN: no base to count
+
+
+def test_window_spans_of_each_placement_and_none_for_special_tokens():
+    """Tokens [0, 0) (special), [2, 5), [5, 6), [8, 10) of a 10-nt sequence, windows of 4 nt."""
+    offsets = np.array([[[0, 0], [2, 5], [5, 6], [8, 10]]])
+    expected = {"anchored": [[-1, -1], [2, 6], [5, 9], [-1, -1]],
+                "centred": [[-1, -1], [1, 5], [3, 7], [-1, -1]],  # the last one would end past the sequence
+                "overlap_max": [[-1, -1], [0, 8], [2, 9], [5, 10]],
+                "token": [[-1, -1], [2, 5], [5, 6], [8, 10]]}
+    for window, spans in expected.items():
+        assert comp.window_spans(offsets, [10], 4, window).tolist() == [spans], window
+    with pytest.raises(InputError, match="^unknown composition window 'middle'; use one of anchored, centred, "
+                                         "overlap_max, token$"):
+        comp.window_spans(offsets, [10], 4, "middle")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,6 +143,42 @@ def test_a_key_score_that_composition_explains_has_partial_r_zero_and_a_fixed_mo
     assert np.isnan(fixed).all()
 
 
+@pytest.mark.parametrize(("x_scale", "y_scale"), [(1e3, 1e-3), (1e-3, 1e3), (1e-3, 1e-3), (1.0, 1.0)])
+def test_partial_r_thresholds_are_relative_to_each_tracks_own_variance(x_scale, y_scale):
+    """Whatever the scales of the key and motif scores: a key score composition explains up to float32
+    rounding has partial r 0; one with a small part of its own (a thousandth) keeps its partial r, positive
+    or negative; a motif score that composition fixes leaves it undefined. None of it warns."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(2, 10, 40))
+    own = rng.normal(size=(10, 40))
+    y = y_scale * (z[0] + own + 0.1 * rng.normal(size=(10, 40)))
+    mask = np.ones((10, 40), bool)
+    explained = x_scale * (2 * z[0] - z[1]).astype(np.float32).astype(np.float64)
+    small_part = np.stack([sign * x_scale * (2 * z[0] - z[1] + 1e-3 * own) for sign in (1, -1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert comp.partial_from_sums(comp.partial_moments(explained[None], y, z, mask).sum(axis=0)) == 0.0
+        kept = comp.partial_from_sums(comp.partial_moments(small_part, y, z, mask).sum(axis=0))
+        fixed = comp.partial_from_sums(comp.partial_moments(small_part, y_scale * 3 * z[1], z, mask).sum(axis=0))
+    expected = [residual_correlation(x.ravel(), y.ravel(), [c.ravel() for c in z]) for x in small_part]
+    assert kept == pytest.approx(expected, abs=1e-6) and expected[0] > 0.9 and expected[1] < -0.9
+    assert np.isnan(fixed).all()
+
+
+def test_partial_r_needs_two_tokens_more_than_its_variables_and_a_varying_key_score():
+    """p = 2 + q variables; q = 19 (the dinucleotide covariates) needs 23 tokens."""
+    rng = np.random.default_rng(2)
+    for q in (1, 19):
+        tokens = q + 4  # p + 2
+        z, y, x = rng.normal(size=(q, 1, tokens)), rng.normal(size=(1, tokens)), rng.normal(size=(2, 1, tokens))
+        x[1] = 2.0  # constant: no variance to correlate
+        for n, defined in ((tokens, True), (tokens - 1, False)):
+            mask = np.arange(tokens)[None] < n
+            cut = [np.where(mask, v, 0.0) for v in (x, y, z)]
+            r = comp.partial_from_sums(comp.partial_moments(*cut, mask).sum(axis=0))
+            assert np.isfinite(r[0]) == defined and np.isnan(r[1]), (q, n)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shuffled motifs
 
@@ -127,6 +193,22 @@ def test_shuffled_motifs_are_distinct_column_permutations_with_the_same_score_di
     assert [m.pssm.tobytes() for m in comp.shuffled_motifs(motif, 20, seed=1)] == [m.pssm.tobytes() for m in shuffled]
     with pytest.raises(Exception, match="distinct column arrangements"):
         comp.shuffled_motifs(load_motif("MA0108.3"), 6000, seed=0)
+
+
+def test_every_distinct_arrangement_of_a_short_matrix_can_be_drawn_and_no_more():
+    """Four columns, two of them identical: 4! / 2! - 1 = 11 arrangements other than the matrix itself."""
+    motif = load_motif("MA0108.3")
+    columns = [0, 1, 2, 2]
+    short = replace(motif, counts=motif.counts[:, columns], pssm=motif.pssm[:, columns])
+    shuffled = comp.shuffled_motifs(short, 11, seed=0)
+    assert len({m.pssm.tobytes() for m in shuffled} | {short.pssm.tobytes()}) == 12
+    assert [m.name for m in shuffled] == [f"{motif.name} (columns shuffled {i})" for i in range(1, 12)]
+    for m in shuffled:  # counts move with their columns
+        order = [next(j for j in range(4) if np.array_equal(m.pssm[:, i], short.pssm[:, j])) for i in range(4)]
+        np.testing.assert_array_equal(m.counts, short.counts[:, order])
+    with pytest.raises(InputError, match="only 11 distinct column arrangements other than the motif exist; set "
+                                         "`shuffles` to at most 11$"):
+        comp.shuffled_motifs(short, 12, seed=0)
 
 
 def test_a_matrix_with_identical_columns_never_shuffles_into_itself():
@@ -148,6 +230,88 @@ def test_composition_detector_scores_each_class_by_its_train_share():
     score = comp.composition_detector(fractions, labels, train, prior_weight=0.0)
     prevalence = labels[train].mean()
     assert score[:4] == pytest.approx(0.75) and score[4:8] == pytest.approx(0.0) and score[8] == prevalence
+
+
+def test_composition_detector_shrinks_towards_the_train_prevalence_and_scores_unseen_classes_at_it():
+    """Train: class X 2 of 3 annotated, class Y 0 of 1 (prevalence 0.5); class Z (sorted last) only on test;
+    one token without a window. With the default prior of one token: X (2 + 0.5) / 4, Y 0.5 / 2, Z and the
+    windowless token 0.5. Without a prior an unseen class has no share and falls back to the prevalence,
+    silently."""
+    fractions = np.array([[0.2, 0.3, 0.3]] * 3 + [[0.1, 0.4, 0.4]] + [[0.9, 0.0, 0.1], [np.nan] * 3])
+    labels = np.array([1, 1, 0, 0, 1, 0], bool)
+    train = np.array([1, 1, 1, 1, 0, 0], bool)
+    np.testing.assert_allclose(comp.composition_detector(fractions, labels, train), [0.625] * 3 + [0.25, 0.5, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(comp.composition_detector(fractions, labels, train, prior_weight=0.0),
+                                   [2 / 3] * 3 + [0.0, 0.5, 0.5])
+    np.testing.assert_allclose(comp.composition_detector(fractions, labels, np.zeros(6, bool)), 0.0)
+
+
+def test_composition_classes_bin_the_gc_of_each_window():
+    spans = np.array([[[0, 4], [4, 8], [2, 6], [3, 6], [-1, -1]]])
+    classes = comp.composition_classes(["GCGCATAT"], spans, bins=4)  # GC 1, 0, 1/2, 1/3, no window
+    assert classes.tolist() == [[3, 0, 2, 1, -1]]
+
+
+def test_dinucleotides_count_only_pairs_of_two_bases():
+    """NACNGTA, window [0, 7): of the pairs NA, AC, CN, NG, GT, TA only AC, GT and TA are two bases."""
+    features = comp.composition_features(["NACNGTA"], np.array([[[0, 7]]]), "dinucleotides")[:, 0, 0]
+    assert features[:3] == pytest.approx([0.4, 0.2, 0.2])  # A, C, G among the five bases
+    pairs = dict(zip(comp.covariate_names("dinucleotides")[3:], features[3:]))
+    assert pairs == pytest.approx({a + b: 1 / 3 if a + b in ("AC", "GT", "TA") else 0.0
+                                   for a in "ACGT" for b in "ACGT"})
+
+
+def test_prepared_covariates_are_zero_outside_the_mask_centred_within_sequences_and_of_unit_rms():
+    rng = np.random.default_rng(0)
+    z = 0.1 * rng.normal(size=(3, 4, 6))
+    z[2] = 5.0  # constant: nothing left after centring, and kept at 0 rather than divided by 0
+    mask = rng.random((4, 6)) < 0.7
+    mask[0] = [True] + [False] * 5  # a sequence with a single pooled token
+    z[0, 1, np.flatnonzero(mask[1])[0]] = np.nan  # no covariate value: taken as 0
+    for centre in (False, True):
+        out = comp.prepared_covariates(z, mask, centre=centre)
+        assert (out[:, ~mask] == 0).all()
+        filled = np.where(mask, np.nan_to_num(z), 0.0)
+        if centre:
+            filled = np.where(mask, filled - filled.sum(axis=2, keepdims=True) / mask.sum(axis=1)[:, None], 0.0)
+            np.testing.assert_allclose(out.sum(axis=2), 0.0, atol=1e-12)
+            assert (out[2] == 0).all()
+        rms = np.sqrt((out**2).sum(axis=(1, 2)) / mask.sum())
+        np.testing.assert_allclose(rms[:2], 1.0)
+        np.testing.assert_allclose(out[:2], filled[:2] / np.sqrt((filled[:2] ** 2).sum(axis=(1, 2)) / mask.sum())
+                                   [:, None, None], atol=1e-12)
+    single = np.zeros((4, 6), bool)
+    single[1, 2] = True
+    np.testing.assert_allclose(np.abs(comp.prepared_covariates(z, single, centre=False)[:2, 1, 2]), 1.0)
+
+
+def test_rho_over_shuffled_is_the_motifs_rho_over_a_quantile_of_the_shuffles():
+    """Summed (attention to support, to matched background) for the motif and four shuffles; a shuffle
+    without background has no rho and is left out of the quantile; the ratio is undefined without the motif's
+    background or over shuffles at rho 0."""
+    sums = np.array([[[6.0, 2.0, 1.0, 1.0, 4.0, 2.0, 5.0, 0.0, 2.0, 4.0],  # rho 3; 1, 2, none, 0.5
+                      [6.0, 0.0, 1.0, 1.0, 4.0, 2.0, 5.0, 0.0, 2.0, 4.0],  # the motif without background
+                      [6.0, 2.0, 0.0, 1.0, 0.0, 2.0, 5.0, 0.0, 0.0, 4.0],  # every defined shuffle at rho 0
+                      [0.0, 2.0, 0.0, 1.0, 0.0, 2.0, 5.0, 0.0, 0.0, 4.0]]])  # and the motif too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ratio = comp.over_shuffled_from_sums(sums, 0.75)  # (1 resample, 4 heads)
+    assert ratio.shape == (1, 4) and ratio[0, 0] == pytest.approx(3.0 / np.quantile([1.0, 2.0, 0.5], 0.75))
+    assert np.isnan(ratio[0, 1:]).all()
+
+
+def test_r_minus_shuffled_is_the_motifs_r_minus_a_quantile_of_the_shuffles():
+    """Two resamples of summed Pearson moments (n, sx, sy, sxx, syy, sxy) for the motif and three shuffles."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 4, 50))
+    y = x * np.array([0.9, 0.1, 0.4, -0.2])[:, None] + rng.normal(size=(2, 4, 50))
+    moments = np.stack([np.full(x.shape[:2], 50.0), x.sum(-1), y.sum(-1), (x * x).sum(-1), (y * y).sum(-1),
+                        (x * y).sum(-1)], axis=-1)
+    r = np.array([[np.corrcoef(x[b, s], y[b, s])[0, 1] for s in range(4)] for b in range(2)])
+    got = comp.minus_shuffled_from_sums(moments.reshape(2, 1, 24), 0.9)  # (resamples, heads, ...)
+    np.testing.assert_allclose(got[:, 0], r[:, 0] - np.quantile(r[:, 1:], 0.9, axis=1), atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +338,7 @@ def stand_in(params, claim_seed: int = 0):
     return claim, context
 
 
+@pytest.mark.slow  # the planted model's key scores (~10 s); not run against every mutant
 def test_a_gc_reading_head_passes_r_but_not_the_composition_controls(gc_reading_head):
     dataset, motif, offsets, key = gc_reading_head
     params = QK.QkMotifParams()
@@ -193,6 +358,7 @@ def test_a_gc_reading_head_passes_r_but_not_the_composition_controls(gc_reading_
     assert stats["r_partial_composition"].ceiling.estimate > 0.9 and stats["r_minus_shuffled"].ceiling.estimate > 0.2
 
 
+@pytest.mark.slow  # the planted model's key scores (~10 s); not run against every mutant
 def test_a_gc_reading_head_looks_enriched_unless_sites_are_compared_with_shuffled_sites(gc_reading_head):
     dataset, motif, offsets, key = gc_reading_head
     base = ENRICHMENT.EnrichmentParams()
@@ -220,6 +386,7 @@ def test_a_gc_reading_head_looks_enriched_unless_sites_are_compared_with_shuffle
 # Null data: composition controls of unrelated heads are supported no more often than alpha allows
 
 
+@pytest.mark.slow  # the planted model's key scores (~10 s); not run against every mutant
 def test_null_heads_are_called_motif_specific_no_more_often_than_alpha(gc_reading_head):
     """Random-feature heads (the planted model's filler heads have none of the motif) with the motif
     tracks permuted between sequences: lower bound above 0 for r_partial_composition and

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import toy_claim, write_claim
-from seqclaims.core import evidence_store
 from seqclaims.core.evidence import Ceiling, Estimate, Evidence
 from seqclaims.core.schema import Criterion
+from seqclaims.judging import evidence_store
 from seqclaims.methods.figures import HeadMarks, draw_for_criteria, head_heatmap, store_dir
 
 

@@ -15,8 +15,8 @@ import pytest
 
 import claim_files
 from seqclaims.cli import claim_template
-from seqclaims.core.families import Context, load_claim, load_families
-from seqclaims.paths import cache_dir
+from seqclaims.core.families import load_claim, load_families
+from seqclaims.judging.claim_inputs import claim_context
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 FAMILIES = load_families([claim_files.REPO / "checks", EXAMPLES])
@@ -58,7 +58,7 @@ def test_the_template_and_the_example_load_as_claims(name, tmp_path):
 def test_every_declared_statistic_is_produced_on_the_planted_model(name, tmp_path):
     family = FAMILIES.families[name]
     claim = load_claim(claim_files.fixture_claim(name, "planted", tmp_path, FAMILIES), FAMILIES)
-    evidence = family.evaluate(claim, Context(claim, cache_dir(), whole_sequences=family.whole_sequences))
+    evidence = family.evaluate(claim, claim_context(claim, whole_sequences=family.whole_sequences))
     assert set(evidence.statistics) == set(family.statistics)
     unexplained = [n for n, e in evidence.statistics.items() if e.estimate != e.estimate and not e.reason]
     assert unexplained == [], "a missing value must say why"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqclaims.core.evidence import gather_inputs
+from seqclaims.judging.claim_inputs import gather_inputs
 from seqclaims.core.families import Context, load_claim
-from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.judging.judge import ERROR, EVALUATED
 from seqclaims.methods import circuits as cx
 from seqclaims.paths import cache_dir
 

@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -85,19 +84,3 @@ def test_source_hash_follows_the_source_and_accepts_names_or_modules(tmp_path, m
     assert fsutil.source_hash("probe_module_for_source_hash") != before
     with pytest.raises(ModuleNotFoundError):
         fsutil.source_hash("no_such_module_anywhere_xyz")
-
-
-def test_source_hash_of_the_caches_tracks_their_modules():
-    from seqclaims.inputs import cache, datasets
-    from seqclaims.methods import key_scores, sae
-
-    assert cache.CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
-                                                    "seqclaims.inputs.tokenizers")[:16]
-    assert datasets.CODE_HASH == fsutil.source_hash("seqclaims.inputs.data", "seqclaims.inputs.datasets",
-                                                    "seqclaims.inputs.genome", "seqclaims.inputs.motifs",
-                                                    "seqclaims.inputs.proteins", "seqclaims.inputs.userdata")[:16]
-    assert sae.SAE_CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
-                                                      "seqclaims.inputs.tokenizers", "seqclaims.methods.sae")[:16]
-    assert key_scores.CODE_VERSION == fsutil.source_hash("seqclaims.inputs.cache", "seqclaims.inputs.models",
-                                                         "seqclaims.inputs.tokenizers", "seqclaims.methods.key_scores")[:16]
-    assert Path(cache.__file__).name == "cache.py"

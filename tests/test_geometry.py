@@ -10,7 +10,7 @@ import claim_files
 import numpy as np
 import pytest
 
-from seqclaims.core.judge import EVALUATED
+from seqclaims.judging.judge import EVALUATED
 from seqclaims.inputs.architectures import CADUCEUS_MODULE_MAP, build_caduceus_like
 from seqclaims.inputs.datasets import build
 from seqclaims.methods import attention as att

@@ -693,7 +693,7 @@ def test_out_of_memory_halves_the_sub_batch_and_gives_the_same_results(tiny, bat
     def small_memory(model, rows, *args, **kwargs):
         sizes.append(len(rows))
         if len(rows) > 2:
-            raise models.OUT_OF_MEMORY("CUDA out of memory (simulated)")
+            raise models.out_of_memory()("CUDA out of memory (simulated)")
         return forward(model, rows, *args, **kwargs)
 
     monkeypatch.setattr(models, "_forward", small_memory)
@@ -703,7 +703,7 @@ def test_out_of_memory_halves_the_sub_batch_and_gives_the_same_results(tiny, bat
     assert sizes[0] == min(8, len(batch)) and max(sizes[1:]) <= 2
 
     def no_memory(model, rows, *args, **kwargs):
-        raise models.OUT_OF_MEMORY("CUDA out of memory (simulated)")
+        raise models.out_of_memory()("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(models, "_forward", no_memory)
     with pytest.raises(InputError, match="runs out of memory on cpu even one sequence at a time"):

@@ -13,7 +13,7 @@ from claim_files import criterion as statistic
 from claim_files import evaluate
 
 from seqclaims.core.families import load_claim
-from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.judging.judge import ERROR, EVALUATED
 from seqclaims.errors import ClaimError
 from seqclaims.methods.features import TokenTable, score_units
 from seqclaims.methods.stats import mc_standard_error

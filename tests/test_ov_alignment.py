@@ -184,7 +184,7 @@ def test_random_label_probes_beat_uniform_directions_but_not_permuted_label_ones
 
     from claim_files import FAMILIES
 
-    from seqclaims.core.evidence import gather_inputs
+    from seqclaims.judging.claim_inputs import gather_inputs
     from seqclaims.core.families import load_claim
     from seqclaims.methods import probing
 

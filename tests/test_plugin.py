@@ -9,6 +9,7 @@ import pytest
 
 from conftest import toy_claim, write_claim
 from seqclaims.cli import main as seqclaims_main
+from seqclaims.plugin import SeqclaimsPlugin
 
 
 def results(pytester):
@@ -161,3 +162,22 @@ def test_a_claim_named_explicitly_is_collected_wherever_it_lies(claims_project):
 def test_report_directory_option(demo):
     demo.runpytest("claims/", "-p", "no:cacheprovider", "--claims-report", "elsewhere")
     assert (demo.path / "elsewhere" / "index.html").exists()
+
+
+def test_nothing_of_one_session_leaks_into_the_next_in_the_same_process(claims_project):
+    """Each session keeps its state on its own plugin object: a session that writes no report leaves no
+    result behind for the next one, and each session registers a fresh object."""
+    root = claims_project.path
+    write_claim(root, "alpha", "first", toy_claim(id="first"))
+    first = claims_project.inline_run("claims/", "-p", "no:cacheprovider", "--claims-no-report")
+    first.assertoutcome(passed=1)
+    (root / "claims" / "alpha" / "first.yaml").unlink()
+    write_claim(root, "beta", "second", toy_claim(id="second"))
+    second = claims_project.inline_run("claims/", "-p", "no:cacheprovider")
+    second.assertoutcome(passed=1)
+    assert [c["id"] for c in results(claims_project)["claims"]] == ["second"]
+    sessions = [run.getcall("pytest_sessionfinish").session.config.pluginmanager.get_plugin("seqclaims-session")
+                for run in (first, second)]
+    assert all(isinstance(s, SeqclaimsPlugin) for s in sessions) and sessions[0] is not sessions[1]
+    assert [s.seen_ids for s in sessions] == [{"first": root / "claims" / "alpha" / "first.yaml"},
+                                              {"second": root / "claims" / "beta" / "second.yaml"}]

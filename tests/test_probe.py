@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from seqclaims.core.evidence import ClaimInputs
+from seqclaims.judging.claim_inputs import ClaimInputs
 from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
-from seqclaims.core.judge import ERROR, EVALUATED, SKIPPED, judge
+from seqclaims.judging.judge import ERROR, EVALUATED, SKIPPED, judge
 from seqclaims.errors import ClaimError, InputError
 from seqclaims.inputs import data, datasets
 from seqclaims.inputs.models import load_model, run_with_cache, save_random_model

@@ -9,7 +9,7 @@ import pytest
 from claim_files import FAMILIES, criterion, evaluate
 
 from seqclaims.core.families import load_claim
-from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.judging.judge import ERROR, EVALUATED
 from seqclaims.errors import ClaimError
 from seqclaims.inputs import data, datasets, proteins
 from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer, build_protein_tokenizer, sequence_alphabet, tokenize

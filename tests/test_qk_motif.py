@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from seqclaims.core.judge import ERROR, EVALUATED, SKIPPED
+from seqclaims.judging.judge import ERROR, EVALUATED, SKIPPED
 from seqclaims.inputs.datasets import build
 from seqclaims.inputs.models import load_model
 from seqclaims.inputs.motifs import load_motif

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 from seqclaims.core.families import load_claim
-from seqclaims.core.judge import ERROR, EVALUATED
+from seqclaims.judging.judge import ERROR, EVALUATED
 from seqclaims.errors import ClaimError
 from seqclaims.methods.features import (Annotation, TokenTable, column_auprc, consensus_scores, element_bases,
                                         pattern_starts, permute_labels, runs, score_units, token_labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -122,8 +124,10 @@ def test_pearson_weighted_equals_numpy_on_repeated_data(case):
     for b, w in enumerate(weights):
         for k, row in enumerate(x):
             xr, yr = np.repeat(row, w), np.repeat(y, w)
-            if xr.size < 2 or np.ptp(xr) == 0 or np.ptp(yr) <= 1e-6 * max(1.0, np.abs(yr).max()):
-                continue  # degenerate or too close to degenerate for a fair comparison
+            # degenerate, or too close to it for a fair comparison: the moments are taken after scaling by the
+            # spread of all of y, so a resample spanning a tiny share of that spread loses digits to cancellation
+            if xr.size < 2 or np.ptp(xr) == 0 or np.ptp(yr) <= max(1e-6 * np.abs(yr).max(), 1e-2 * np.ptp(y), 1e-6):
+                continue
             assert ours[b, k] == pytest.approx(np.corrcoef(xr, yr)[0, 1], abs=1e-9)
 
 
@@ -225,6 +229,20 @@ def test_nan_fraction_per_column_and_of_no_resamples():
     assert stats.nan_fraction(np.zeros(0)) == 1.0
 
 
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95, 0.99])
+def test_percentile_interval_is_the_equal_tailed_numpy_quantile_pair(level):
+    """On skewed samples (where a shifted or one-sided tail shows), per column: the bounds are numpy's
+    quantiles at (1 - level) / 2 and (1 + level) / 2, so `level` of the samples lie inside, half the rest
+    on each side."""
+    samples = np.random.default_rng(4).exponential(size=(4000, 3)) ** 2
+    low, high = stats.percentile_interval(samples, level)
+    expected_low, expected_high = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    np.testing.assert_array_equal(low, expected_low)
+    np.testing.assert_array_equal(high, expected_high)
+    np.testing.assert_allclose((samples < low).mean(axis=0), (1 - level) / 2, atol=1e-3)
+    np.testing.assert_allclose((samples > high).mean(axis=0), (1 - level) / 2, atol=1e-3)
+    assert stats.percentile_interval(samples[:, 0], level) == (expected_low[0], expected_high[0])
+
 def weighted_mean_statistic(values: np.ndarray):
     """Mean of ``values`` (n,) or of each column of (n, K), as a bootstrap statistic."""
 
@@ -249,6 +267,14 @@ def test_bootstrap_mean_interval_contains_estimate_and_is_deterministic():
     rechunked = stats.bootstrap(weighted_mean_statistic(values), 300, n_resamples=500, seed=3, chunk_size=7)
     np.testing.assert_allclose(rechunked.samples, result.samples, rtol=1e-13)
 
+
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.99])
+def test_bootstrap_interval_is_at_the_requested_level(level):
+    values = np.random.default_rng(6).lognormal(size=120)
+    result = stats.bootstrap(weighted_mean_statistic(values), 120, n_resamples=400, seed=2, level=level)
+    assert result.level == level
+    expected = np.quantile(result.samples, [(1 - level) / 2, (1 + level) / 2])
+    assert (result.low, result.high) == (expected[0], expected[1])
 
 def test_bootstrap_reports_nan_resamples_and_refuses_an_interval_above_the_limit():
     """AUROC is undefined in resamples without a positive: with 3 positives of 60 that is ~5%."""
@@ -275,9 +301,10 @@ def test_bootstrap_of_no_units_is_a_nan_interval():
     plain = stats.bootstrap(never_called, 0, n_resamples=50)
     assert np.isnan([plain.estimate, plain.low, plain.high]).all() and plain.nan_fraction == 1.0
     assert plain.samples.shape == (50,)
-    best = stats.bootstrap_best(never_called, 0, n_resamples=50)
-    assert np.isnan([best.estimate, best.low, best.high]).all() and best.nan_fraction == 1.0
-    assert best.index == -1 and best.selection_frequency.size == 0
+    for n_select, n_score in ((0, 5), (5, 0)):
+        chosen = stats.select_and_score(never_called, never_called, n_select, n_score, seeds=(0, 1), n_resamples=50)
+        assert np.isnan([chosen.estimate, chosen.low, chosen.high]).all() and chosen.nan_fraction == 1.0
+        assert chosen.index == -1 and chosen.frequency.size == 0 and chosen.samples.shape == (50,)
 
 
 def test_bootstrap_vector_statistic_gives_arrays():
@@ -299,44 +326,45 @@ def test_paired_contrast_under_shared_weights_has_zero_width_for_identical_score
     assert result.estimate == 0.0 and result.low == 0.0 and result.high == 0.0
 
 
-def test_bootstrap_best_redoes_selection_and_shifts_interval_up():
-    """Many equally null candidates: the full-data winner is a lucky draw, and re-selecting in
-    every resample reflects the selection, unlike bootstrapping the fixed winner."""
+def test_selecting_and_scoring_on_the_same_data_is_the_resampled_maximum():
+    """Many equally null candidates, selected and scored on the same units under the same resamples: every
+    resample's value is its maximum over candidates (the winner's curse), above the fixed winner's."""
     rng = np.random.default_rng(4)
     n, k = 120, 40
     x, y = rng.normal(size=(k, n)), rng.normal(size=n)
 
     def statistic(weights):
-        return stats.pearson_weighted(x, y, weights)
+        return np.atleast_2d(stats.pearson_weighted(x, y, weights))
 
-    best = stats.bootstrap_best(statistic, n, n_resamples=400, seed=1)
-    fixed = stats.bootstrap(lambda w: statistic(w)[:, best.index], n, n_resamples=400, seed=1)
-    assert best.estimate == pytest.approx(fixed.estimate)
-    assert best.estimate == pytest.approx(np.nanmax(statistic(None)))
-    assert (best.samples >= fixed.samples).all()
-    assert best.samples.mean() > fixed.samples.mean() + 0.02
-    assert best.low >= fixed.low and best.high > fixed.high
-    assert best.selection_frequency.sum() == pytest.approx(1.0)
-    assert best.selection_frequency.max() < 0.9
-    assert (best.selection_frequency > 0).sum() > 3
-    assert best.nan_fraction == 0.0
+    same = stats.select_and_score(statistic, statistic, n, n, seeds=(1, 1), n_resamples=400)
+    fixed = stats.bootstrap(lambda w: statistic(w)[:, same.index], n, n_resamples=400, seed=1)
+    np.testing.assert_allclose(same.samples, statistic(stats.resample_counts(n, 400, 1)).max(axis=1), rtol=1e-12)
+    assert same.estimate == fixed.estimate == np.nanmax(statistic(None))
+    assert (same.samples >= fixed.samples).all()
+    assert same.samples.mean() > fixed.samples.mean() + 0.02
+    assert same.low >= fixed.low and same.high > fixed.high
+    assert same.frequency.sum() == pytest.approx(1.0)
+    assert same.frequency.max() < 0.9 and (same.frequency > 0).sum() > 3
+    assert same.same_choice == same.frequency[same.index] and same.nan_fraction == 0.0
 
 
-def test_bootstrap_best_smaller_is_better_and_skips_nan_candidates():
+def test_selection_smaller_is_better_and_skips_nan_candidates():
     values = np.random.default_rng(6).normal(size=(100, 3)) + [0.0, -3.0, 0.0]
     values[:, 2] = np.nan
 
     def statistic(weights):
         w = np.ones((1, 100)) if weights is None else weights
-        with np.errstate(invalid="ignore"):
-            return (w @ np.nan_to_num(values, nan=0.0)) / w.sum(axis=1)[:, None] + np.where(
-                np.isnan(values[0]), np.nan, 0.0
-            )
+        undefined = np.where(np.isnan(values[0]), np.nan, 0.0)
+        return (w @ np.nan_to_num(values, nan=0.0)) / w.sum(axis=1)[:, None] + undefined
 
-    best = stats.bootstrap_best(statistic, 100, n_resamples=200, seed=0, larger_is_better=False)
-    assert best.index == 1
-    assert best.selection_frequency[2] == 0.0
-    assert best.low < best.estimate < best.high < -2.0
+    chosen = stats.select_and_score(statistic, statistic, 100, 100, seeds=(0, 1), n_resamples=200,
+                                    larger_is_better=False)
+    assert chosen.index == 1 and chosen.choice.tolist() == [0.0, 1.0, 0.0]
+    assert chosen.frequency[2] == 0.0
+    assert chosen.low < chosen.estimate < chosen.high < -2.0
+    with pytest.raises(ValueError, match="custom choose"):
+        stats.select_and_score(statistic, statistic, 100, 100, seeds=(0, 1), choose=stats.choose_best,
+                               larger_is_better=False)
 
 
 # --------------------------------------------------------------------------- p-values
@@ -395,3 +423,151 @@ def test_correct_pvalues_none_nan_and_unknown():
 def test_mc_standard_error():
     assert stats.mc_standard_error(0.05, 400) == pytest.approx(np.sqrt(0.05 * 0.95 / 400))
     np.testing.assert_allclose(stats.mc_standard_error(np.array([0.0, 0.5]), 100), [0.0, 0.05])
+
+
+# --------------------------------------------------------------------------- inputs and edge cases
+
+
+def test_ranking_metrics_take_one_row_of_weights_and_labels_as_0_1_and_reject_mismatched_shapes():
+    rng = np.random.default_rng(3)
+    scores, labels, weights = rng.normal(size=30), rng.random(30) < 0.4, rng.integers(0, 3, 30)
+    for metric in (stats.auroc_weighted, stats.auprc_weighted):
+        expected = metric(scores, labels, weights[None, :])
+        np.testing.assert_array_equal(metric(scores, labels, weights), expected)
+        np.testing.assert_array_equal(metric(scores, labels.astype(int), weights), expected)
+        with pytest.raises(ValueError, match=r"^weights must be \(B, 30\), got \(1, 29\)$"):
+            metric(scores, labels, weights[None, :29])
+        with pytest.raises(ValueError, match=r"^scores and labels must both be \(N,\), got \(30,\) and \(29,\)$"):
+            metric(scores, labels[:29])
+        with pytest.raises(ValueError, match="^scores contain NaN; drop or impute those items before ranking$"):
+            metric(np.where(np.arange(30) == 3, np.nan, scores), labels)
+
+
+def test_a_resample_without_one_class_is_nan_without_a_warning():
+    scores, labels = np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True])
+    no_positive = np.array([[1, 2, 0, 0], [0, 0, 1, 3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for metric in (stats.auroc_weighted, stats.auprc_weighted):
+            values = metric(scores, labels, no_positive)
+            assert np.isnan(values).all()
+
+
+def test_pearson_weighted_of_a_resample_whose_x_is_constant_is_nan_without_a_warning():
+    x, y = np.array([1.0, 1.0, 1.0, 2.0, 5.0]), np.array([0.3, 1.2, 0.1, 4.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = stats.pearson_weighted(np.stack([x, y]), y, np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
+    assert np.isnan(r[0, 0]) and r[0, 1] == pytest.approx(1.0)
+    assert r[1, 0] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    fractional = stats.pearson_weighted(x, y, np.full((1, 5), 0.15))  # weights summing to less than 1
+    assert fractional[0] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    with pytest.raises(ValueError, match=r"^x must be \(K, N\) or \(N,\) and y \(N,\), got \(1, 5\) and \(4,\)$"):
+        stats.pearson_weighted(x, y[:4])
+
+
+def test_bootstrap_defaults_and_the_undefined_interval_of_no_units():
+    values = np.random.default_rng(0).normal(size=40)
+    default = stats.bootstrap(weighted_mean_statistic(values), 40)
+    assert default.samples.shape == (1000,) and default.level == 0.95
+    np.testing.assert_array_equal(default.samples,
+                                  stats.bootstrap(weighted_mean_statistic(values), 40, n_resamples=1000, seed=0).samples)
+    nothing = stats.bootstrap(weighted_mean_statistic(values), 0, n_resamples=20, level=0.8)
+    assert nothing.level == 0.8 and nothing.samples.dtype == np.float64 and np.isnan(nothing.samples).all()
+
+
+def test_bootstrap_rejects_a_statistic_whose_full_data_shape_differs_from_its_resamples():
+    def inconsistent(weights):
+        return np.zeros((1, 3)) if weights is None else np.zeros((weights.shape[0], 2))
+
+    with pytest.raises(ValueError, match=r"^statistic gave \(1, 3\) on the full data but \(2,\) per resample$"):
+        stats.bootstrap(inconsistent, 10, n_resamples=5)
+
+
+def test_permutation_pvalue_counts_exact_ties_as_extreme_and_its_slack_is_relative():
+    null = np.array([0.0, 0.0, -1.0, 2.0, 0.5, 0.5 * (1 + 1e-13)])
+    assert stats.permutation_pvalue(0.0, null, "greater") == pytest.approx((1 + 5) / 7)  # 0, 0, 2, 0.5, 0.5
+    assert stats.permutation_pvalue(0.0, null, "less") == pytest.approx((1 + 3) / 7)  # 0, 0, -1
+    assert stats.permutation_pvalue(0.5, null, "less") == pytest.approx((1 + 5) / 7)  # all but 2
+    tiny = np.array([-1.0, -2.0, 1e-30])
+    assert stats.permutation_pvalue(1e-20, tiny, "greater") == pytest.approx(1 / 4)
+    with pytest.raises(ValueError, match="^alternative must be 'greater', 'less' or 'two-sided', got 'both'$"):
+        stats.permutation_pvalue(0.0, null, "both")
+
+
+def test_permute_between_units_swaps_a_stratum_of_two_and_checks_its_arguments():
+    units = [np.zeros(3), np.zeros(3), np.zeros(5)]
+    perms = stats.permute_between_units(units, n_permutations=50, seed=0)
+    assert {tuple(p) for p in perms} == {(0, 1, 2), (1, 0, 2)}
+    with pytest.raises(ValueError, match=r"^strata must have shape \(3,\), got \(2,\)$"):
+        stats.permute_between_units(units, n_permutations=5, seed=0, strata=np.zeros(2))
+    with pytest.raises(ValueError, match="^n_units must be at least 1, got 0$"):
+        stats.permute_between_units([], n_permutations=5, seed=0)
+    with pytest.raises(ValueError, match="^n_permutations must be at least 1, got 0$"):
+        stats.permute_between_units(units, n_permutations=0, seed=0)
+
+
+def test_ranking_metrics_in_chunks_of_one_resample_when_resamples_outnumber_items(monkeypatch):
+    scores, labels = np.array([0.2, 0.9, 0.4, 0.7]), np.array([False, True, False, True])
+    weights = stats.resample_counts(4, 10, seed=1)
+    whole = stats.auroc_weighted(scores, labels, weights)
+    monkeypatch.setattr(stats, "_CHUNK_BYTES", 1)
+    assert stats.auroc_weighted(scores, labels, weights).shape == (10,)
+    np.testing.assert_array_equal(stats.auroc_weighted(scores, labels, weights), whole)
+
+
+def test_interval_and_resample_arguments_are_checked_with_one_clear_line():
+    samples = np.linspace(0.0, 1.0, 11)
+    for level in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=f"^level must lie strictly between 0 and 1, got {level}$"):
+            stats.percentile_interval(samples, level)
+    with pytest.raises(ValueError, match=r"^max_nan_fraction must lie in \[0, 1\], got 1.5$"):
+        stats.percentile_interval(samples, max_nan_fraction=1.5)
+    with pytest.raises(ValueError, match="^n_units must be at least 1, got 0$"):
+        stats.resample_indices(0, 5, seed=0)
+    with pytest.raises(ValueError, match="^n_resamples must be at least 1, got 0$"):
+        stats.resample_indices(5, 0, seed=0)
+    assert stats.nan_fraction(np.zeros((0, 3))).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_select_and_score_with_an_empty_part_is_undefined_at_the_requested_level():
+    def never_called(counts):
+        raise AssertionError("an empty part: nothing to compute")
+
+    empty = stats.select_and_score(never_called, never_called, 0, 5, seeds=(0, 1), level=0.8, n_resamples=20)
+    assert empty.choice.shape == (0,) and np.isnan(empty.same_choice) and empty.level == 0.8
+
+
+def test_select_and_score_defaults_ignores_unchosen_candidates_and_states_misuse_in_one_line():
+    values = np.array([[1.0, 2.0, np.inf]])  # the third candidate is never chosen (NaN on the selection part)
+
+    def select(counts):
+        rows = 1 if counts is None else counts.shape[0]
+        return np.tile([0.1, 0.3, np.nan], (rows, 1))
+
+    def score(counts):
+        return np.repeat(values, 1 if counts is None else counts.shape[0], axis=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chosen = stats.select_and_score(select, score, 4, 4, seeds=(0, 1))
+    assert chosen.samples.shape == (1000,) and chosen.index == 1 and chosen.estimate == 2.0
+    with pytest.raises(ValueError, match="^larger_is_better applies to the default choice; a custom choose sets its "
+                                         "own direction$"):
+        stats.select_and_score(select, score, 4, 4, seeds=(0, 1), choose=stats.choose_best, larger_is_better=False)
+    with pytest.raises(ValueError, match=r"^select must give \(B', K\) selection values, got shape \(5,\)$"):
+        stats.select_and_score(lambda c: np.zeros(5), score, 4, 4, seeds=(0, 1), n_resamples=5)
+    with pytest.raises(ValueError, match=r"^choose gave coefficients of shape \(5,\) for selection values \(5, 3\)$"):
+        stats.select_and_score(select, score, 4, 4, seeds=(0, 1), n_resamples=5, choose=lambda v: np.ones(5))
+    with pytest.raises(ValueError, match=r"^choose gave a coefficient to a candidate whose selection value is NaN "
+                                         r"\(undefined\)$"):
+        stats.select_and_score(select, score, 4, 4, seeds=(0, 1), n_resamples=5, choose=np.ones_like)
+    with pytest.raises(ValueError, match=r"^score must give \(B', K\) or \(B', K, S\) per-candidate values for "
+                                         r"\(5, 3\) choices, got shape \(5, 2\)$"):
+        stats.select_and_score(select, lambda c: np.zeros((5, 2)), 4, 4, seeds=(0, 1), n_resamples=5)
+
+    def whole_part_disagrees(counts):
+        return np.zeros((2, 3)) if counts is None else select(counts)
+
+    with pytest.raises(ValueError, match=r"^select gave \(2, 3\) on the whole part; \(1, 3\) expected$"):
+        stats.select_and_score(whole_part_disagrees, score, 4, 4, seeds=(0, 1), n_resamples=5)

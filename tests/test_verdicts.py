@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from seqclaims.core.evidence import Ceiling, Estimate
-from seqclaims.core.verdicts import (FAIL, FLIPPED, INCONCLUSIVE, PASS, REFUTED, SUPPORTED, claim_verdict,
-                                     criterion_verdict, interval_verdict)
+from seqclaims.core.verdicts import (FAIL, FLIPPED, INCONCLUSIVE, PASS, REFUTED, SUPPORTED, CriterionVerdict,
+                                     claim_verdict, criterion_verdict, interval_verdict)
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 ops = st.sampled_from([">=", ">", "<=", "<"])
@@ -62,6 +63,21 @@ def test_missing_estimate_and_missing_statistic_are_inconclusive():
     assert criterion_verdict(None, ">=", 0.5).verdict == INCONCLUSIVE
 
 
+def test_an_inconclusive_criterion_says_why():
+    assert criterion_verdict(None, ">=", 0.5) == CriterionVerdict(INCONCLUSIVE, "statistic not produced")
+    assert criterion_verdict(Estimate.missing(""), ">=", 0.5) == CriterionVerdict(INCONCLUSIVE, "no estimate")
+    straddling = Estimate(0.5, 0.4, 0.6, 100)
+    assert criterion_verdict(straddling, ">=", 0.5) == CriterionVerdict(INCONCLUSIVE, "interval straddles the threshold")
+    thin = Estimate(0.9, 0.8, 1.0, 4, min_n=5)
+    assert criterion_verdict(thin, ">=", 0.5) == CriterionVerdict(INCONCLUSIVE, "evidence too thin: n=4 < minimum 5")
+    nothing = Estimate(0.9, 0.8, 1.0, 0, min_n=0)
+    assert criterion_verdict(nothing, ">=", 0.5) == CriterionVerdict(INCONCLUSIVE, "evidence too thin: n=0 < minimum 1")
+
+
+@pytest.mark.parametrize(("n", "min_n"), [(5, 5), (1, 0), (1, 1)])
+def test_the_minimum_n_itself_is_enough(n, min_n):
+    assert criterion_verdict(Estimate(0.9, 0.8, 1.0, n, min_n=min_n), ">=", 0.5) == CriterionVerdict(PASS)
+
 def test_unreachable_criterion_is_inconclusive_not_refuted():
     estimate = Estimate(0.30, 0.28, 0.32, 5000, ceiling=Ceiling(0.33, 0.31, 0.35))
     decided = criterion_verdict(estimate, ">=", 0.5)
@@ -83,6 +99,11 @@ def test_all_decision(criteria):
     assert (verdict == SUPPORTED) == all(v == PASS for v in criteria)
     assert (verdict == REFUTED) == (FAIL in criteria)
 
+
+def test_all_is_the_default_decision_and_an_unknown_decision_is_an_error():
+    assert claim_verdict([PASS, INCONCLUSIVE]) == INCONCLUSIVE != claim_verdict([PASS, INCONCLUSIVE], "any")
+    with pytest.raises(ValueError, match="^unknown decision 'most': use 'all' or 'any'$"):
+        claim_verdict([PASS], "most")
 
 def test_no_criteria_is_never_supported():
     assert claim_verdict([], "all") == INCONCLUSIVE

@@ -1,4 +1,4 @@
-"""The `seqclaims` command: pre-registration, ledger, scaffolding.
+"""The `seqclaims` command: pre-registration, ledger, scaffolding, and judging claim files without pytest.
 
 Every problem a user can cause ends in one line on stderr and exit status 2, never a traceback.
 """
@@ -12,15 +12,17 @@ from typing import Any
 
 import yaml
 
-from seqclaims.core.families import Family, checks_dirs, load_claim, load_families
-from seqclaims.core.schema import KEBAB_CASE, ClaimModel
+from seqclaims.core.discovery import claim_files
+from seqclaims.core.families import Family, FamilyTable, checks_dirs, load_claim, load_families
+from seqclaims.core.schema import KEBAB_CASE, ClaimModel, canonical_hash
 from seqclaims.errors import SeqclaimsError
+from seqclaims.judging.judge import EVALUATED, ClaimResult, judge_path, read_claim
 from seqclaims.organisms import protein_training, training
-from seqclaims.paths import project_root
-from seqclaims.plugin import is_claim_file
+from seqclaims.paths import project_root, project_root_set_to
 from seqclaims.record.ledger import accept
-from seqclaims.record.registry import (ACCESS_LEVELS, Registry, amend, canonical_hash, git_commit, register,
-                                       registration_status, verify_chain, verify_committed_prefix)
+from seqclaims.record.registry import (ACCESS_LEVELS, Registry, amend, git_commit, register, registration_status,
+                                       verify_chain, verify_committed_prefix)
+from seqclaims.record.report import result_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--quiet", "-q", action="store_true", help="print problems only")
     command.set_defaults(run=run_check)
 
+    command = commands.add_parser("judge", help="judge claim files here, without pytest, the report or the "
+                                  "ledger; exit 1 unless every verdict is the expected one")
+    command.add_argument("paths", nargs="+", type=Path, help="claim files or folders of claims")
+    command.add_argument("--recompute", action="store_true", help="compute the evidence even when it is stored")
+    command.set_defaults(run=run_judge)
+
     command = commands.add_parser("families", help="list the check families and their statistics")
     command.set_defaults(run=run_families)
 
@@ -98,17 +106,11 @@ def _root(args: argparse.Namespace) -> Path:
     return (args.root or project_root()).resolve()
 
 
-def _claim_files(paths: list[Path], root: Path, explicit: bool = False) -> list[Path]:
-    """Claim files among `paths`: files as given, and the claims (not templates) inside folders; with
-    `explicit`, every YAML claim in a named folder, whether or not it lies below a claims/ folder."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*.y*ml") if is_claim_file(p, root, explicit))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise SeqclaimsError(f"{path}: no such claim file or folder")
+def _named_claims(paths: list[Path], root: Path) -> list[Path]:
+    """Every claim file the command line names (folders searched whether or not below claims/); at least one."""
+    files = claim_files(paths, root, explicit=True)
+    if not files:
+        raise SeqclaimsError(f"no claim files under {', '.join(map(str, paths))}")
     return files
 
 
@@ -121,7 +123,7 @@ def run_register(args: argparse.Namespace) -> int:
     families = load_families(checks_dirs(root))
     registry = _registry(root)
     failures = 0
-    for path in _claim_files(args.paths, root):
+    for path in claim_files(args.paths, root):
         try:
             claim = load_claim(path, families)
             register(registry, claim.id, claim.content, args.access, args.reason, root)
@@ -148,7 +150,7 @@ def run_verify(args: argparse.Namespace) -> int:
     claims_dir = root / "claims"
     checked = 0
     present: set[str] = set()
-    for path in _claim_files([claims_dir], root) if claims_dir.is_dir() else []:
+    for path in claim_files([claims_dir], root) if claims_dir.is_dir() else []:
         present.add(path.stem)
         try:
             claim = load_claim(path, families)
@@ -178,10 +180,7 @@ def run_check(args: argparse.Namespace) -> int:
     root = _root(args)
     families = load_families(checks_dirs(root))
     registry = _registry(root)
-    paths = args.paths or [root / "claims"]
-    files = _claim_files(paths, root, explicit=True)
-    if not files:
-        raise SeqclaimsError(f"no claim files under {', '.join(map(str, paths))}")
+    files = _named_claims(args.paths or [root / "claims"], root)
     bad, seen = 0, {}
     for path in files:
         line, ok = _check_one(path, families, registry, seen)
@@ -196,11 +195,10 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _check_one(path: Path, families: Any, registry: Registry, seen: dict[str, Path]) -> tuple[str, bool]:
-    try:
-        claim = load_claim(path, families)
-    except SeqclaimsError as exc:
-        return f"error  {exc.message}", False
+def _check_one(path: Path, families: FamilyTable, registry: Registry, seen: dict[str, Path]) -> tuple[str, bool]:
+    claim = read_claim(path, families)
+    if isinstance(claim, ClaimResult):
+        return f"error  {claim.reason}", False
     other = seen.setdefault(claim.id, path)
     if other != path:
         return f"error  {path}: id: {claim.id!r} is also the id of {other}; ids must be unique", False
@@ -209,6 +207,27 @@ def _check_one(path: Path, families: Any, registry: Registry, seen: dict[str, Pa
         return f"error  {status.message}", False
     post_hoc = " (post hoc amendment)" if status.post_hoc else ""
     return f"ok     {path}: {status.state}{post_hoc}", True
+
+
+def run_judge(args: argparse.Namespace) -> int:
+    """Each claim's result as the compact table a failing pytest item shows; 1 unless every claim is
+    evaluated with its expected verdict."""
+    root = _root(args)
+    families = load_families(checks_dirs(root))
+    as_expected = True
+    with project_root_set_to(root):
+        for path in _named_claims(args.paths, root):
+            result = judge_path(path, families, use_store=not args.recompute)
+            as_expected &= result.matches_expectation
+            print(result_table(result, _headline(result)))
+    return 0 if as_expected else 1
+
+
+def _headline(result: ClaimResult) -> str:
+    if result.status != EVALUATED:
+        return f"{result.status}: {result.reason}"
+    expected = "as expected" if result.matches_expectation else f"the claim expects {result.expect!r}"
+    return f"verdict {result.verdict!r}, {expected} (evidence {result.evidence_source})"
 
 
 def run_ledger_accept(args: argparse.Namespace) -> int:

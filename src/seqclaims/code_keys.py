@@ -1,86 +1,96 @@
-"""Which source modules each cache's key covers, in one place.
+"""The code behind each cache key and each family's evidence key, read from the import graph.
 
-A cache entry is valid only while the code that computed it is unchanged, so each cache key holds a
-digest of the source of an explicit, short list of modules: the code that decides the entry's content,
-and nothing else. Editing a figure caption in `checks/sae_feature.py` therefore re-judges the SAE claims
-(their evidence is recomputed from the cached SAEs and activations) but never retrains an SAE, and editing
-the report or the verdict rules recomputes no evidence at all (verdicts are always re-judged).
+A cache entry is valid only while the code that computed it is unchanged. A key therefore holds a digest of
+the source of the module that computes the entry and of every module of the package it reaches through its
+imports (`import_graph.reached_modules`, the graph `tests/test_imports.py` holds acyclic):
 
-Groups name other groups with a leading `@`: the evidence of a family covers its own module
-(`checks/<family>.py`), the domain modules it calls, and the groups of the caches it reads from.
+- a cache keys on the module that defines it: datasets on `inputs.datasets`, activations on `inputs.cache`,
+  key scores on `methods.key_scores`, probe fits on `methods.probing`, SAEs on `methods.sae`, each with what
+  it reaches (`code_digest(__name__)`);
+- a family's evidence keys on its module in `checks/` (or in a folder on $SEQCLAIMS_CHECKS_PATH, with the
+  modules beside it that it imports) and every module of the package that module reaches, the caches it
+  reads among them, plus the input loader the judge hands it (`INJECTED`) and what that reaches
+  (`family_digest`).
+
+So editing `methods/geometry.py` recomputes the evidence of gram, cka, rc_consistency and feature_circuit and
+of nothing else, and editing a caption in `checks/sae_feature.py` recomputes the SAE claims' evidence but
+retrains no SAE.
+
+Nothing is listed by hand but what the graph cannot see (`INJECTED`) and the modules that never change a
+number (`UNKEYED`). Nor can the graph see an import by a computed name (`importlib.import_module`), which
+the package does not use; model code, which lives in the model's folder and is keyed by the folder's hash
+(`judging.evidence_store`); or the numerical libraries, keyed by their versions. The verdict rules
+(`core.verdicts`) are applied again at every judgement and need no key; they are reached (figures mark the
+passing heads with them) and keyed all the same.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import hashlib
 from pathlib import Path
 
-from seqclaims.fsutil import file_sha256, source_hash
+from seqclaims.import_graph import package_modules, reached_modules
 
-CODE_GROUPS: dict[str, tuple[str, ...]] = {
-    # caches of derived inputs
-    "datasets": ("seqclaims.inputs.datasets", "seqclaims.inputs.data", "seqclaims.inputs.userdata",
-                 "seqclaims.inputs.genome", "seqclaims.inputs.motifs", "seqclaims.inputs.proteins"),
-    "activations": ("seqclaims.inputs.models", "seqclaims.inputs.tokenizers", "seqclaims.inputs.cache"),
-    "key_scores": ("@activations", "seqclaims.methods.key_scores"),
-    "probe_fits": ("@activations", "seqclaims.methods.probing"),
-    "sae": ("@activations", "seqclaims.methods.sae"),
-    # what every family's evidence rests on
-    "evidence": ("@datasets", "@activations", "seqclaims.core.evidence", "seqclaims.methods.stats",
-                 "seqclaims.methods.figures", "seqclaims.core.verdicts",
-                 "seqclaims.core.schema", "seqclaims.core.families"),  # claim defaults; Context.seed_for
-    # per family, beyond `evidence` and its own checks/<family>.py: every module its check imports, directly
-    # or not, that computes (tests/test_imports.py holds the list to the import graph)
-    "family:probe": ("@probe_fits",),
-    "family:qk_motif": ("@key_scores", "seqclaims.methods.attention", "seqclaims.methods.composition"),
-    "family:attention_enrichment": ("@key_scores", "seqclaims.methods.attention", "seqclaims.methods.composition"),
-    "family:activation_patching": ("@key_scores", "@probe_fits", "seqclaims.methods.attention",
-                                   "seqclaims.methods.interventions"),
-    "family:head_ablation": ("@key_scores", "@probe_fits", "seqclaims.methods.attention", "seqclaims.methods.interventions"),
-    "family:ov_alignment": ("@probe_fits", "seqclaims.methods.ov"),
-    "family:sae_feature": ("@sae", "seqclaims.methods.features", "seqclaims.methods.composition",
-                           "seqclaims.methods.attention", "seqclaims.methods.key_scores"),
-    "family:neuron": ("seqclaims.methods.features", "seqclaims.methods.composition", "seqclaims.methods.attention",
-                      "seqclaims.methods.key_scores"),
+# the package's root folder, wherever in it this module sits
+PACKAGE = Path(__file__).resolve().parents[__name__.count(".") - 1]
+
+# code a family's evidence depends on without its check importing it: the judge gives every family's
+# `Context` this module's loader of the claim's model and dataset (`Context.inputs()`)
+INJECTED = ("seqclaims.judging.claim_inputs",)
+
+# modules whose own source no key covers (what they import is followed as usual): editing them changes no number
+UNKEYED = {
+    "seqclaims.errors": "messages of the errors a user can cause",
+    "seqclaims.paths": "where the project and its caches are",
+    "seqclaims.fsutil": "atomic writes, locks and file hashes",
+    "seqclaims.version": "the release number",
+    "seqclaims.lazy": "imports a library on its first use",
+    "seqclaims.import_graph": "reads the graph the keys are made from",
+    "seqclaims.code_keys": "makes the keys",
 }
-# modules that never change a number: messages, locations, hashing and locks, JSON formatting
-NON_COMPUTING = ("seqclaims.errors", "seqclaims.paths", "seqclaims.fsutil", "seqclaims.code_keys",
-                 "seqclaims.record.ledger")
-
-def modules_of(group: str) -> tuple[str, ...]:
-    """The dotted module names a group covers, `@` references expanded, sorted and without repeats."""
-    return tuple(sorted(_expand(group, ())))
 
 
-def _expand(group: str, seen: tuple[str, ...]) -> set[str]:
-    if group in seen:
-        raise ValueError(f"code group {group!r} includes itself ({' -> '.join((*seen, group))})")
-    names: set[str] = set()
-    for entry in CODE_GROUPS[group]:
-        names |= _expand(entry[1:], (*seen, group)) if entry.startswith("@") else {entry}
-    return names
+def code_digest(module: str, package: Path = PACKAGE) -> str:
+    """sha256 (16 hex digits) of a package module's source and of every module it reaches (the key of the
+    cache it defines: `code_digest(__name__)`)."""
+    return _digest(_module_file(module, package), code_modules(module, package))
 
 
-@lru_cache(maxsize=None)
-def group_digest(group: str) -> str:
-    """sha256 (16 hex digits) over the source of every module the group covers."""
-    return source_hash(*modules_of(group))[:16]
+def family_digest(module_path: Path | None, package: Path = PACKAGE) -> str:
+    """sha256 (16 hex digits) of a family's module and of `family_modules`; a family that was not loaded
+    from a file (made in code) is keyed on every module of the package."""
+    if module_path is None or not Path(module_path).is_file():
+        return _digest(None, _keyed(package_modules(package)))
+    return _digest(Path(module_path), family_modules(Path(module_path), package))
 
 
-def family_digest(name: str, module_path: Path | None) -> str:
-    """The code digest of a family's evidence: its own module file, `evidence` and its listed group. A
-    family not listed (one from $SEQCLAIMS_CHECKS_PATH, say) is keyed on every module of the package."""
-    own = file_sha256(module_path) if module_path is not None and Path(module_path).is_file() else "none"
-    group = f"family:{name}"
-    if group in CODE_GROUPS:
-        covered = f"{group_digest('evidence')}:{group_digest(group)}"
-    else:
-        covered = f"{group_digest('evidence')}:{_package_digest()}"
-    return f"{own[:16]}:{covered}"
+def code_modules(module: str, package: Path = PACKAGE) -> dict[str, Path]:
+    """The modules (name -> file) whose source the key of a package module covers besides its own."""
+    return _keyed(reached_modules(_module_file(module, package), package))
 
 
-@lru_cache(maxsize=None)
-def _package_digest() -> str:
-    package = Path(__file__).resolve().parent
-    names = sorted(f"seqclaims.{p.stem}" for p in package.glob("*.py") if p.stem != "__main__")
-    return source_hash(*names)[:16]
+def family_modules(module_path: Path, package: Path = PACKAGE) -> dict[str, Path]:
+    """The modules (name -> file) whose source a family's evidence key covers besides its own module:
+    those its module reaches, and the `INJECTED` modules with what they reach."""
+    covered = reached_modules(module_path, package)
+    for name in INJECTED:
+        covered |= {name: _module_file(name, package), **reached_modules(_module_file(name, package), package)}
+    return _keyed(dict(sorted(covered.items())))
+
+
+def _module_file(module: str, package: Path) -> Path:
+    modules = package_modules(package)
+    if module not in modules:
+        raise ValueError(f"{module} is not a module of {package}")
+    return modules[module]
+
+
+def _keyed(modules: dict[str, Path]) -> dict[str, Path]:
+    return {name: path for name, path in modules.items() if name not in UNKEYED}
+
+
+def _digest(source: Path | None, modules: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    for name, path in [*([("", source)] if source else []), *modules.items()]:
+        digest.update(f"{name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\0".encode())
+    return digest.hexdigest()[:16]

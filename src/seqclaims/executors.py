@@ -3,8 +3,8 @@
 `--claims-executor ray` (the optional extra `seqclaims[ray]`) groups the collected claims by what their
 forward passes share, the model and the dataset (`group_key`), and runs each group as one Ray task: one
 model per worker, which gets a GPU when the cluster has one. Every task judges its claims exactly as the
-local run does (`judge_paths`) and returns their results as JSON; the pytest items then report them, so
-the report, the ledger comparison and the exit status are the local run's.
+local run does (`judge_paths`, through `judging.judge.judge_path`) and returns their results as JSON; the
+pytest items then report them, so the report, the ledger comparison and the exit status are the local run's.
 
 Workers read and write the same caches as the controller: the activation cache, the evidence store and
 the figure store live under `SEQCLAIMS_CACHE`, which every task receives. On one machine that is the
@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from threadpoolctl import threadpool_limits
 
-from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
-from seqclaims.core.judge import ClaimResult, error_result, judge
-from seqclaims.core.schema import shown_path
-from seqclaims.errors import ClaimError, InputError
+from seqclaims.core.families import checks_dirs, load_families
+from seqclaims.errors import InputError
+from seqclaims.judging.judge import ClaimResult, judge_path
+from seqclaims.lazy import lazy_import
 from seqclaims.paths import cache_dir, project_root_set_to
+
+torch = lazy_import("torch")
 
 EXECUTORS = ("local", "ray")
 # what a worker's environment must share with the controller's for identical results
@@ -70,16 +71,8 @@ def judge_paths(root: str, paths: list[str], env: dict[str, str]) -> dict[str, d
     results = {}
     with project_root_set_to(Path(root)):
         for path in paths:
-            results[path] = _judged(Path(path), families).to_json()
+            results[path] = judge_path(Path(path), families).to_json()
     return results
-
-
-def _judged(path: Path, families) -> ClaimResult:
-    try:
-        claim = load_claim(path, families)
-    except ClaimError as exc:
-        return error_result(shown_path(path), exc.message, path.parent.name)
-    return judge(claim, families.get(claim.check, path), Context(claim=claim, cache_dir=cache_dir()))
 
 
 @dataclass

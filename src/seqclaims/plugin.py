@@ -1,9 +1,14 @@
 """The pytest plugin: `pytest claims/` collects one item per claim file, judges it, and renders the report.
 
 Modelled on pytest's non-Python collection example: a File collector (`ClaimFile`) yields one
-`ClaimItem`, whose `repr_failure` prints a compact table instead of a traceback. Workers (pytest-xdist)
-spool each full result to a JSON file; the controlling process gathers them, compares them with the
-ledger and writes the report once, even when items fail.
+`ClaimItem`, whose `repr_failure` prints a compact table instead of a traceback. Every item is judged
+through `judging.judge.judge_path`, as the Ray executor and `seqclaims judge` judge a claim file.
+
+A session's state lives on one `SeqclaimsPlugin` object, registered in `pytest_configure` under
+`PLUGIN_NAME`, whose methods are the session's hooks; nothing is kept in module globals, so two sessions
+in one process (pytester, or two `pytest.main` calls) share nothing. Workers (pytest-xdist) spool each
+full result to a JSON file; the controlling process gathers them, compares them with the ledger and
+writes the report once, even when items fail.
 """
 
 from __future__ import annotations
@@ -17,24 +22,25 @@ from typing import Any
 
 import pytest
 
-from seqclaims.version import __version__
-from seqclaims.core.families import Context, FamilyTable, checks_dirs, load_claim, load_families
-from seqclaims.core.judge import ERROR, SKIPPED, ClaimResult, error_result, judge
-from seqclaims.core.schema import shown_path
-from seqclaims.errors import ClaimError, InputError
+from seqclaims.core.discovery import CLAIM_SUFFIXES, is_claim_file, not_collected_because
+from seqclaims.core.families import FamilyTable, checks_dirs, load_families
+from seqclaims.core.schema import Claim, shown_path
+from seqclaims.errors import InputError
 from seqclaims.executors import (EXECUTORS, RayDispatch, dispatch, group_key, one_thread_per_worker, start_ray,
                                  stop_ray)
+from seqclaims.judging.judge import ERROR, SKIPPED, ClaimResult, error_result, judge_path, read_claim
 from seqclaims.paths import cache_dir, project_root_set_to
 from seqclaims.record.ledger import MISSING, REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
 from seqclaims.record.registry import Registry, git_commit, registration_status
-from seqclaims.record.report import format_number, write_report
+from seqclaims.record.report import format_number, result_table, write_report
+from seqclaims.version import __version__
 
+PLUGIN_NAME = "seqclaims-session"
 RESULT_PROPERTY = "seqclaims_result_file"
 
 # Nothing downloads at run time: models come from local folders or the local Hugging Face cache.
 for _variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_variable, "1")
-CLAIM_SUFFIXES = (".yaml", ".yml")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,12 +79,17 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ[variable] = config.getoption(option)
     if hasattr(config, "workerinput"):  # xdist workers share the cores, as Ray tasks do
         one_thread_per_worker()
-    root = Path(config.rootpath)
-    config.stash[_STATE] = _SessionState(root, config)
-    for name in sorted(config.stash[_STATE].families.families):
+    plugin = SeqclaimsPlugin(config)
+    config.pluginmanager.register(plugin, PLUGIN_NAME)
+    for name in sorted(plugin.families.families):
         config.addinivalue_line("markers", f"{marker_name(name)}: claims checked by the {name} family")
-    for study in _studies(root):
+    for study in _studies(plugin.root):
         config.addinivalue_line("markers", f"{marker_name(study)}: claims of the {study} study")
+
+
+def session_plugin(config: pytest.Config) -> "SeqclaimsPlugin":
+    """The session's plugin object, registered by `pytest_configure`."""
+    return config.pluginmanager.get_plugin(PLUGIN_NAME)
 
 
 def marker_name(name: str) -> str:
@@ -91,49 +102,6 @@ def _studies(root: Path) -> list[str]:
     if not claims_dir.is_dir():
         return []
     return sorted({p.parent.name for p in claims_dir.rglob("*.y*ml") if p.parent != claims_dir} | {"claims"})
-
-
-class _SessionState:
-    def __init__(self, root: Path, config: pytest.Config):
-        self.root = root
-        self.families: FamilyTable = load_families(checks_dirs(root))
-        option = config.getoption("--claims-report")
-        self.report_dir = Path(option).resolve() if option else root / "reports" / "latest"
-        ledger_option = config.getoption("--claims-ledger")
-        self.ledger_path = Path(ledger_option).resolve() if ledger_option else root / "reports" / "ledger.json"
-        self.registry_path = root / "claims" / "registry.jsonl"
-        self.spool_dir = self.report_dir / ".spool"
-        self.seen_ids: dict[str, Path] = {}
-        self.result_files: list[str] = []
-        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.ledger_changes: list[Any] = []
-        self.report_path: Path | None = None
-        self.strict_problem = ""
-        self.ray: RayDispatch | None = None
-
-
-_STATE = pytest.StashKey[_SessionState]()
-
-
-def is_claim_file(file_path: Path, root: Path, explicit: bool = False) -> bool:
-    """YAML files below a `claims/` folder, or named explicitly, except templates (`_name.yaml`, or
-    inside `templates/`)."""
-    return file_path.suffix in CLAIM_SUFFIXES and not_collected_because(file_path, root, explicit) is None
-
-
-def not_collected_because(file_path: Path, root: Path, explicit: bool = False) -> str | None:
-    """Why a YAML file is not collected as a claim, or None when it is."""
-    if file_path.name.startswith("_"):
-        return "a template (its name starts with '_'); claims include it with `include:`"
-    try:
-        parts = file_path.resolve().relative_to(root.resolve()).parts
-    except ValueError:
-        parts = file_path.parts
-    if "templates" in parts[:-1]:
-        return "inside a templates/ folder"
-    if "claims" not in parts[:-1] and not explicit:
-        return "not below a claims/ folder; name the file explicitly to run it"
-    return None
 
 
 def named_paths(config: pytest.Config) -> list[Path]:
@@ -166,47 +134,143 @@ def uncollected_yaml(config: pytest.Config) -> list[str]:
     return lines
 
 
-_EXPLICIT = pytest.StashKey[set]()
+class SeqclaimsPlugin:
+    """One pytest session's claims: the families, where results go, the ids seen, the result files
+    gathered, the Ray dispatch; and the hooks that use them."""
 
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.root = Path(config.rootpath)
+        self.families: FamilyTable = load_families(checks_dirs(self.root))
+        option = config.getoption("--claims-report")
+        self.report_dir = Path(option).resolve() if option else self.root / "reports" / "latest"
+        ledger_option = config.getoption("--claims-ledger")
+        self.ledger_path = Path(ledger_option).resolve() if ledger_option else self.root / "reports" / "ledger.json"
+        self.registry_path = self.root / "claims" / "registry.jsonl"
+        self.spool_dir = self.report_dir / ".spool"
+        self.explicit = explicit_files(config)
+        self.seen_ids: dict[str, Path] = {}
+        self.result_files: list[str] = []
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.ledger_changes: list[Any] = []
+        self.report_path: Path | None = None
+        self.strict_problem = ""
+        self.ray: RayDispatch | None = None
 
-def _explicit_files(config: pytest.Config) -> set[Path]:
-    """explicit_files, computed once per session (collection asks for every file)."""
-    if _EXPLICIT not in config.stash:
-        config.stash[_EXPLICIT] = explicit_files(config)
-    return config.stash[_EXPLICIT]
+    # collection ------------------------------------------------------------------------------
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return [f"seqclaims: {line}" for line in uncollected_yaml(config)]
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"seqclaims: {line}" for line in uncollected_yaml(config)]
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+        if is_claim_file(file_path, self.root, file_path.resolve() in self.explicit):
+            return ClaimFile.from_parent(parent, path=file_path)
+        return None
 
+    def read(self, path: Path) -> Claim | ClaimResult:
+        """The claim in `path`, or the error result of a file that cannot be loaded or repeats an id."""
+        loaded = read_claim(path, self.families)
+        if isinstance(loaded, ClaimResult):
+            return loaded
+        other = self.seen_ids.setdefault(loaded.id, path)
+        if other != path:
+            message = f"{path}: id: {loaded.id!r} is also the id of {other}; ids must be unique"
+            return error_result(shown_path(path), message, path.parent.name)
+        return loaded
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    config = parent.config
-    if is_claim_file(file_path, Path(config.rootpath), file_path.resolve() in _explicit_files(config)):
-        return ClaimFile.from_parent(parent, path=file_path)
-    return None
+    @pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the claims that will run are sent
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        if config.getoption("--claims-executor") != "ray" or hasattr(config, "workerinput"):
+            return
+        groups: dict[str, list[str]] = {}
+        for item in items:
+            if isinstance(item, ClaimItem) and item.claim is not None:
+                groups.setdefault(group_key(item.claim), []).append(str(item.path))
+        if not groups:
+            return
+        try:
+            started = start_ray(config.getoption("--claims-ray-address"), config.getoption("--claims-ray-workers"))
+        except InputError as exc:
+            raise pytest.UsageError(exc.message) from None
+        with project_root_set_to(self.root):
+            self.ray = dispatch(self.root, groups, started_cluster=started)
+
+    # judging ---------------------------------------------------------------------------------
+
+    def result_for(self, path: Path, loaded: Claim | ClaimResult) -> ClaimResult:
+        """The claim's result (from the Ray cluster when it judged the claims) with its registration status."""
+        if isinstance(loaded, ClaimResult):
+            return loaded
+        with project_root_set_to(self.root):
+            status = registration_status(Registry.open(self.registry_path), loaded.id, loaded.content, path)
+            if self.ray is not None:
+                result = self.ray.result_for(path)
+            else:
+                result = judge_path(path, self.families, loaded=loaded)
+        result.registration = status.to_json()
+        return result
+
+    def spool(self, result: ClaimResult) -> str:
+        """Write the full result for the controlling process; the file's name goes in the test report."""
+        target = self.spool_dir / f"{result.id}-{uuid.uuid4().hex[:8]}.json"
+        write_json_atomic(target, result.to_json())
+        return str(target)
+
+    # gathering results (controller side, with or without xdist) and writing the report ----------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in getattr(report, "user_properties", []):
+            if name == RESULT_PROPERTY and report.when == "call":
+                self.result_files.append(value)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        config = session.config
+        if hasattr(config, "workerinput") or config.getoption("--claims-no-report"):
+            return
+        files = list(dict.fromkeys(self.result_files))
+        results = _gather(files)
+        if config.getoption("--claims-strict") and not any(r.get("status") == "evaluated" for r in results):
+            self.strict_problem = "no claim was evaluated (strict mode)"
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if not results:
+            return
+        changes = compare_with_ledger(results, read_ledger(self.ledger_path), complete_run=_is_complete_run(config))
+        self.ledger_changes = changes
+        run = {"started": self.started, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "seqclaims_version": __version__, "git_commit": git_commit(self.root)}
+        self.report_path = write_report(self.report_dir, results, run, changes, self.root)
+        for name in files:  # only once the report holds them
+            Path(name).unlink(missing_ok=True)
+        if any(change.kind in (REGRESSION, MISSING) for change in changes) and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+        if hasattr(config, "workerinput") or (self.report_path is None and not self.strict_problem):
+            return
+        terminalreporter.section("seqclaims")
+        for change in self.ledger_changes:
+            terminalreporter.write_line(change.describe() + "  " + _intervals(change.old_criteria) + " -> "
+                                        + _intervals(change.new_criteria), red=change.kind == REGRESSION)
+        if not self.ledger_changes:
+            terminalreporter.write_line("no verdict changed against the ledger")
+        if self.strict_problem:
+            terminalreporter.write_line(self.strict_problem, red=True)
+        if self.report_path is not None:
+            terminalreporter.write_line(f"report: {self.report_path}")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        stop_ray(self.ray)
 
 
 class ClaimFile(pytest.File):
     def collect(self):
-        state = self.config.stash[_STATE]
-        try:
-            claim = load_claim(self.path, state.families)
-        except ClaimError as exc:
-            yield ClaimItem.from_parent(self, name=self.path.stem, claim=None, load_error=exc.message)
+        loaded = session_plugin(self.config).read(self.path)
+        if isinstance(loaded, ClaimResult):
+            yield ClaimItem.from_parent(self, name=loaded.id, loaded=loaded)
             return
-        except Exception as exc:  # one unreadable claim must never stop the collection of the others
-            message = f"{shown_path(self.path)}: could not be loaded ({type(exc).__name__}: {exc})".splitlines()[0]
-            yield ClaimItem.from_parent(self, name=self.path.stem, claim=None, load_error=message)
-            return
-        other = state.seen_ids.get(claim.id)
-        if other is not None and other != self.path:
-            message = f"{self.path}: id: {claim.id!r} is also the id of {other}; ids must be unique"
-            yield ClaimItem.from_parent(self, name=claim.id, claim=None, load_error=message)
-            return
-        state.seen_ids[claim.id] = self.path
-        item = ClaimItem.from_parent(self, name=claim.id, claim=claim, load_error=None)
-        for marker in sorted({claim.check, claim.study}):
+        item = ClaimItem.from_parent(self, name=loaded.id, loaded=loaded)
+        for marker in sorted({loaded.check, loaded.study}):
             self.config.addinivalue_line("markers", f"{marker_name(marker)}: claims of {marker}")  # a study outside claims/
             item.add_marker(marker_name(marker))
         yield item
@@ -221,15 +285,19 @@ class ClaimMismatch(Exception):
 
 
 class ClaimItem(pytest.Item):
-    def __init__(self, *, claim, load_error: str | None, **kwargs):
+    def __init__(self, *, loaded: Claim | ClaimResult, **kwargs):
         super().__init__(**kwargs)
-        self.claim, self.load_error = claim, load_error
+        self.loaded = loaded
+
+    @property
+    def claim(self) -> Claim | None:
+        """The loaded claim; None when the file could not be loaded."""
+        return None if isinstance(self.loaded, ClaimResult) else self.loaded
 
     def runtest(self) -> None:
-        state = self.config.stash[_STATE]
-        with project_root_set_to(state.root):
-            result = self._evaluate(state)
-        self._spool(state, result)
+        plugin = session_plugin(self.config)
+        result = plugin.result_for(self.path, self.loaded)
+        self.user_properties.append((RESULT_PROPERTY, plugin.spool(result)))
         registration = result.registration or {}
         if registration.get("state") in ("changed", "registry-invalid"):
             raise ClaimMismatch(result, registration["message"])
@@ -242,109 +310,13 @@ class ClaimItem(pytest.Item):
         if not result.matches_expectation:
             raise ClaimMismatch(result, f"verdict {result.verdict!r} but the claim expects {result.expect!r}")
 
-    def _evaluate(self, state: _SessionState) -> ClaimResult:
-        if self.claim is None:
-            return error_result(shown_path(self.path), self.load_error, self.path.parent.name)
-        registry = Registry.open(state.registry_path)
-        status = registration_status(registry, self.claim.id, self.claim.content, self.path)
-        if state.ray is not None:
-            result = state.ray.result_for(self.path)
-        else:
-            context = Context(claim=self.claim, cache_dir=cache_dir())
-            result = judge(self.claim, state.families.get(self.claim.check, self.path), context)
-        result.registration = status.to_json()
-        return result
-
-    def _spool(self, state: _SessionState, result: ClaimResult) -> None:
-        target = state.spool_dir / f"{result.id}-{uuid.uuid4().hex[:8]}.json"
-        write_json_atomic(target, result.to_json())
-        self.user_properties.append((RESULT_PROPERTY, str(target)))
-
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
         if isinstance(excinfo.value, ClaimMismatch):
-            return render_failure(excinfo.value.result, excinfo.value.headline)
+            return result_table(excinfo.value.result, excinfo.value.headline)
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
         return self.path, 0, f"claim {self.name}"
-
-
-@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the claims that will run are sent
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--claims-executor") != "ray" or hasattr(config, "workerinput") or _STATE not in config.stash:
-        return
-    groups: dict[str, list[str]] = {}
-    for item in items:
-        if isinstance(item, ClaimItem) and item.claim is not None:
-            groups.setdefault(group_key(item.claim), []).append(str(item.path))
-    if not groups:
-        return
-    state = config.stash[_STATE]
-    try:
-        started = start_ray(config.getoption("--claims-ray-address"), config.getoption("--claims-ray-workers"))
-    except InputError as exc:
-        raise pytest.UsageError(exc.message) from None
-    with project_root_set_to(state.root):
-        state.ray = dispatch(state.root, groups, started_cluster=started)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _STATE in config.stash:
-        stop_ray(config.stash[_STATE].ray)
-
-
-def render_failure(result: ClaimResult, headline: str) -> str:
-    """A compact table: statistic, estimate, interval, threshold, criterion verdict."""
-    family = f" [{result.family}]" if result.family != "?" else ""
-    lines = [f"{result.id}{family}: {headline}"]
-    if result.criteria:
-        header = ("statistic", "estimate", "interval", "threshold", "n", "verdict", "why")
-        rows = [(c.statistic, format_number(c.estimate), f"[{format_number(c.ci_low)}, {format_number(c.ci_high)}]",
-                 f"{c.op} {format_number(c.threshold)}", str(c.n), c.verdict, c.reason) for c in result.criteria]
-        widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-        for row in (header, *rows):
-            lines.append("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-        lines.append(f"  decision: {result.decision} -> {result.verdict}")
-    if result.traceback:
-        lines.append(result.traceback.rstrip())
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# gathering results (controller side, with or without xdist) and writing the report
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    for name, value in getattr(report, "user_properties", []):
-        if name == RESULT_PROPERTY and report.when == "call":
-            _CURRENT_FILES.append(value)
-
-
-_CURRENT_FILES: list[str] = []
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if hasattr(config, "workerinput") or config.getoption("--claims-no-report") or _STATE not in config.stash:
-        return
-    state = config.stash[_STATE]
-    files = list(dict.fromkeys(_CURRENT_FILES))
-    _CURRENT_FILES.clear()
-    results = _gather(files)
-    if config.getoption("--claims-strict") and not any(r.get("status") == "evaluated" for r in results):
-        state.strict_problem = "no claim was evaluated (strict mode)"
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if not results:
-        return
-    changes = compare_with_ledger(results, read_ledger(state.ledger_path), complete_run=_is_complete_run(config))
-    state.ledger_changes = changes
-    run = {"started": state.started, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "seqclaims_version": __version__, "git_commit": git_commit(state.root)}
-    state.report_path = write_report(state.report_dir, results, run, changes, state.root)
-    for name in files:  # only once the report holds them
-        Path(name).unlink(missing_ok=True)
-    if any(change.kind in (REGRESSION, MISSING) for change in changes) and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _is_complete_run(config: pytest.Config) -> bool:
@@ -365,26 +337,6 @@ def _gather(files: list[str]) -> list[dict[str, Any]]:
     return results
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if _STATE not in config.stash or hasattr(config, "workerinput"):
-        return
-    state = config.stash[_STATE]
-    if state.report_path is None and not state.strict_problem:
-        return
-    terminalreporter.section("seqclaims")
-    for change in state.ledger_changes:
-        terminalreporter.write_line(change.describe() + "  " + _intervals(change.old_criteria) + " -> "
-                                    + _intervals(change.new_criteria), red=change.kind == REGRESSION)
-    if not state.ledger_changes:
-        terminalreporter.write_line("no verdict changed against the ledger")
-    if state.strict_problem:
-        terminalreporter.write_line(state.strict_problem, red=True)
-    if state.report_path is not None:
-        terminalreporter.write_line(f"report: {state.report_path}")
-
-
 def _intervals(criteria: list[dict[str, Any]]) -> str:
     return ", ".join(f"{c.get('statistic')} {format_number(c.get('estimate'))} "
                      f"[{format_number(c.get('ci_low'))}, {format_number(c.get('ci_high'))}]" for c in criteria)
-
-

@@ -2,7 +2,9 @@
 against its family (DESIGN sections 1, 2 and 6).
 
 A family module `checks/<name>.py` defines `FAMILY = Family(...)`: its parameter schema, the
-statistics it produces, its minimum n and its `evaluate(claim, context) -> Evidence`.
+statistics it produces, its minimum n and its `evaluate(claim, context) -> Evidence`. The `Context` a
+family gets loads the claim's model and dataset through the loader the judge gives it
+(`seqclaims.judging.claim_inputs`), so this module, like the rest of `core`, needs none of the layers above.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import BaseModel
 
-from seqclaims.core.evidence import ClaimInputs, Evidence, gather_inputs
+from seqclaims.core.input_specs import EMBEDDED_MODELS, DataSpec, ModelRef
 from seqclaims.core.schema import Claim, ClaimModel, did_you_mean, load_content, shown_path, validate_mapping
+from seqclaims.core.values import Evidence
 from seqclaims.errors import ClaimError
-from seqclaims.inputs import data, models
 
 CHECKS_PATH_ENV = "SEQCLAIMS_CHECKS_PATH"
 CHECKS_PACKAGE = "seqclaims_checks"
@@ -56,17 +58,28 @@ class Family:
     source: Path | None = None  # the module that defines it (set when it is loaded); part of its evidence key
 
 
+# (claim, data_overrides=..., whole_sequences=...) -> the claim's model and dataset (`judging.claim_inputs.ClaimInputs`)
+InputLoader = Callable[..., Any]
+
+
 @dataclass
 class Context:
-    """What a family gets besides the claim: reproducible randomness and where to cache."""
+    """What a family gets besides the claim: its inputs, reproducible randomness and where to cache.
+
+    `loader` gathers the claim's model and dataset; the judge sets it (`judging.claim_inputs.claim_context`
+    builds a context with it for code that calls `Family.evaluate` directly)."""
 
     claim: Claim
     cache_dir: Path
     whole_sequences: bool = False  # the judging family's declaration (`Family.whole_sequences`)
+    loader: InputLoader | None = None
 
-    def inputs(self, data_overrides: dict[str, Any] | None = None) -> ClaimInputs:
-        """The claim's model and dataset (`evidence.gather_inputs`), under the family's whole-sequence rule."""
-        return gather_inputs(self.claim, data_overrides=data_overrides, whole_sequences=self.whole_sequences)
+    def inputs(self, data_overrides: dict[str, Any] | None = None) -> Any:
+        """The claim's model and dataset, under the family's whole-sequence rule."""
+        if self.loader is None:
+            raise RuntimeError("this Context has no input loader; judge the claim, or build the context with "
+                               "seqclaims.judging.claim_inputs.claim_context(claim)")
+        return self.loader(self.claim, data_overrides=data_overrides, whole_sequences=self.whole_sequences)
 
     def seed_for(self, purpose: str) -> int:
         """A 63-bit seed derived from the claim's seed and a purpose label, so that every random
@@ -163,7 +176,7 @@ def load_claim(path: Path, families: FamilyTable) -> Claim:
     family = families.get(spec.check, path)
     params = validate_mapping(family.params, spec.params, path, ("params",))
     model = _validate_model(spec.model, family, path)
-    data = validate_mapping(family.data_schema or _default_data_schema(), spec.data, path, ("data",))
+    data = validate_mapping(family.data_schema or DataSpec, spec.data, path, ("data",))
     _check_alphabet(data, family, path)
     _check_criteria(spec, family, path)
     return Claim(path=path, spec=spec, params=params, model=model, data=data, content=content)
@@ -193,27 +206,9 @@ def _check_criteria(spec: ClaimModel, family: Family, path: Path) -> None:
 
 def _validate_model(value: Any, family: Family, path: Path) -> Any:
     if isinstance(value, str):
-        embedded = _embedded_model_names()
-        if family.needs_model and embedded and value not in embedded:
-            raise ClaimError(f"{path}: model: unknown embedded model {value!r}{did_you_mean(value, embedded)}; "
-                             f"embedded models: {', '.join(embedded)}, or give {{path: <folder>}} / "
+        if family.needs_model and value not in EMBEDDED_MODELS:
+            raise ClaimError(f"{path}: model: unknown embedded model {value!r}{did_you_mean(value, EMBEDDED_MODELS)}; "
+                             f"embedded models: {', '.join(EMBEDDED_MODELS)}, or give {{path: <folder>}} / "
                              "{hf_id: <id>, revision: <sha>}")
         return value
-    schema = family.model_schema or _default_model_schema()
-    if schema is None:
-        if not isinstance(value, dict):
-            raise ClaimError(f"{path}: model: must be an embedded model name or a mapping")
-        return value
-    return validate_mapping(schema, value, path, ("model",))
-
-
-def _embedded_model_names() -> tuple[str, ...]:
-    return tuple(getattr(models, "EMBEDDED_MODELS", ()))
-
-
-def _default_model_schema() -> type[BaseModel] | None:
-    return getattr(models, "ModelRef", None)
-
-
-def _default_data_schema() -> type[BaseModel]:
-    return data.DataSpec
+    return validate_mapping(family.model_schema or ModelRef, value, path, ("model",))

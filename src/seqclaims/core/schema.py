@@ -2,12 +2,16 @@
 
 Every mapping is strict: an unknown key, a wrong type, an unknown family or statistic is a
 `ClaimError` whose one-line message names the file, the key path and, where one is close, the key
-that was probably meant. YAML is read with a safe loader that also rejects duplicate keys.
+that was probably meant. YAML is read with a safe loader that also rejects duplicate keys. A claim's
+identity is the hash of its canonical content (`canonical_hash`), which the registry, results and the
+evidence store record.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -103,8 +107,9 @@ def shown_path(path: Path) -> Path:
 # YAML
 
 
-class _StrictSafeLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+class _StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one); libyaml's parser where
+    PyYAML has it (three times faster than the pure-Python one: `seqclaims check` reads every claim)."""
 
 
 def _construct_mapping_without_duplicates(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool = False):
@@ -198,6 +203,30 @@ def resolve_includes(data: dict[str, Any], path: Path, _chain: tuple[Path, ...] 
 def load_content(path: Path) -> dict[str, Any]:
     """The claim's canonical content: the parsed file with its includes resolved."""
     return resolve_includes(read_yaml_mapping(path), path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the claim's identity (what pre-registration and results record)
+
+
+def canonical_json(content: Any) -> str:
+    return json.dumps(canonical_content(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_hash(content: dict[str, Any]) -> str:
+    """sha256 of the key-sorted parsed content: key order, quoting, comments and 1 vs 1.0 do not count."""
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def canonical_content(value: Any) -> Any:
+    """The parsed content with whole floats as integers, as it is hashed and logged."""
+    if isinstance(value, dict):
+        return {str(k): canonical_content(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical_content(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

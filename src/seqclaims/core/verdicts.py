@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: evidence's figures use these verdicts
-    from seqclaims.core.evidence import Estimate
+from seqclaims.core.values import Estimate
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 SUPPORTED, REFUTED = "supported", "refuted"

@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from seqclaims.inputs.models import MODULE_MAP_FILE
 from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer
+from seqclaims.lazy import lazy_import
 from seqclaims.paths import PACKAGE_DIR
+
+torch = lazy_import("torch")
 
 REMOTE_CODE = PACKAGE_DIR / "remote_code"
 

@@ -35,20 +35,23 @@ from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from seqclaims.code_keys import group_digest
+from seqclaims.code_keys import code_digest
 from seqclaims.errors import InputError
 from seqclaims.fsutil import atomic_write_bytes, atomic_write_json, file_lock
 from seqclaims.inputs.models import LoadedModel, hook_shape, iter_run, load_model, parse_hook
 from seqclaims.inputs.tokenizers import Batch, Tokenization
+from seqclaims.lazy import lazy_import
 from seqclaims.paths import cache_dir
 
+torch = lazy_import("torch")
+
+
 # Any change to the code that extracts and stores activations gives new keys.
-CODE_VERSION = group_digest("activations")
+CODE_VERSION = code_digest(__name__)
 # Numerics (kernels, attention paths) may change between releases of these libraries.
-RUNTIME_VERSIONS = {"torch": torch.__version__, "transformers": importlib.metadata.version("transformers")}
+RUNTIME_VERSIONS = {name: importlib.metadata.version(name) for name in ("torch", "transformers")}
 PROGRESS_ENV = "SEQCLAIMS_PROGRESS"  # 0 / false / no / off hides progress bars (they show on a terminal only)
 
 Reduce = Literal["mean", "max", "cls"]

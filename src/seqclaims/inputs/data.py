@@ -50,11 +50,12 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
+from seqclaims.core.input_specs import TATA_REGION, DataSpec
 from seqclaims.core.schema import describe_validation_error
 from seqclaims.errors import InputError, Unavailable
 from seqclaims.inputs import genome, motifs, proteins
@@ -69,7 +70,6 @@ IUPAC = set("ACGTURYKMSWBDHVN")
 GC_BIN_WIDTH = 0.01
 NEGATIVE_POOL_FACTOR = 20
 MIN_TSS_DISTANCE = 2000
-TATA_REGION = (-40, -20)
 DEFAULT_N = 2000
 DEFAULT_TATA_MATRIX = "MA0108.3"
 TATA_THRESHOLD_FRACTION = 0.95
@@ -95,51 +95,6 @@ RECIPES: dict[str, Recipe] = {
 }
 DEFAULT_N_PROTEINS = 600
 DATASETS = (*RECIPES, "user")
-
-
-# ---------------------------------------------------------------------------------------
-# The `data:` mapping of a claim
-# ---------------------------------------------------------------------------------------
-
-
-class DataSpec(BaseModel):
-    """Keys of a claim's `data:` mapping. Unknown keys are an error."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    dataset: Literal["promoters", "tata", "splice_donors", "splice_acceptors", "coding", "motif_sites", "proteins", "user"]
-    species: Literal["athaliana", "alyrata", "aarenosa"] = "athaliana"
-    n: int | None = Field(default=None, gt=1, description="total windows, balanced classes (default 2000; user data: all rows)")
-    window: list[int] | None = Field(default=None, min_length=2, max_length=2, description="[upstream, downstream] nt around the site")
-    matrix: str | None = Field(default=None, description="JASPAR matrix ID, e.g. MA0108.3")
-    release: str = "JASPAR2024"
-    threshold_fraction: float | None = Field(default=None, ge=0, le=1, description="motif hit: score >= min + f (max - min)")
-    path: str | None = Field(default=None, description="user CSV/TSV/BED file")
-    fasta: str | None = Field(default=None, description="FASTA the BED intervals refer to")
-    format: Literal["csv", "tsv", "bed"] | None = None
-    test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    ambiguous: Literal["exclude", "missing"] = "exclude"
-    max_length: int | None = Field(default=None, gt=0)
-    windowing: bool = False
-    gc_match: bool | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "DataSpec":
-        if self.window is not None and min(self.window) < 0:
-            raise ValueError("window: [upstream, downstream] must be non-negative")
-        if self.dataset == "user" and self.path is None:
-            raise ValueError("dataset 'user' needs `path:` (a CSV, TSV or BED file)")
-        if self.dataset != "user" and (self.path or self.fasta or self.format):
-            raise ValueError(f"`path`, `fasta` and `format` apply to dataset 'user', not {self.dataset!r}")
-        if self.dataset == "proteins" and self.window is not None and self.window[0] != 0:
-            raise ValueError("dataset 'proteins' keeps residues from the N-terminus: window [0, last residue index]")
-        if self.dataset == "proteins" and (self.matrix or self.gc_match):
-            raise ValueError("dataset 'proteins' takes no `matrix` or `gc_match` (they apply to DNA windows)")
-        if self.dataset == "motif_sites" and self.matrix is None:
-            raise ValueError("dataset 'motif_sites' needs `matrix:` (a JASPAR ID such as MA0139.1)")
-        if self.dataset == "tata" and self.window is not None and self.window[0] < -TATA_REGION[0] + 10:
-            raise ValueError(f"dataset 'tata' needs window upstream >= {-TATA_REGION[0] + 10} to hold -40..-20")
-        return self
 
 
 def parse_spec(spec: dict | DataSpec) -> DataSpec:

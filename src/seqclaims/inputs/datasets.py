@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from seqclaims.code_keys import group_digest
+from seqclaims.code_keys import code_digest
 from seqclaims.fsutil import file_sha256, package_version, pickled
 from seqclaims.inputs import data, genome
 from seqclaims.inputs.data import Dataset, DataSpec, parse_spec
 from seqclaims.inputs.userdata import build_user, user_files
 from seqclaims.paths import cache_dir
 
-CODE_HASH = group_digest("datasets")
+CODE_HASH = code_digest(__name__)
 
 
 def cache_key(spec: DataSpec, seed: int, base_dir: Path | None = None) -> str:

@@ -50,112 +50,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
-import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 from safetensors import SafetensorError
 
 from seqclaims import fsutil
+from seqclaims.core.input_specs import EMBEDDED_MODELS, ModelRef, ModuleMap
 from seqclaims.errors import HookInfidelity, InputError, Unavailable
 from seqclaims.inputs.tokenizers import (Batch, Tokenization, build_nucleotide_tokenizer, declared_scheme,
                                          sequence_alphabet, tokenize)
+from seqclaims.lazy import lazy_import
 from seqclaims.paths import cache_dir, fixtures_dir
 
-# `<name>@step<N>`: the checkpoint `seqclaims train-organism` kept after N steps (step0: the initialisation)
-EMBEDDED_MODELS = ("organism", "organism-6mer", "planted", "planted-circuit", "organism@step0", "organism@step200",
-                   "protein", "protein@step0")
-
-# ---------------------------------------------------------------------------------------------
-# What a claim's `model:` says
-
-
-class ModuleMap(BaseModel):
-    """Where the hook points live in an architecture without built-in support.
-
-    layers: path of the list of blocks, from the loaded masked-LM model (e.g. ``bert.encoder.layer``).
-    attn_out_proj: linear layer, relative to a block, whose input is the concatenated head outputs
-        (e.g. ``attention.output.dense``).
-    mlp_out_proj: linear layer, relative to a block, whose input is the MLP activations after the
-        nonlinearity (e.g. ``output.dense`` for BERT, ``mlp.wo`` for MosaicBERT's gated MLP).
-    mixer: module, relative to a block, whose output is a state-space model's sequence mixing (e.g.
-        ``mixer``); attention-free models declare it instead of the two projections.
-    embed: module whose output is the embedding (e.g. ``bert.embeddings``); optional.
-    attn_probs: module, relative to a block, whose output's second item is the attention probabilities
-        under eager attention (e.g. ``attention.self``); optional.
-    attn_probs_input: module, relative to a block, whose input is the attention probabilities, whatever
-        the implementation (e.g. ``attention.self.dropout`` in DNABERT-2's MosaicBERT); optional. Without
-        either, ``attn.pattern`` is recomputed at the scaled_dot_product_attention kernel.
-    qkv: fused query-key-value projection, relative to a block, whose output is [q; k; v] along the last
-        axis (e.g. ``attention.self.Wqkv``); optional, lets ``key_score: qk_weights`` read fused models.
-    block_output: what a block returns: its output (``hidden``), or a (hidden, residual) pair whose sum is
-        the residual stream (``hidden_plus_residual``: mamba_ssm blocks, the released Caduceus and PlantCAD2).
-    """
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    layers: str
-    attn_out_proj: str | None = None
-    mlp_out_proj: str | None = None
-    mixer: str | None = None
-    embed: str | None = None
-    attn_probs: str | None = None
-    attn_probs_input: str | None = None
-    qkv: str | None = None
-    block_output: Literal["hidden", "hidden_plus_residual"] = "hidden"
-
-    @model_validator(mode="after")
-    def _transformer_or_state_space(self) -> "ModuleMap":
-        if not self.mixer and not (self.attn_out_proj and self.mlp_out_proj):
-            raise ValueError("declare attn_out_proj and mlp_out_proj (a transformer) or mixer (a state-space model)")
-        return self
-
-
-class ModelRef(BaseModel):
-    """A claim's ``model:``: an embedded model's name, or a mapping naming a local folder or a cached hub model.
-
-    Accepted forms: ``"organism"``; ``{path: <folder>}``; ``{hf_id: <id>, revision: <sha>}`` (resolved in
-    the local Hugging Face cache only; the revision is a 40-hex commit sha, since a branch or tag can
-    move); each mapping optionally with ``trust_remote_code`` (false unless the claim opts in),
-    ``tokenization`` (``{kind, k}``; default: the folder's tokenizer), ``attn_implementation`` (eager by
-    default) and ``module_map``. Values are not coerced: ``trust_remote_code: "yes"`` is an error.
-    """
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    name: str | None = Field(None, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*(@step[0-9]+)?$")
-    path: str | None = None
-    hf_id: str | None = None
-    revision: str | None = None
-    trust_remote_code: bool = False
-    tokenization: Tokenization | None = None
-    attn_implementation: Literal["eager", "sdpa"] = "eager"
-    module_map: ModuleMap | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "ModelRef":
-        given = [key for key in ("name", "path", "hf_id") if getattr(self, key)]
-        if len(given) != 1:
-            raise ValueError("give exactly one of an embedded model name, `path` or `hf_id`")
-        if self.revision and not self.hf_id:
-            raise ValueError("`revision` goes with `hf_id`")
-        if self.hf_id and not _COMMIT_SHA.fullmatch(self.revision or ""):
-            raise ValueError(
-                f"`hf_id: {self.hf_id}` needs `revision:` set to the 40-hex commit sha of the snapshot "
-                f"(got {self.revision!r}; a branch or tag can move)"
-            )
-        return self
-
-    def describe(self) -> str:
-        if self.hf_id:
-            return f"{self.hf_id}@{self.revision}"
-        return self.name or str(self.path)
-
-
-_COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+torch = lazy_import("torch")
 
 
 def as_model_ref(ref: ModelRef | str | dict) -> ModelRef:
@@ -281,7 +187,7 @@ class LoadedModel:
 
 
 _LOADED: dict[tuple, LoadedModel] = {}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")  # precisions of the forward passes, as torch names them
 
 
 def run_device() -> str:
@@ -297,6 +203,11 @@ def run_device() -> str:
             raise InputError(f"device {wanted} is not available here ({torch.cuda.device_count()} CUDA devices); "
                              "use --claims-device cpu")
     return wanted
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of one of `DTYPES`."""
+    return getattr(torch, name)
 
 
 def compute_dtype() -> str:
@@ -342,7 +253,7 @@ def _load(ref: ModelRef, folder: Path, device: str = "cpu", dtype: str = "float3
             "folder's config, weights and tokenizer files"
         ) from None
     model.eval()
-    model.to(device=device, dtype=DTYPES[dtype])
+    model.to(device=device, dtype=torch_dtype(dtype))
     module_map = ref.module_map or folder_module_map(folder) or builtin_module_map(model, ref)
     loaded = LoadedModel(
         model=model,
@@ -782,7 +693,7 @@ class _EveryHeadPatch:
 # Running
 
 
-Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Metric = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def run_with_cache(
@@ -1023,7 +934,7 @@ def iter_run(
         try:
             with around(plain) if around is not None else nullcontext():
                 outputs = _forward(model, rows, points, interventions, seq_index.repeat(copies), metric, reads)
-        except OUT_OF_MEMORY:
+        except out_of_memory():
             size = _smaller_batch(model, stop - start)
             continue
         token_mask = rows.attention_mask.bool()
@@ -1034,7 +945,9 @@ def iter_run(
         start = stop
 
 
-OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+def out_of_memory() -> type[Exception]:
+    """The error a device raises when a batch does not fit (torch.OutOfMemoryError from torch 2.5 on)."""
+    return getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def _smaller_batch(model: LoadedModel, size: int) -> int:
@@ -1108,7 +1021,7 @@ def masked_lm_logits(model: LoadedModel, hidden: torch.Tensor, token_ids=None) -
     any head whose last step is ``logits = projection(x) + bias`` is served without model-specific code.
     """
     head = _lm_head(model)
-    hidden = hidden.to(device=model.device, dtype=DTYPES[model.dtype])
+    hidden = hidden.to(device=model.device, dtype=torch_dtype(model.dtype))
     with nullcontext() if hidden.requires_grad else torch.inference_mode():  # a gradient passes through
         if token_ids is None:
             return on_cpu(head(hidden))
@@ -1157,7 +1070,7 @@ def _output_bias(model: LoadedModel) -> torch.Tensor:
     """(d_vocab,) what the head adds after its output projection: full logits minus the projection alone."""
     if model not in _OUTPUT_BIAS:
         head, decoder = _lm_head(model), model.model.get_output_embeddings()
-        probe = torch.zeros(1, model.d_model, device=model.device, dtype=DTYPES[model.dtype])
+        probe = torch.zeros(1, model.d_model, device=model.device, dtype=torch_dtype(model.dtype))
         with torch.inference_mode():
             x = _decoder_input(head, decoder, probe)
             _OUTPUT_BIAS[model] = on_cpu((head(probe) - torch.nn.functional.linear(x, decoder.weight))[0])

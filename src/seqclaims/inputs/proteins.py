@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqclaims.code_keys import group_digest
+from seqclaims.code_keys import code_digest
 from seqclaims.fsutil import pickled
 from seqclaims.inputs import genome
 from seqclaims.inputs.tokenizers import AMINO_ACIDS
@@ -85,7 +85,7 @@ def proteome(species: str) -> Proteome:
     """The species' proteins (cached under the genome cache, keyed by the annotation and this code)."""
     files = genome.species_files(species)
     stamp = genome.file_stamp(genome.data_dir() / files.gff) if files.gff else "none"
-    path = genome.genome_cache_dir() / f"{species}.proteome.v{PROTEOME_VERSION}.{stamp}.{group_digest('datasets')[:12]}.pkl"
+    path = genome.genome_cache_dir() / f"{species}.proteome.v{PROTEOME_VERSION}.{stamp}.{code_digest(__name__)[:12]}.pkl"
     return pickled(path, lambda: _translate_genes(species))
 
 

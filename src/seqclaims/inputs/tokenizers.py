@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from seqclaims.core.input_specs import Kind, Tokenization
 from seqclaims.errors import InputError
+from seqclaims.lazy import lazy_import
 
-Kind = Literal["single", "kmer_overlapping", "kmer_nonoverlapping"]
+torch = lazy_import("torch")
+
 Alphabet = Literal["dna", "protein"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -40,24 +41,6 @@ NUCLEOTIDES = "ACGT"
 SCHEME_KEY = "seqclaims_tokenization"  # where a saved nucleotide tokenizer records its scheme
 ALPHABET_KEY = "seqclaims_alphabet"  # where a saved tokenizer records that it reads proteins
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
-
-
-class Tokenization(BaseModel):
-    """A declared tokenization scheme, as a claim's ``model: {tokenization: {kind, k}}`` states it.
-
-    Values are not coerced: ``k: "6"`` is an error.
-    """
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    kind: Kind
-    k: int = Field(1, ge=1, le=12)
-
-    @model_validator(mode="after")
-    def _single_means_k1(self) -> "Tokenization":
-        if self.kind == "single" and self.k != 1:
-            raise ValueError("tokenization kind 'single' takes k = 1")
-        return self
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from seqclaims.core.evidence import Estimate
 from seqclaims.errors import InputError
 from seqclaims.inputs.models import require_part
 from seqclaims.inputs.motifs import DEFAULT_RELEASE, load_motif, scan, support_mask, token_motif_scores
-from seqclaims.methods.stats import (correct_pvalues, percentile_interval, permutation_pvalue, permute_between_units,
-                                     resample_counts)
+from seqclaims.methods.stats import (Selection, correct_pvalues, percentile_interval, permutation_pvalue,
+                                     permute_between_units, resample_counts, select_and_score)
 
 from seqclaims.methods.key_scores import KeyScore, Scale
 
@@ -259,23 +259,6 @@ def sequence_permutations(lengths: np.ndarray, n_permutations: int, seed: int) -
 # Intervals and selections over sequences
 
 
-@dataclass(frozen=True)
-class Selected:
-    """The best candidate selected on the train split and scored on the test split.
-
-    index: candidate selected on the full train split; estimate: its statistic on the full test split;
-    low/high: percentile interval of the test-split statistic of the candidate selected in each
-    resample (train and test sequences resampled within their split); frequency: (K,) share of
-    resamples selecting each candidate; samples: (B,) resampled values."""
-
-    index: int
-    estimate: float
-    low: float
-    high: float
-    frequency: np.ndarray
-    samples: np.ndarray
-
-
 def split_counts(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
     """(B, n_units) bootstrap counts (`stats.resample_counts`)."""
 
@@ -291,28 +274,23 @@ def select_on_train_score_on_test(
     n_resamples: int,
     seeds: tuple[int, int],
     level: float,
-) -> Selected:
-    """Selection redone in every resample: argmax over candidates on the (resampled) train split,
-    scored on the (resampled) test split.
+) -> Selection:
+    """`stats.select_and_score` of a statistic finished from per-sequence sums: the candidate with the largest
+    statistic on the (resampled) train sequences, scored on the (resampled) test sequences.
 
     per_sequence: (n_seq, K, m) per-sequence sums; finish: (..., K, m) summed -> (..., K) statistic;
     train, test: sequence indices; seeds: bootstrap seeds of the train and test resamples."""
 
-    train_sums, test_sums = per_sequence[train], per_sequence[test]
-    on_train = finish(weighted_sums(train_sums, split_counts(len(train), n_resamples, seeds[0])))
-    on_test = finish(weighted_sums(test_sums, split_counts(len(test), n_resamples, seeds[1])))
-    picked = _argmax_rows(on_train)
-    valid = picked >= 0
-    samples = np.where(valid, on_test[np.arange(n_resamples), np.maximum(picked, 0)], np.nan)
-    frequency = np.bincount(picked[valid], minlength=per_sequence.shape[1]) / max(1, int(valid.sum()))
-    index = int(_argmax_rows(finish(weighted_sums(train_sums, None)))[0])
-    estimate = float(finish(weighted_sums(test_sums, None))[0, index]) if index >= 0 else float("nan")
-    low, high = percentile_interval(samples, level)
-    return Selected(index, estimate, float(low), float(high), frequency, samples)
+    def on(rows: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray]:
+        sums = per_sequence[rows]
+        return lambda counts: finish(weighted_sums(sums, counts))
+
+    return select_and_score(on(train), on(test), len(train), len(test), seeds=seeds, n_resamples=n_resamples,
+                            level=level)
 
 
 def select_head(per_sequence: np.ndarray, finish: Callable[[np.ndarray], np.ndarray], train: np.ndarray,
-                test: np.ndarray, claim, context, *, units: str = "sequences", statistic: str = "r") -> Selected | str:
+                test: np.ndarray, claim, context, *, units: str = "sequences", statistic: str = "r") -> Selection | str:
     """`select_on_train_score_on_test` with the claim's resamples, level and seeds, or the reason (a missing
     estimate's) why no head can be selected."""
     if len(train) == 0 or len(test) == 0:
@@ -323,7 +301,7 @@ def select_head(per_sequence: np.ndarray, finish: Callable[[np.ndarray], np.ndar
     return chosen if chosen.index >= 0 else f"no head has a defined {statistic} on the train split"
 
 
-def selection_detail(heads: Sequence[tuple[int, int]], chosen: Selected, n_train: int, n_test: int,
+def selection_detail(heads: Sequence[tuple[int, int]], chosen: Selection, n_train: int, n_test: int,
                      by: str | None = None) -> dict:
     """Which head was selected, on what, and how often each head was selected across resamples."""
     return {"layer": heads[chosen.index][0], "head": heads[chosen.index][1],
@@ -333,20 +311,13 @@ def selection_detail(heads: Sequence[tuple[int, int]], chosen: Selected, n_train
                                     for h, f in zip(heads, chosen.frequency) if f > 0}}
 
 
-def selects_named(chosen: Selected, named: int | None, claim, n_train: int, min_n: int) -> Estimate:
+def selects_named(chosen: Selection, named: int | None, claim, n_train: int, min_n: int) -> Estimate:
     """Share of resamples whose selection is the named head, with its Wilson interval."""
     if named is None:
         return Estimate.missing("the claim names no head (params.layer, params.head)")
     share = float(chosen.frequency[named])
     low, high = wilson_interval(share, claim.resamples, claim.ci_level)
     return Estimate(share, low, high, n_train, min_n=min_n, detail={"resamples": claim.resamples})
-
-
-def _argmax_rows(values: np.ndarray) -> np.ndarray:
-    """(B, K) -> (B,) index of each row's largest finite value, -1 where none is finite."""
-    filled = np.where(np.isfinite(values), values, -np.inf)
-    index = np.argmax(filled, axis=1)
-    return np.where(np.isfinite(filled).any(axis=1), index, -1)
 
 
 class HeadCorrelation:

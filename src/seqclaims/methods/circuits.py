@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from seqclaims.inputs.models import _forward, _metric_source, parse_hook, run_with_interventions
+from seqclaims.lazy import lazy_import
 from seqclaims.methods.sae import TrainedSae
+
+torch = lazy_import("torch")
 
 
 @dataclass

@@ -256,8 +256,9 @@ def over_shuffled_from_sums(sums: np.ndarray, quantile: float) -> np.ndarray:
     (..., (S + 1) * 2) attention to support and matched background (motif first)."""
 
     rho = ratio_from_sums(sums.reshape(*sums.shape[:-1], -1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return rho[..., 0] / _shuffled_quantile(rho[..., 1:], quantile)
+    shuffled = _shuffled_quantile(rho[..., 1:], quantile)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a ratio over nothing is undefined, not infinite
+        return np.where(shuffled > 0, rho[..., 0] / shuffled, np.nan)
 
 
 def _shuffled_quantile(values: np.ndarray, quantile: float) -> np.ndarray:

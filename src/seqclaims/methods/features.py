@@ -44,7 +44,9 @@ from seqclaims.inputs import motifs
 from seqclaims.inputs.motifs import load_motif
 from seqclaims.inputs.proteins import COMPOSITION_WIDTHS
 from seqclaims.methods import composition as comp
-from seqclaims.methods.stats import auprc_weighted, bootstrap, expand_to_items, pearson_weighted, permute_between_units
+from seqclaims.methods.figures import figure_from_matplotlib
+from seqclaims.methods.stats import (auprc_weighted, bootstrap, expand_to_items, pearson_weighted,
+                                     permute_between_units, select_and_score)
 
 # The sequence every annotated element of a track has (the builders verify it), for the k-mer baseline.
 CONSENSUS = {"start_codon": ("ATG",), "stop_codon": ("TAA", "TAG", "TGA"), "donor": ("GT",), "acceptor": ("AG",),
@@ -315,7 +317,8 @@ def unit_statistics(unit: str, chosen: str) -> dict:
         "auprc": Statistic(f"test AUPRC of the named {unit}, else of the {unit} with the best train AUPRC; "
                            "bootstrap over test sequences"),
         "best_auprc": Statistic(f"test AUPRC of the {unit} with the best train AUPRC; the choice is made again in "
-                                "every resample (train and test sequences resampled together)", selection=True),
+                                "every resample (train and test sequences each resampled within their split)",
+                                selection=True),
         "chance": Statistic("expected AUPRC of a random ranking of the scored test tokens (the prevalence when "
                             "positives are many)"),
         "prevalence": Statistic("share of scored test tokens that are annotated"),
@@ -553,12 +556,13 @@ def _thin_evidence(table: TokenTable) -> str | None:
 
 def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: np.ndarray, named: int | None, *,
                 level: float, resamples: int, seed: int, min_n: int) -> dict[str, Estimate]:
-    """Test-split AUPRC statistics, every one computed on the same bootstrap resamples.
+    """Test-split AUPRC statistics, every one computed on the same bootstrap resamples of the test sequences.
 
-    The best unit is chosen again inside every resample: train and test sequences are resampled together,
-    the candidate with the best resampled train AUPRC is picked, and its resampled test AUPRC counts. The
-    candidates are the SELECTION_CANDIDATES best units on the whole train split (a unit outside them has
-    a train AUPRC too far below to win a resample). named: the unit `auprc` reports, else the chosen one."""
+    The best unit is chosen again inside every resample (`stats.select_and_score`): the candidate with the best
+    AUPRC on the resampled train sequences, scored on the resampled test sequences, each split resampled by
+    sequence within itself. The candidates are the SELECTION_CANDIDATES best units on the whole train split (a
+    unit outside them has a train AUPRC too far below to win a resample). Ratios to chance and to the
+    baselines are taken inside every test resample. named: the unit `auprc` reports, else the chosen one."""
     test, train = table.test, ~table.test
     labels, train_labels = table.label[test], table.label[train]
     unit_ids, unit_of_token = np.unique(table.unit[test], return_inverse=True)
@@ -569,41 +573,60 @@ def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: n
     baseline = None if table.baseline is None else table.baseline[test]
     composition = None if table.composition is None else table.composition[test]
 
-    def chosen_test_auprc(weights: np.ndarray | None, counts: np.ndarray | None) -> np.ndarray:
-        if counts is None:
-            return auprc_weighted(test_scores[0], labels, None)
-        train_weights = expand_to_items(counts[:, unit_ids.size:], unit_of_train_token)
-        train_ap = np.stack([auprc_weighted(s, train_labels, train_weights) for s in train_scores], axis=1)
-        pick = np.argmax(np.nan_to_num(train_ap, nan=-np.inf), axis=1)
-        test_ap = np.stack([auprc_weighted(s, labels, weights) for s in test_scores], axis=1)
-        return test_ap[np.arange(len(pick)), pick]
-
-    def statistic(counts: np.ndarray | None) -> np.ndarray:
-        weights = None if counts is None else expand_to_items(counts[:, :unit_ids.size], unit_of_token)
+    def references(weights: np.ndarray | None) -> np.ndarray:
+        """(B, 5): chance, 1 / chance, k-mer baseline AUPRC, prevalence, composition AUPRC."""
         w = np.ones((1, labels.size)) if weights is None else weights
         positives, total = w @ labels.astype(np.float64), w.sum(axis=1)
         chance = random_auprc(positives, total)
-        best_ap = chosen_test_auprc(weights, counts)
-        reported_ap = best_ap if named_scores is None else auprc_weighted(named_scores, labels, weights)
         pattern_ap = np.full_like(chance, np.nan) if baseline is None else auprc_weighted(baseline, labels, weights)
         composition_ap = np.full_like(chance, np.nan) if composition is None else \
             auprc_weighted(composition, labels, weights)
-        return np.stack([reported_ap, best_ap, chance, reported_ap / chance, 1.0 / chance, pattern_ap,
-                         reported_ap / pattern_ap, positives / total, composition_ap, reported_ap / composition_ap],
-                        axis=1)
+        return np.stack([chance, 1.0 / chance, pattern_ap, positives / total, composition_ap], axis=1)
 
-    interval = bootstrap(statistic, unit_ids.size + train_ids.size, n_resamples=resamples, seed=seed, level=level,
-                         chunk_size=32)
+    def against(ap: np.ndarray, refs: np.ndarray) -> np.ndarray:
+        """(B, 4): AUPRC and its ratios to chance, to the k-mer baseline and to the composition detector."""
+        return np.stack([ap, ap / refs[:, 0], ap / refs[:, 2], ap / refs[:, 4]], axis=1)
+
+    def test_weights(counts: np.ndarray | None) -> np.ndarray | None:
+        return None if counts is None else expand_to_items(counts, unit_of_token)
+
+    def references_and_named(counts: np.ndarray | None) -> np.ndarray:
+        """(B, 5 or 9): the references, then the named unit against them."""
+        weights = test_weights(counts)
+        refs = references(weights)
+        if named_scores is None:
+            return refs
+        return np.concatenate([refs, against(auprc_weighted(named_scores, labels, weights), refs)], axis=1)
+
+    def train_auprc(counts: np.ndarray | None) -> np.ndarray:
+        weights = None if counts is None else expand_to_items(counts, unit_of_train_token)
+        return np.stack([auprc_weighted(s, train_labels, weights) for s in train_scores], axis=1)
+
+    def candidate_statistics(counts: np.ndarray | None) -> np.ndarray:
+        """(B, K, 4): every candidate's test AUPRC against the references."""
+        weights = test_weights(counts)
+        refs = references(weights)
+        return np.stack([against(auprc_weighted(s, labels, weights), refs) for s in test_scores], axis=1)
+
+    fixed = bootstrap(references_and_named, unit_ids.size, n_resamples=resamples, seed=seed, level=level, chunk_size=32)
+    # seed + 1 and seed + 2 are taken by the motif cosine and the SAE fit statistics
+    best = select_and_score(train_auprc, candidate_statistics, train_ids.size, unit_ids.size, seeds=(seed + 3, seed),
+                            n_resamples=resamples, level=level, chunk_size=32)
     n = int(unit_ids.size)
     counts = {"n_test_tokens": int(labels.size), "n_test_annotated": int(labels.sum())}
-    est = [Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n,
-                    detail=counts) for i in range(10)]
-    top = Ceiling(est[4].estimate, est[4].ci_low, est[4].ci_high)
-    stats = {"auprc": est[0], "best_auprc": est[1], "chance": est[2],
-             "auprc_over_chance": replace(est[3], ceiling=top, effect_size=est[3].estimate),
-             "pattern_auprc": est[5], "auprc_over_pattern": replace(est[6], effect_size=est[6].estimate),
-             "prevalence": est[7], "composition_auprc": est[8],
-             "auprc_over_composition": replace(est[9], effect_size=est[9].estimate)}
+
+    def estimate(interval, i: int) -> Estimate:
+        return Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n,
+                        detail=counts)
+
+    chance, inverse_chance, pattern, prevalence, composition_ap = (estimate(fixed, i) for i in range(5))
+    reported = [estimate(best, i) if named is None else estimate(fixed, 5 + i) for i in range(4)]
+    top = Ceiling(inverse_chance.estimate, inverse_chance.ci_low, inverse_chance.ci_high)
+    stats = {"auprc": reported[0], "best_auprc": estimate(best, 0), "chance": chance,
+             "auprc_over_chance": replace(reported[1], ceiling=top, effect_size=reported[1].estimate),
+             "pattern_auprc": pattern, "auprc_over_pattern": replace(reported[2], effect_size=reported[2].estimate),
+             "prevalence": prevalence, "composition_auprc": composition_ap,
+             "auprc_over_composition": replace(reported[3], effect_size=reported[3].estimate)}
     if composition is None:
         reason = "no composition detector (the annotation has no window)"
         stats.update(composition_auprc=Estimate.missing(reason, n), auprc_over_composition=Estimate.missing(reason, n))
@@ -733,7 +756,7 @@ def dashboard_figure(inputs: DashboardInputs) -> Figure:
     caption = ("top: the test sequences where the unit is most active, around its peak (bases shaded by "
                "activation, annotated bases underlined); bottom: activation histogram on annotated vs other test "
                "tokens, and the precision-recall curve against a random ranking (precision = prevalence)")
-    return Figure.from_matplotlib(fig, inputs.title, caption)
+    return figure_from_matplotlib(fig, inputs.title, caption)
 
 
 def _draw_windows(ax: Any, windows: list[tuple[str, np.ndarray, np.ndarray, int]]) -> None:

@@ -7,6 +7,9 @@ figure that marks the claim's thresholds (a layer x head heatmap with the thresh
 and the passing heads outlined) is kept as a *recipe* (its data, no thresholds) and drawn when the claim
 is judged, so that a threshold edit re-judges from cached evidence and still shows the new threshold.
 Drawn recipes are stored under a key of the recipe and the criteria, so a warm rerun draws nothing.
+
+`Figure` itself, the reference that results and the evidence store keep, is a value type of
+`seqclaims.core.values` (re-exported here).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from seqclaims.core.values import Figure
 from seqclaims.core.verdicts import PASS, interval_verdict
 from seqclaims.fsutil import atomic_write_bytes
 from seqclaims.paths import cache_dir
@@ -29,28 +33,21 @@ from seqclaims.paths import cache_dir
 DPI = 110
 
 
-@dataclass(frozen=True)
-class Figure:
-    """A figure for the report: `file` names a PNG in the figure store (None while it is a recipe)."""
+def figure_from_matplotlib(fig: Any, title: str, caption: str = "") -> Figure:
+    """A drawn figure: the matplotlib figure's PNG, put into the store (the figure is closed)."""
+    return Figure(title, store_png(png_bytes(fig)), caption)
 
-    title: str
-    file: str | None
-    caption: str = ""
-    recipe: dict[str, Any] | None = None
-    graph: dict[str, Any] | None = None  # nodes and edges the report shows as an interactive graph beside the PNG
 
-    @classmethod
-    def from_matplotlib(cls, fig: Any, title: str, caption: str = "") -> "Figure":
-        return cls(title, store_png(png_bytes(fig)), caption)
+def figure_from_recipe(kind: str, title: str, caption: str, data: dict[str, Any]) -> Figure:
+    """A figure kept as its data, drawn against the claim's criteria when it is judged (`draw_for_criteria`)."""
+    if kind not in RENDERERS:
+        raise ValueError(f"no renderer for figure kind {kind!r}; known: {', '.join(sorted(RENDERERS))}")
+    return Figure(title, None, caption, {"kind": kind, "data": _plain(data)})
 
-    @classmethod
-    def from_recipe(cls, kind: str, title: str, caption: str, data: dict[str, Any]) -> "Figure":
-        if kind not in RENDERERS:
-            raise ValueError(f"no renderer for figure kind {kind!r}; known: {', '.join(sorted(RENDERERS))}")
-        return cls(title, None, caption, {"kind": kind, "data": _plain(data)})
 
-    def path(self) -> Path | None:
-        return store_dir() / self.file if self.file else None
+def figure_path(figure: Figure) -> Path | None:
+    """Where a drawn figure's PNG lies in the store (None for a recipe)."""
+    return store_dir() / figure.file if figure.file else None
 
 
 def store_dir() -> Path:
@@ -84,7 +81,7 @@ def copy_into(figures: Sequence[Figure], folder: Path) -> None:
     """Copy the figures' files from the store into `folder` (a hard link where the file system allows)."""
     folder.mkdir(parents=True, exist_ok=True)
     for figure in figures:
-        source, target = figure.path(), folder / str(figure.file)
+        source, target = figure_path(figure), folder / str(figure.file)
         if source is None or not source.is_file() or target.is_file():
             continue
         try:
@@ -167,7 +164,7 @@ def head_heatmap(values: np.ndarray, *, title: str, label: str, caption: str = "
             "marks": None if marks is None else {"statistics": list(marks.statistics), "low": marks.low,
                                                  "high": marks.high, "p": marks.p,
                                                  "p_statistics": list(marks.p_statistics)}}
-    return Figure.from_recipe("head_heatmap", title, caption, data)
+    return figure_from_recipe("head_heatmap", title, caption, data)
 
 
 def criterion_threshold(criteria: Sequence[Any], statistics: Sequence[str]) -> float | None:
@@ -257,7 +254,7 @@ def circuit_graph(title: str, caption: str, nodes: list[dict[str, Any]], edges: 
     """A graph of latents (nodes: id, layer, latent, score, windows) and weighted edges (source, target,
     weight): a PNG drawn at judging time, and the same data for the report's interactive viewer."""
     data = {"nodes": nodes, "edges": edges}
-    return replace(Figure.from_recipe("circuit_graph", title, caption, data), graph=_plain(data))
+    return replace(figure_from_recipe("circuit_graph", title, caption, data), graph=_plain(data))
 
 
 def circuit_positions(nodes: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float]]:

@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
 from seqclaims.core.schema import StrictModel
@@ -55,8 +54,10 @@ from seqclaims.inputs import motifs
 from seqclaims.inputs.models import (iter_run, masked_lm_logits, metric_gradients, patch_every_head, patch_head,
                                      run_with_interventions)
 from seqclaims.inputs.tokenizers import Batch
+from seqclaims.lazy import lazy_import
 from seqclaims.methods.probing import composition_features, train_split_probe
-from seqclaims.methods.stats import percentile_interval, resample_counts
+
+torch = lazy_import("torch")
 
 DEFAULT_SITE_PVALUE = 1e-3
 RELATIVE_DENOMINATOR_FLOOR = 0.1
@@ -339,7 +340,7 @@ def edit_token_mask(batch, edits: np.ndarray) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Target metrics
 
-Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Metric = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 @dataclass
@@ -702,39 +703,3 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         value = (row[order][np.minimum(lower, top)] + row[order][np.minimum(upper, top)]) / 2
         out[:, k] = np.where(total > 0, value, np.nan)
     return out
-
-
-@dataclass(frozen=True)
-class SelectedBest:
-    """The best of K candidates chosen on one part of the units and scored on the other.
-
-    index: chosen on the whole selection part; estimate: its value on the whole scoring part; low, high:
-    percentile interval of the scoring-part value of the candidate chosen in each resample (both parts
-    resampled); frequency (K,): share of resamples choosing each candidate."""
-
-    index: int
-    estimate: float
-    low: float
-    high: float
-    frequency: np.ndarray
-
-
-def select_and_score(statistic: Callable[[np.ndarray, np.ndarray | None], np.ndarray], selection: np.ndarray,
-                     scoring: np.ndarray, *, n_resamples: int, seeds: tuple[int, int], level: float) -> SelectedBest:
-    """statistic(units (m,), weights (B, m) | None) -> (B, K); the argmax over K is taken on `selection` and
-    scored on `scoring`, redone in every resample."""
-
-    chosen = _argmax_rows(statistic(selection, resample_counts(len(selection), n_resamples, seeds[0])))
-    scored = statistic(scoring, resample_counts(len(scoring), n_resamples, seeds[1]))
-    valid = chosen >= 0
-    samples = np.where(valid, scored[np.arange(n_resamples), np.maximum(chosen, 0)], np.nan)
-    index = int(_argmax_rows(statistic(selection, None))[0])
-    estimate = float(statistic(scoring, None)[0, index]) if index >= 0 else float("nan")
-    low, high = percentile_interval(samples, level)
-    frequency = np.bincount(chosen[valid], minlength=scored.shape[1]) / max(1, int(valid.sum()))
-    return SelectedBest(index, estimate, float(low), float(high), frequency)
-
-
-def _argmax_rows(values: np.ndarray) -> np.ndarray:
-    filled = np.where(np.isfinite(values), values, -np.inf)
-    return np.where(np.isfinite(values).any(axis=1), filled.argmax(axis=1), -1)

@@ -27,13 +27,15 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-import torch
 
-from seqclaims.code_keys import group_digest
+from seqclaims.code_keys import code_digest
 from seqclaims.errors import InputError
 from seqclaims.fsutil import file_lock
 from seqclaims.inputs.cache import CacheEntry, attention_implementation, cache_key, forward_precision, sequences_hash
 from seqclaims.inputs.models import iter_run, on_cpu, padded_tokens, require_part
+from seqclaims.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 KeyScore = Literal["attention_received", "qk_weights"]
 Scale = Literal["probability", "log_probability", "logit"]
@@ -43,7 +45,7 @@ PROBABILITY_FLOOR = 1e-30  # log of a probability that underflowed to 0 in float
 PATTERN_BYTES = 32 * 2**20  # attention patterns held per sub-batch, all layers together (cache-sized)
 PASS_THREADS = 1  # torch threads of the key-score pass: on the shared 2-core machine one thread ran the
 # organism's pass 4x faster than two (threads contend with pytest -n 2 workers and other processes)
-CODE_VERSION = group_digest("key_scores")
+CODE_VERSION = code_digest(__name__)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from seqclaims.errors import InputError
 from seqclaims.inputs.models import require_part
+from seqclaims.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 DEFAULT_FLOOR = 1e-3
 

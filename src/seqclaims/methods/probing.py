@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from seqclaims.code_keys import group_digest
+from seqclaims.code_keys import code_digest
 from seqclaims.errors import InputError
 from seqclaims.fsutil import pickled
 from seqclaims.inputs.cache import extract
@@ -139,7 +139,7 @@ def train_split_probe(inputs: Any, hook: str, *, pooling: str = "mean", position
                       n_folds: int = DEFAULT_FOLDS) -> LinearProbe:
     """The probe family's probe for `hook` (e.g. ``layer.3.resid_post``) of a claim's inputs.
 
-    inputs: ``evidence.ClaimInputs`` (model and dataset). Fitted on the pooled activations of the
+    inputs: ``judging.claim_inputs.ClaimInputs`` (model and dataset). Fitted on the pooled activations of the
     dataset's train split with genomic-block inner folds; ``coef_`` (d_model,) is the direction in
     the residual space, ``decision_function`` takes pooled activations (n, d_model).
     """
@@ -353,7 +353,7 @@ def pooled_activations(model: Any, sequences: Sequence[str], dataset_hash: str, 
         return {name: np.asarray(arrays[name]) for name in hooks}, arrays.key
     if pooling == "position":
         return _position_pooled(model, sequences, hooks, position), _content_key(
-            "position", model.model_hash, dataset_hash, sorted(hooks), position, group_digest("activations"))
+            "position", model.model_hash, dataset_hash, sorted(hooks), position, code_digest(__name__))
     raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
 
 
@@ -513,7 +513,7 @@ def suite_key(inputs: SuiteInputs, settings: SuiteSettings) -> str:
     """sha256 over the activations' key, labels, split, sequences, coordinates, settings and this code."""
     coords = None if inputs.coords is None else [inputs.coords.chrom.tolist(), inputs.coords.start.tolist(),
                                                  inputs.coords.strand.tolist()]
-    return _content_key(SUITE_VERSION, group_digest("probe_fits"), inputs.activation_key,
+    return _content_key(SUITE_VERSION, code_digest(__name__), inputs.activation_key,
                         sorted(inputs.features), np.asarray(inputs.labels).tolist(), np.asarray(inputs.split).tolist(),
                         _strings_hash(inputs.sequences), coords, settings.__dict__)
 

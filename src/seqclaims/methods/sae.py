@@ -27,6 +27,7 @@ the hook, the spec and SAE_CODE_VERSION. Processes training the same key seriali
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -37,19 +38,21 @@ from typing import Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
-from safetensors.torch import load, save
 
-from seqclaims.code_keys import group_digest
+from seqclaims.code_keys import code_digest
 from seqclaims.core.evidence import Estimate
 from seqclaims.core.schema import StrictModel
 from seqclaims.fsutil import atomic_write_bytes, atomic_write_json, file_lock
+from seqclaims.lazy import lazy_import, when_called
 from seqclaims.methods.stats import bootstrap
 from seqclaims.paths import cache_dir
 
-SAE_CODE_VERSION = group_digest("sae")
+torch = lazy_import("torch")
+F = lazy_import("torch.nn.functional")
+safetensors_torch = lazy_import("safetensors.torch")
+
+SAE_CODE_VERSION = code_digest(__name__)
 AUX_COEF = 1.0 / 32.0
 DEAD_WINDOW_TOKENS = 50_000
 RESAMPLE_PROBE_TOKENS = 8192
@@ -83,54 +86,68 @@ class SaeSpec(StrictModel):
 # The model
 
 
-class TopKSAE(torch.nn.Module):
-    """Top-k sparse autoencoder on normalised inputs of width d_in.
+@functools.cache
+def topk_sae_class() -> type:
+    """The top-k SAE, a torch module: defined on first use, since its base class would import torch with
+    this module. `from seqclaims.methods.sae import TopKSAE` gives the same class."""
 
-    W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in) with unit-norm rows, b_dec (d_in,): one row
-    of each matrix per latent."""
+    class TopKSAE(torch.nn.Module):
+        """Top-k sparse autoencoder on normalised inputs of width d_in.
 
-    def __init__(self, d_in: int, d_sae: int, k: int, generator: torch.Generator | None = None):
-        super().__init__()
-        decoder = torch.randn(d_sae, d_in, generator=generator)
-        decoder /= decoder.norm(dim=1, keepdim=True)
-        self.W_dec = torch.nn.Parameter(decoder)
-        self.W_enc = torch.nn.Parameter(decoder.clone())  # tied initialisation
-        self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
-        self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
-        self.k = k
+        W_enc (d_sae, d_in), b_enc (d_sae,), W_dec (d_sae, d_in) with unit-norm rows, b_dec (d_in,): one row
+        of each matrix per latent."""
 
-    @property
-    def d_sae(self) -> int:
-        return self.W_dec.shape[0]
+        def __init__(self, d_in: int, d_sae: int, k: int, generator: torch.Generator | None = None):
+            super().__init__()
+            decoder = torch.randn(d_sae, d_in, generator=generator)
+            decoder /= decoder.norm(dim=1, keepdim=True)
+            self.W_dec = torch.nn.Parameter(decoder)
+            self.W_enc = torch.nn.Parameter(decoder.clone())  # tied initialisation
+            self.b_enc = torch.nn.Parameter(torch.zeros(d_sae))
+            self.b_dec = torch.nn.Parameter(torch.zeros(d_in))
+            self.k = k
 
-    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, d_in) -> (n, d_sae). b_dec is a constant here (it learns from the reconstruction only), which
-        spares the backward pass a second (n, d_sae) x (d_sae, d_in) product for the input's gradient."""
-        return (x - self.b_dec.detach()) @ self.W_enc.T + self.b_enc
+        @property
+        def d_sae(self) -> int:
+            return self.W_dec.shape[0]
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, d_in) -> values (n, k) >= 0 and latent indices (n, k)."""
-        values, indices = torch.topk(self.pre_activations(x), self.k, dim=1)
-        return F.relu(values), indices
+        def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+            """(n, d_in) -> (n, d_sae). b_dec is a constant here (it learns from the reconstruction only), which
+            spares the backward pass a second (n, d_sae) x (d_sae, d_in) product for the input's gradient."""
+            return (x - self.b_dec.detach()) @ self.W_enc.T + self.b_enc
 
-    def decode(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Sum of the active decoder rows: values, indices (n, k) -> (n, d_in)."""
-        return F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum") + self.b_dec
+        def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """(n, d_in) -> values (n, k) >= 0 and latent indices (n, k)."""
+            values, indices = torch.topk(self.pre_activations(x), self.k, dim=1)
+            return F.relu(values), indices
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        values, indices = self.encode(x)
-        return self.decode(values, indices), values, indices
+        def decode(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+            """Sum of the active decoder rows: values, indices (n, k) -> (n, d_in)."""
+            return F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum") + self.b_dec
 
-    @torch.no_grad()
-    def normalise_decoder(self) -> None:
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            values, indices = self.encode(x)
+            return self.decode(values, indices), values, indices
 
-    @torch.no_grad()
-    def remove_parallel_gradient(self) -> None:
-        """Drop the part of each decoder row's gradient that would only change the row's norm."""
-        if self.W_dec.grad is not None:
-            parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
-            self.W_dec.grad -= parallel * self.W_dec
+        @torch.no_grad()
+        def normalise_decoder(self) -> None:
+            self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+        @torch.no_grad()
+        def remove_parallel_gradient(self) -> None:
+            """Drop the part of each decoder row's gradient that would only change the row's norm."""
+            if self.W_dec.grad is not None:
+                parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
+                self.W_dec.grad -= parallel * self.W_dec
+
+    TopKSAE.__qualname__ = "TopKSAE"  # pickled and shown under the name this module gives it
+    return TopKSAE
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TopKSAE":
+        return topk_sae_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +169,7 @@ class TrainedSae:
     def normalise(self, activations: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((np.asarray(activations, dtype=np.float32) - self.mean) / self.scale)
 
-    @torch.no_grad()
+    @when_called(lambda: torch.no_grad())
     def batches(self, activations: np.ndarray) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(rows, normalised inputs, code values, code indices) for consecutive batches of (n, d_in) activations."""
         for lo in range(0, len(activations), ENCODE_BATCH):
@@ -174,7 +191,7 @@ class TrainedSae:
         codes.eliminate_zeros()
         return codes
 
-    @torch.no_grad()
+    @when_called(lambda: torch.no_grad())
     def fit_per_token(self, activations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Squared reconstruction error (in normalised units) and L0 of each token. Two (n,) arrays."""
         error = np.zeros(len(activations))
@@ -228,7 +245,7 @@ def train_sae(activations: np.ndarray, spec: SaeSpec, *, dense: bool = False) ->
     scale = float(np.sqrt(((activations - mean) ** 2).sum(axis=1).mean())) or 1.0
     generator = torch.Generator().manual_seed(spec.seed)
     with deterministic():
-        model = TopKSAE(d_in, spec.d_sae, spec.k, generator)
+        model = topk_sae_class()(d_in, spec.d_sae, spec.k, generator)
         x_all = torch.from_numpy((activations - mean) / scale)
         optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, betas=(0.9, 0.999), eps=6.25e-10)
         aux_k = min(spec.aux_k or max(d_in // 2, 1), spec.d_sae)
@@ -264,7 +281,7 @@ def train_sae(activations: np.ndarray, spec: SaeSpec, *, dense: bool = False) ->
     return trained
 
 
-@torch.no_grad()
+@when_called(lambda: torch.no_grad())
 def _resample(model: TopKSAE, optimiser: torch.optim.Optimizer, x_all: torch.Tensor, silent: torch.Tensor,
               generator: torch.Generator) -> int:
     """Re-initialise latents that did not fire in an epoch towards badly reconstructed tokens.
@@ -382,7 +399,7 @@ def _write(folder: Path, trained: TrainedSae, inputs: dict[str, str]) -> None:
     manifest_path.unlink(missing_ok=True)
     tensors = {name: p.detach().contiguous() for name, p in trained.model.named_parameters()}
     tensors["input_mean"] = torch.from_numpy(trained.mean.astype(np.float32))
-    payload = save(tensors)
+    payload = safetensors_torch.save(tensors)
     atomic_write_bytes(folder / "sae.safetensors", payload)
     atomic_write_json(manifest_path, {"spec": trained.spec.model_dump(), "scale": trained.scale,
                                       "sha256": hashlib.sha256(payload).hexdigest(), "inputs": inputs,
@@ -400,9 +417,9 @@ def _read(folder: Path, spec: SaeSpec) -> TrainedSae | None:
         payload = (folder / "sae.safetensors").read_bytes()
         if hashlib.sha256(payload).hexdigest() != manifest["sha256"]:
             raise ValueError("weights fail their checksum")
-        tensors = load(payload)
+        tensors = safetensors_torch.load(payload)
         d_sae, d_in = tensors["W_dec"].shape
-        model = TopKSAE(d_in, d_sae, spec.k)
+        model = topk_sae_class()(d_in, d_sae, spec.k)
         model.load_state_dict({name: tensors[name] for name in ("W_enc", "b_enc", "W_dec", "b_dec")})
         return TrainedSae(model.eval(), tensors["input_mean"].numpy(), float(manifest["scale"]), spec,
                           manifest["report"])

@@ -1,4 +1,4 @@
-"""Resampling statistics: weighted bootstrap, selection-aware intervals, permutation p-values.
+"""Resampling statistics: weighted bootstrap, selection on one part scored on another, permutation p-values.
 
 A bootstrap resample is represented by integer *counts* per unit, shape
 ``(n_resamples, n_units)``: how many times each unit (a sequence, a region, a pair)
@@ -10,6 +10,11 @@ weights and subtract).
 
 Weights may be ``None`` (every item once); the result then still has a leading resample
 axis of length 1.
+
+A statistic that chooses among candidates (the best head, layer or unit) goes through one
+protocol, :func:`select_and_score`: the choice is made on the selection part of the units and
+scored on the scoring part, both resampled within their own part, the choice redone in every
+resample. A statistic marks an undefined value with NaN.
 """
 
 from __future__ import annotations
@@ -17,18 +22,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 __all__ = [
-    "BestInterval",
     "CORRECTION_METHODS",
     "Interval",
     "MAX_NAN_FRACTION",
+    "Selection",
     "auprc_weighted",
     "auroc_weighted",
     "bootstrap",
-    "bootstrap_best",
+    "choose_best",
     "correct_pvalues",
     "expand_to_items",
     "indices_to_counts",
@@ -40,6 +46,7 @@ __all__ = [
     "permute_between_units",
     "resample_counts",
     "resample_indices",
+    "select_and_score",
 ]
 
 CORRECTION_METHODS = ("bonferroni", "holm", "fdr_bh", "none")
@@ -343,26 +350,6 @@ class Interval:
     nan_fraction: float | np.ndarray = 0.0
 
 
-@dataclass(frozen=True)
-class BestInterval:
-    """The best of K candidates with its selection redone inside every resample.
-
-    ``index``: the candidate chosen on the full data (-1 if none); ``selection_frequency``:
-    ``(K,)`` share of (valid) resamples in which each candidate was the best; ``samples``:
-    ``(n_resamples,)`` best value per resample; ``nan_fraction``: share of resamples in which
-    every candidate was NaN.
-    """
-
-    estimate: float
-    low: float
-    high: float
-    index: int
-    selection_frequency: np.ndarray
-    samples: np.ndarray
-    level: float = 0.95
-    nan_fraction: float = 0.0
-
-
 def nan_fraction(samples: np.ndarray) -> float | np.ndarray:
     """Share of NaN resamples: ``(B,)`` -> float; ``(B, K)`` -> ``(K,)``. 1.0 when B is 0."""
     samples = np.asarray(samples, dtype=np.float64)
@@ -420,50 +407,6 @@ def bootstrap(
     return Interval(_scalar_if_0d(estimate), low, high, samples, level, nan_fraction(samples))
 
 
-def bootstrap_best(
-    statistic: Callable[[np.ndarray | None], np.ndarray],
-    n_units: int,
-    *,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    larger_is_better: bool = True,
-    chunk_size: int = _DEFAULT_DRIVER_CHUNK,
-    max_nan_fraction: float = MAX_NAN_FRACTION,
-) -> BestInterval:
-    """Interval for the best of K candidates, re-selecting the best inside every resample.
-
-    ``statistic(weights)`` returns ``(B', K)`` per-candidate values (see :func:`bootstrap`).
-    The estimate is the best candidate on the full data; the interval is the percentile
-    interval of the per-resample best, so the uncertainty of *which* candidate wins is
-    part of it. NaN candidates are never selected; a resample in which all are NaN counts
-    towards ``nan_fraction`` (the interval is NaN above ``max_nan_fraction``). With no units
-    the result is a NaN interval with index -1 and ``nan_fraction`` 1.
-
-    Bias: the maximum of K noisy estimates overstates the best candidate's true value (the
-    winner's curse), and the percentile interval of a best-of-K is biased upward with it:
-    among null candidates its lower bound can exceed the null value. Re-selecting per
-    resample shows how unstable the choice is, but does not remove this bias. A family should
-    therefore select the candidate on the train split and report its interval on the test
-    split, and take p-values from a permutation null of the maximum over candidates
-    (:func:`permutation_pvalue` with a ``(M,)`` null of maxima), not from this interval.
-    """
-    if n_units == 0:
-        undefined = _undefined_samples(n_resamples)
-        return BestInterval(np.nan, np.nan, np.nan, -1, np.zeros(0), undefined, level, nan_fraction=1.0)
-    estimate, samples = _estimate_and_samples(statistic, n_units, n_resamples, seed, chunk_size)
-    if samples.ndim != 2:
-        raise ValueError(f"statistic must return (B', K) per-candidate values, got {samples.shape[1:]} per resample")
-    full_index, full_best = _best_per_row(estimate[None, :], larger_is_better)
-    indices, best = _best_per_row(samples, larger_is_better)
-    valid = indices >= 0
-    frequency = np.bincount(indices[valid], minlength=samples.shape[1]) / max(1, valid.sum())
-    low, high = percentile_interval(best, level, max_nan_fraction=max_nan_fraction)
-    return BestInterval(
-        float(full_best[0]), low, high, int(full_index[0]), frequency, best, level, nan_fraction(best)
-    )
-
-
 def _undefined_samples(n_resamples: int) -> np.ndarray:
     """``(n_resamples,)`` NaN: the resamples of a statistic over no units."""
     _check_positive(n_resamples=n_resamples)
@@ -497,14 +440,146 @@ def _estimate_and_samples(
     return estimate, samples
 
 
-def _best_per_row(values: np.ndarray, larger_is_better: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Index and value of the best finite entry of each row of ``(B, K)``; -1 and NaN if none."""
-    signed = values if larger_is_better else -values
-    filled = np.where(np.isnan(signed), -np.inf, signed)
-    index = np.argmax(filled, axis=1)
-    best = values[np.arange(values.shape[0]), index]
-    none = np.isnan(values).all(axis=1)
-    return np.where(none, -1, index), np.where(none, np.nan, best)
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A choice among K candidates made on the selection part of the units, scored on the scoring part.
+
+    ``index``: the candidate chosen on the whole selection part (of a choice of several, the one with
+    the largest coefficient), -1 when no candidate is defined there; ``choice``: ``(K,)`` coefficients
+    of that choice; ``estimate``: its statistic on the whole scoring part (NaN when nothing was
+    chosen); ``low``/``high``: percentile interval of ``samples``, the scoring-part statistic of the
+    choice redone in each resample; ``frequency``: ``(K,)`` share of the resamples that chose
+    something in which each candidate was chosen (a positive coefficient); ``same_choice``: share of
+    those whose choice equals ``choice``; ``nan_fraction``: share of NaN samples, i.e. of resamples
+    with no candidate defined on the selection part or the chosen one undefined on the scoring part.
+    Statistics are floats for one column, ``(S,)`` arrays (``samples`` ``(B, S)``) for S columns.
+    """
+
+    index: int
+    estimate: float | np.ndarray
+    low: float | np.ndarray
+    high: float | np.ndarray
+    choice: np.ndarray
+    frequency: np.ndarray
+    same_choice: float
+    samples: np.ndarray
+    level: float = 0.95
+    nan_fraction: float | np.ndarray = 0.0
+
+
+def choose_best(values: np.ndarray, larger_is_better: bool = True) -> np.ndarray:
+    """One-hot ``(B, K)`` coefficients of each row's best defined candidate among ``(B, K)`` selection
+    values (the first on ties). NaN is undefined and never chosen; a row with no defined candidate
+    chooses nothing (a row of zeros)."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = ~np.isnan(values)
+    rows = np.arange(values.shape[0])
+    index = np.argmax(np.where(defined, values if larger_is_better else -values, -np.inf), axis=1)
+    stuck = ~defined[rows, index]  # every defined candidate is -inf: argmax may land on an undefined one
+    index[stuck] = np.argmax(defined[stuck], axis=1)
+    chosen = np.zeros(values.shape)
+    chosen[rows, index] = 1.0
+    chosen[~defined.any(axis=1)] = 0.0
+    return chosen
+
+
+def select_and_score(
+    select: Callable[[np.ndarray | None], np.ndarray],
+    score: Callable[[np.ndarray | None], np.ndarray],
+    n_select_units: int,
+    n_score_units: int,
+    *,
+    seeds: tuple[int, int],
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    larger_is_better: bool = True,
+    choose: Callable[[np.ndarray], np.ndarray] | None = None,
+    chunk_size: int = _DEFAULT_DRIVER_CHUNK,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
+) -> Selection:
+    """Choose among K candidates on the selection part, score the choice on the scoring part, and get
+    its interval with the choice redone in every resample.
+
+    ``select(counts)`` gives ``(B', K)`` selection values under ``(B', n_select_units)`` unit counts
+    of the selection part; ``score(counts)`` gives ``(B', K)`` (or ``(B', K, S)``, S statistics)
+    per-candidate values under counts of the scoring part; None stands for the whole part (one row).
+    Each part is resampled within itself (:func:`resample_counts`, ``seeds[0]`` for the selection
+    part, ``seeds[1]`` for the scoring part), so ``select`` never sees the scoring part. In every
+    resample ``choose((B', K) selection values)`` gives ``(B', K)`` coefficients, and the resample's
+    value is the sum over candidates of coefficient times score (for the default one-hot rule, the
+    chosen candidate's score). The point estimate is the choice on the whole selection part scored
+    on the whole scoring part. ``choose`` defaults to :func:`choose_best` (largest value, or smallest
+    with ``larger_is_better=False``); a family that chooses several candidates (a contrast of sets)
+    passes its own rule.
+
+    Undefined candidates, one rule: a NaN selection value is undefined and never chosen (a ``choose``
+    that gives it a coefficient is an error); a resample in which nothing is chosen gives a NaN
+    sample, counted in ``nan_fraction`` (the interval is NaN above ``max_nan_fraction``); with
+    nothing chosen on the whole selection part, ``index`` is -1 and the estimate NaN. With no units in
+    either part neither callable is called and the result is undefined.
+
+    Selecting and scoring on the same units with the same seed gives the best of K on the same data:
+    that interval is biased upward (the winner's curse; among null candidates its lower bound can
+    exceed the null value). Use it only to measure that bias.
+    """
+    if choose is None:
+        choose = partial(choose_best, larger_is_better=larger_is_better)
+    elif not larger_is_better:
+        raise ValueError("larger_is_better applies to the default choice; a custom choose sets its own direction")
+    if n_select_units == 0 or n_score_units == 0:
+        nan = float("nan")
+        return Selection(-1, nan, nan, nan, np.zeros(0), np.zeros(0), nan, _undefined_samples(n_resamples), level, 1.0)
+    _check_positive(chunk_size=chunk_size)
+    select_counts = resample_counts(n_select_units, n_resamples, seeds[0])
+    score_counts = resample_counts(n_score_units, n_resamples, seeds[1])
+    choices, samples = [], []
+    for start in range(0, n_resamples, chunk_size):
+        rows = slice(start, start + chunk_size)
+        choices.append(_choice(choose, select(select_counts[rows])))
+        samples.append(_value_of_choice(choices[-1], score(score_counts[rows])))
+    choices, samples = np.concatenate(choices), np.concatenate(samples)
+    point = _choice(choose, select(None))
+    if point.shape != (1, choices.shape[1]):
+        raise ValueError(f"select gave {point.shape} on the whole part; (1, {choices.shape[1]}) expected")
+    estimate = _value_of_choice(point, score(None))[0]
+    made = choices.any(axis=1)
+    frequency = (choices[made] > 0).sum(axis=0) / max(1, int(made.sum()))
+    same_choice = float((choices[made] == point).all(axis=1).sum() / max(1, int(made.sum())))
+    index = int(np.argmax(point[0])) if point.any() else -1
+    low, high = percentile_interval(samples, level, max_nan_fraction=max_nan_fraction)
+    return Selection(index, _scalar_if_0d(estimate), low, high, point[0], frequency, same_choice, samples, level,
+                     nan_fraction(samples))
+
+
+def _choice(choose: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -> np.ndarray:
+    """``(B', K)`` coefficients for ``(B', K)`` selection values, holding ``choose`` to the NaN rule."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"select must give (B', K) selection values, got shape {values.shape}")
+    chosen = np.asarray(choose(values), dtype=np.float64)
+    if chosen.shape != values.shape:
+        raise ValueError(f"choose gave coefficients of shape {chosen.shape} for selection values {values.shape}")
+    if (chosen[np.isnan(values)] != 0).any():
+        raise ValueError("choose gave a coefficient to a candidate whose selection value is NaN (undefined)")
+    return chosen
+
+
+def _value_of_choice(coefficients: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum of coefficient x value over the chosen candidates: ``(B', K)`` coefficients and ``(B', K, ...)``
+    values -> ``(B', ...)``; NaN where nothing is chosen. Unchosen candidates' values (NaN included) do
+    not enter."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[:2] != coefficients.shape:
+        raise ValueError(f"score must give (B', K) or (B', K, S) per-candidate values for {coefficients.shape} "
+                         f"choices, got shape {values.shape}")
+    c = coefficients.reshape(coefficients.shape + (1,) * (values.ndim - 2))
+    with np.errstate(invalid="ignore"):
+        value = np.where(c != 0, c * values, 0.0).sum(axis=1)
+    value[~coefficients.any(axis=1)] = np.nan
+    return value
 
 
 # --------------------------------------------------------------------------- p-values

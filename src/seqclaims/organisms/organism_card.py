@@ -1,6 +1,7 @@
 """The model card of a trained organism: card.json, curve.json and curve.png, sha256sums.txt and README.md.
 
-Written by `seqclaims train-organism` (training.py) into the model folder; `refresh_card` re-renders it.
+Rendered from the card's facts, which `training.write_card` gathers at the end of `seqclaims train-organism`;
+`refresh_card` re-renders a folder's card. This module knows the card, not the training run.
 """
 
 from __future__ import annotations
@@ -8,15 +9,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 
 from seqclaims.inputs.models import DEFINING_FILES, WEIGHT_SUFFIXES, file_sha256, folder_hash
-
-if TYPE_CHECKING:  # training imports this module to write its card
-    from seqclaims.organisms.training import Recipe, TrainState
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -27,37 +24,6 @@ def file_digests(folder: Path) -> dict[str, str]:
         for path in sorted(Path(folder).iterdir())
         if path.is_file() and (path.suffix in WEIGHT_SUFFIXES or path.name in DEFINING_FILES)
     }
-
-
-def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict, *, threads: int, notes: str = "",
-               kind: str = "dna") -> None:
-    """card.json, curve.json, curve.png, sha256sums.txt and README.md (the model card) in `folder`."""
-    import transformers
-
-    folder = Path(folder)
-    (folder / "curve.json").write_text(json.dumps({"train": state.curve, "heldout": state.heldout_curve}, indent=1))
-    card = {
-        "name": recipe.name,
-        **({"kind": kind} if kind != "dna" else {}),
-        "recipe": recipe.model_dump(mode="json"),
-        "recipe_sha256": recipe.digest(),
-        "training": {
-            "steps": state.step,
-            "schedule_steps": recipe.steps,
-            "tokens_seen": state.tokens_seen,
-            "nucleotides_seen": state.tokens_seen * recipe.k,
-            "wall_time_s": round(state.elapsed_s, 1),
-            "threads": threads,
-            "device": "cpu",
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "curve": "curve.json",
-            "reproducibility_tolerance_nats": REPRODUCIBILITY_TOLERANCE,
-        },
-        "evaluation": evaluation,
-        "notes": notes,
-    }
-    render_card(folder, card)
 
 
 def refresh_card(folder: Path, notes: str | None = None) -> None:

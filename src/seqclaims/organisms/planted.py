@@ -47,13 +47,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from seqclaims.errors import InputError, Unavailable
-from seqclaims.inputs.models import DTYPES, file_sha256, folder_hash, on_cpu
+from seqclaims.inputs.models import file_sha256, folder_hash, on_cpu, torch_dtype
 from seqclaims.inputs.motifs import load_motif, scan, score_threshold
 from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer
+from seqclaims.lazy import lazy_import
 from seqclaims.paths import fixtures_dir
+
+torch = lazy_import("torch")
 
 MODEL_NAME = "planted"
 WEIGHTS_FILE = "model.safetensors"
@@ -704,7 +706,7 @@ def designated_output(model, final_resid, token: str | None = None):
         raise InputError(f"token {token!r} is not in the vocabulary of {model.ref.describe()}; use a {SPEC.k}-mer of A, C, G, T")
 
     esm, head = model.model.esm, model.model.lm_head
-    final_resid = final_resid.to(device=model.device, dtype=DTYPES[model.dtype])
+    final_resid = final_resid.to(device=model.device, dtype=torch_dtype(model.dtype))
     with torch.inference_mode():
         hidden = head.layer_norm(gelu(head.dense(esm.encoder.emb_layer_norm_after(final_resid))))
         return on_cpu(hidden @ head.decoder.weight[token_id] + head.bias[token_id])

@@ -21,16 +21,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from seqclaims.inputs import data, genome, proteins
 from seqclaims.inputs.tokenizers import AMINO_ACIDS, build_protein_tokenizer
+from seqclaims.lazy import lazy_import
 from seqclaims.methods import baselines
-from seqclaims.organisms.organism_card import write_card
 from seqclaims.organisms.training import (EVAL_PURPOSE, Corpus, Recipe, Vocabulary, _nucleotide_baseline, _scored,
                                           checkpoint_keeper, corrupt, masked_logprobs, save_model,
-                                          score_against_baselines, span_mask, sparse_positions, step_rng, train)
+                                          score_against_baselines, span_mask, sparse_positions, step_rng, train,
+                                          write_card)
 from seqclaims.paths import fixtures_dir
+
+torch = lazy_import("torch")
 
 
 class ProteinRecipe(Recipe):

@@ -34,16 +34,18 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from seqclaims.errors import InputError
 from seqclaims.inputs import data, genome
 from seqclaims.inputs.tokenizers import build_nucleotide_tokenizer
+from seqclaims.lazy import lazy_import, when_called
 from seqclaims.methods import baselines
 from seqclaims.methods.stats import bootstrap
-from seqclaims.organisms.organism_card import percent_interval, render_card, write_card
+from seqclaims.organisms.organism_card import REPRODUCIBILITY_TOLERANCE, percent_interval, render_card
 from seqclaims.paths import cache_dir, fixtures_dir
+
+torch = lazy_import("torch")
 
 TRAINING_VERSION = 1
 NUCLEOTIDES = "ACGT"
@@ -614,7 +616,7 @@ def sparse_positions(rng: np.random.Generator, n_windows: int, n_tok: int, margi
     return starts + rng.integers(0, block - gap + 1, size=(n_windows, n_blocks))
 
 
-@torch.inference_mode()
+@when_called(lambda: torch.inference_mode())
 def masked_logprobs(
     model, vocab: Vocabulary, windows: np.ndarray, mask: np.ndarray, batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -953,3 +955,34 @@ def train_and_describe(
     evaluation = evaluate(model, recipe, settings, log=log)
     write_card(folder, recipe, state, evaluation, threads=threads, notes=notes)
     return evaluation
+
+
+def write_card(folder: Path, recipe: Recipe, state: TrainState, evaluation: dict, *, threads: int, notes: str = "",
+               kind: str = "dna") -> None:
+    """card.json, curve.json, curve.png, sha256sums.txt and README.md (the model card) in `folder`."""
+    import transformers
+
+    folder = Path(folder)
+    (folder / "curve.json").write_text(json.dumps({"train": state.curve, "heldout": state.heldout_curve}, indent=1))
+    card = {
+        "name": recipe.name,
+        **({"kind": kind} if kind != "dna" else {}),
+        "recipe": recipe.model_dump(mode="json"),
+        "recipe_sha256": recipe.digest(),
+        "training": {
+            "steps": state.step,
+            "schedule_steps": recipe.steps,
+            "tokens_seen": state.tokens_seen,
+            "nucleotides_seen": state.tokens_seen * recipe.k,
+            "wall_time_s": round(state.elapsed_s, 1),
+            "threads": threads,
+            "device": "cpu",
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "curve": "curve.json",
+            "reproducibility_tolerance_nats": REPRODUCIBILITY_TOLERANCE,
+        },
+        "evaluation": evaluation,
+        "notes": notes,
+    }
+    render_card(folder, card)

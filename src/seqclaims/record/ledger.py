@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from seqclaims.core.values import json_safe
 from seqclaims.errors import InputError
 from seqclaims.fsutil import atomic_write_text
 
@@ -109,18 +110,3 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """JSON with NaN as null and numpy values as plain numbers, written atomically."""
     text = json.dumps(json_safe(data), indent=2, sort_keys=False, allow_nan=False, default=str)
     atomic_write_text(path, text + "\n")
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinity become null; numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
-        return json_safe(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    return value

@@ -15,34 +15,17 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
+from seqclaims.core.schema import canonical_content, canonical_hash, canonical_json
 from seqclaims.errors import ClaimError
 
 ACCESS_LEVELS = ("none", "blinded", "results-seen")
 EVENTS = ("register", "amend")
 GENESIS = "0" * 64
 REQUIRED_KEYS = ("claim", "sha256", "event", "time", "commit", "access", "reason", "prev")
-
-
-def canonical_json(content: Any) -> str:
-    return json.dumps(_normalise_numbers(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def canonical_hash(content: dict[str, Any]) -> str:
-    """sha256 of the key-sorted parsed content: key order, quoting, comments and 1 vs 1.0 do not count."""
-    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
-
-
-def _normalise_numbers(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _normalise_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalise_numbers(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def line_hash(line: str) -> str:
@@ -117,7 +100,7 @@ class Registry:
                 "access": access,
                 "reason": reason,
                 "prev": line_hash(self.lines[-1]) if self.lines else GENESIS,
-                "content": _normalise_numbers(content),
+                "content": canonical_content(content),
             }
             entry["entry_sha256"] = entry_hash(entry)
             line = json.dumps(entry, sort_keys=True, ensure_ascii=False)
@@ -126,7 +109,9 @@ class Registry:
         return entry
 
 
+@lru_cache(maxsize=16384)  # every claim's status reads the whole log; each line is parsed once per process
 def _parse_line(line: str) -> dict[str, Any] | None:
+    """The entry a line holds (shared between readers: read it, never change it), or None."""
     try:
         entry = json.loads(line)
     except json.JSONDecodeError:

@@ -8,9 +8,10 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from seqclaims.version import __version__
-from seqclaims.methods.figures import RENDERERS, Figure, copy_into, draw_for_criteria
+from seqclaims.core.values import Figure
+from seqclaims.methods.figures import RENDERERS, copy_into, draw_for_criteria, figure_from_recipe
 from seqclaims.record.ledger import LedgerChange, write_json_atomic
+from seqclaims.version import __version__
 
 FIGURES_FOLDER = "figures"  # beside index.html: the report's PNG files, copied from the figure store
 
@@ -101,6 +102,24 @@ def format_number(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def result_table(result: Any, headline: str) -> str:
+    """A judged claim (`judging.judge.ClaimResult`) as text: a headline, then one row per criterion
+    (statistic, estimate, interval, threshold, n, verdict, why), the decision, and any traceback."""
+    family = f" [{result.family}]" if result.family != "?" else ""
+    lines = [f"{result.id}{family}: {headline}"]
+    if result.criteria:
+        header = ("statistic", "estimate", "interval", "threshold", "n", "verdict", "why")
+        rows = [(c.statistic, format_number(c.estimate), f"[{format_number(c.ci_low)}, {format_number(c.ci_high)}]",
+                 f"{c.op} {format_number(c.threshold)}", str(c.n), c.verdict, c.reason) for c in result.criteria]
+        widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+        for row in (header, *rows):
+            lines.append("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        lines.append(f"  decision: {result.decision} -> {result.verdict}")
+    if result.traceback:
+        lines.append(result.traceback.rstrip())
+    return "\n".join(lines)
+
+
 def forest_plot(claims: list[dict[str, Any]]) -> Figure | None:
     """Every criterion's estimate and interval against its threshold, one row (own x-axis) each; drawn
     once per distinct content (a warm rerun reads it from the figure store)."""
@@ -110,7 +129,7 @@ def forest_plot(claims: list[dict[str, Any]]) -> Figure | None:
             for claim in claims for criterion in claim.get("criteria", []) if criterion.get("estimate") is not None]
     if not rows:
         return None
-    recipe = Figure.from_recipe("forest", "Forest plot of every criterion",
+    recipe = figure_from_recipe("forest", "Forest plot of every criterion",
                                 "Dot: estimate; bar: confidence interval; dashed line: registered threshold; "
                                 "hollow diamond: ceiling (ideal mechanism). Colour: criterion verdict.", {"rows": rows})
     return draw_for_criteria(recipe, [])

@@ -4,11 +4,15 @@ The key covers everything that decides the evidence and nothing that only decide
 
 - the claim's content without its prose (title, statement, source), its expectation, its decision rule
   and its criteria's operators and thresholds (the statistics it asks for stay in the key);
-- the identity of every model it names (`models.folder_hash`, which ignores tools' version stamps), or
-  the fact that a model is absent (installing it then changes the key);
-- the identity of its dataset (`datasets.cache_key`: resolved parameters, the genome's or user files'
-  stamps and digests, the dataset code);
-- the code of its family (`code_keys.family_digest`) and the versions of the numerical libraries.
+- the identity of every model it names, as its `model:` or anywhere in its `params` (nested mappings and
+  lists included): `models.folder_hash`, which ignores tools' version stamps, or the fact that a model is
+  absent (installing it then changes the key);
+- the identity of its dataset (`datasets.cache_key`: resolved parameters, the genome's stamps or the
+  user files' sha256, the dataset code);
+- the sha256 of every other file it names: a string in its `params` (or in a `data:` of a family's own
+  schema) that is the path of an existing file, relative to the claim's folder;
+- the code of its family (`code_keys.family_digest`: its module, every module of the package it reaches
+  and the input loader the judge hands it) and the versions of the numerical libraries.
 
 So a threshold edit re-judges from the stored evidence, while a new model, dataset, seed, parameter or
 family code computes it again. Figures are files in the figure store (`seqclaims.methods.figures`); an entry
@@ -25,18 +29,19 @@ import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
+
+from pydantic import BaseModel
 
 from seqclaims.code_keys import family_digest
-from seqclaims.core.evidence import Card, Ceiling, Estimate, Evidence
+from seqclaims.core.values import Card, Ceiling, Estimate, Evidence, Figure, json_safe
 from seqclaims.errors import Unavailable
-from seqclaims.fsutil import atomic_write_text, package_version
+from seqclaims.fsutil import atomic_write_text, file_sha256, package_version
 from seqclaims.inputs.data import DataSpec
 from seqclaims.inputs.datasets import cache_key
 from seqclaims.inputs.models import ModelRef, as_model_ref, folder_hash, resolve_folder
-from seqclaims.methods.figures import Figure, is_stored
+from seqclaims.methods.figures import is_stored
 from seqclaims.paths import cache_dir
-from seqclaims.record.ledger import json_safe
 
 FORMAT = 1
 ABSENT = "absent: "
@@ -68,9 +73,10 @@ def evidence_key(claim: Any, family: Any, module_path: Path | None) -> EvidenceK
         payload = {
             "format": FORMAT,
             "claim": computational_content(validated_content(claim)),
-            "family": [family.name, family_digest(family.name, module_path)],
+            "family": [family.name, family_digest(module_path)],
             "models": models,
             "data": data_identity(claim),
+            "files": file_identities(claim),
             "runtime": library_versions(),
         }
     except Exception:  # any input the key cannot describe: the claim is computed, never served stale
@@ -98,14 +104,27 @@ def computational_content(content: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_identities(claim: Any, family: Any) -> list[str]:
-    """The folder hash of the claim's model and of every model its params name (`absent: ...` when missing)."""
+    """The folder hash of the claim's model and of every model its params or data name, however deep
+    (`absent: ...` when missing)."""
     refs = [claim.model] if family.needs_model else []
-    params = claim.params
-    for name in type(params).model_fields if hasattr(type(params), "model_fields") else ():
-        value = getattr(params, name)
-        if isinstance(value, ModelRef):
-            refs.append(value)
+    refs += [value for value in _leaves((claim.params, claim.data)) if isinstance(value, ModelRef)]
     return [_model_identity(ref) for ref in refs]
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The values inside validated claim parts, in their order: a model reference whole, and inside pydantic
+    models, mappings, lists and tuples, what they hold."""
+    if isinstance(value, BaseModel) and not isinstance(value, ModelRef):
+        for name in type(value).model_fields:
+            yield from _leaves(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
 
 
 def _model_identity(ref: Any) -> str:
@@ -121,6 +140,22 @@ def data_identity(claim: Any) -> str | None:
     if not isinstance(claim.data, DataSpec):
         return None
     return cache_key(claim.data, claim.seed, claim.path.parent)
+
+
+def file_identities(claim: Any) -> dict[str, str]:
+    """sha256 of every existing file that a string in the claim's params names (in its data too, unless the
+    data is a dataset, whose key holds its files' digests), relative paths resolved against its folder."""
+    parts = (claim.params,) if isinstance(claim.data, DataSpec) else (claim.params, claim.data)
+    files = {text: _named_file(text, claim.path.parent) for text in _leaves(parts) if isinstance(text, str)}
+    return {text: file_sha256(path) for text, path in sorted(files.items()) if path is not None}
+
+
+def _named_file(text: str, folder: Path) -> Path | None:
+    if not text.strip() or "\n" in text:
+        return None
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else folder / path
+    return path if path.is_file() else None
 
 
 @lru_cache(maxsize=1)

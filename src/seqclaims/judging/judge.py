@@ -1,8 +1,10 @@
-"""The judge pipeline: claim -> family evidence -> criterion verdicts -> claim verdict.
+"""The judge pipeline: claim file -> claim -> family evidence -> criterion verdicts -> claim verdict.
 
-Errors and missing capabilities are results, not crashes: an unavailable model or dataset makes the
-claim `skipped` with a reason, a user error or a failure inside a family makes it `error`, and
-neither ever counts as a pass.
+`judge_path` is the one way a claim file is judged (the pytest plugin, the Ray executor and the command
+line call it): it loads the claim (`read_claim`) and judges it (`judge`). Errors and missing capabilities
+are results, not crashes: a claim file that cannot be loaded is an `error` result, an unavailable model
+or dataset makes the claim `skipped` with a reason, a user error or a failure inside a family makes it
+`error`, and none of them ever counts as a pass.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from seqclaims.version import __version__
-from seqclaims.core import evidence_store
-from seqclaims.core.evidence import Card, Estimate, Evidence
-from seqclaims.core.families import Context, Family
-from seqclaims.core.schema import Claim
+from seqclaims.core.families import Context, Family, FamilyTable, load_claim
+from seqclaims.core.schema import Claim, canonical_hash, shown_path
+from seqclaims.core.values import Card, Estimate, Evidence, Figure
 from seqclaims.core.verdicts import INCONCLUSIVE, claim_verdict, criterion_verdict
 from seqclaims.errors import HookInfidelity, SeqclaimsError, Unavailable
-from seqclaims.methods.figures import Figure, draw_for_criteria
-from seqclaims.record.registry import canonical_hash
+from seqclaims.judging import evidence_store
+from seqclaims.judging.claim_inputs import claim_context, gather_inputs
+from seqclaims.methods.figures import draw_for_criteria
+from seqclaims.version import __version__
 
 EVALUATED, SKIPPED, ERROR = "evaluated", "skipped", "error"
 
@@ -86,10 +88,36 @@ class ClaimResult:
                       "cards": [Card(**c) for c in data.get("cards", [])]})
 
 
-def judge(claim: Claim, family: Family, context: Context, *, use_store: bool = True) -> ClaimResult:
+def judge_path(path: Path, families: FamilyTable, *, loaded: Claim | ClaimResult | None = None,
+               use_store: bool = True) -> ClaimResult:
+    """Load the claim file `path` and judge it against its family. Never raises for problems with the file,
+    the claim, its model or its data: a file that cannot be loaded is an error result.
+
+    `loaded`: what `read_claim(path, families)` gave, when the caller has read the file already (the
+    plugin reads every claim at collection, for its name and markers)."""
+    loaded = loaded if loaded is not None else read_claim(path, families)
+    if isinstance(loaded, ClaimResult):
+        return loaded
+    return judge(loaded, families.get(loaded.check, path), use_store=use_store)
+
+
+def read_claim(path: Path, families: FamilyTable) -> Claim | ClaimResult:
+    """The claim in `path`, or the error result that stands for a file that cannot be loaded."""
+    try:
+        return load_claim(path, families)
+    except SeqclaimsError as exc:
+        return error_result(shown_path(path), exc.message, path.parent.name)
+    except Exception as exc:  # one unreadable claim must never stop the others
+        message = f"{shown_path(path)}: could not be loaded ({type(exc).__name__}: {exc})".splitlines()[0]
+        return error_result(shown_path(path), message, path.parent.name)
+
+
+def judge(claim: Claim, family: Family, context: Context | None = None, *, use_store: bool = True) -> ClaimResult:
     """Evaluate one claim. Never raises for problems with the claim, its model or its data.
 
+    `context` defaults to `claim_context(claim)`; a context without an input loader gets `gather_inputs`.
     With `use_store`, an unchanged claim is re-judged from its stored evidence (`evidence_store`)."""
+    context = context if context is not None else claim_context(claim)
     result = _blank_result(claim)
     started = time.perf_counter()
     key = evidence_store.evidence_key(claim, family, family.source) if use_store else None
@@ -110,7 +138,8 @@ def _compute_and_decide(result: ClaimResult, claim: Claim, family: Family, conte
                         key: evidence_store.EvidenceKey | None) -> None:
     result.evidence_source = "computed"
     try:
-        evidence = family.evaluate(claim, replace(context, whole_sequences=family.whole_sequences))
+        evidence = family.evaluate(claim, replace(context, whole_sequences=family.whole_sequences,
+                                                  loader=context.loader or gather_inputs))
     except Unavailable as exc:
         result.status, result.reason = SKIPPED, exc.message
         evidence_store.save_skip(key, exc.message, claim.criteria)
