@@ -37,11 +37,11 @@ bench: setup
 lock:
 	rm -rf .cache/lockenv && $(PYTHON) -m venv .cache/lockenv
 	.cache/lockenv/bin/pip install -q "torch==2.13.0"
-	.cache/lockenv/bin/pip install -q -e ".[test]"
+	.cache/lockenv/bin/pip install -q -e ".[test,mutate]"
 	@{ sed -n '1,3p' constraints.txt; .cache/lockenv/bin/pip freeze --exclude-editable | grep -v '^torch=='; \
 	   echo "torch==2.13.0"; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
-# Mutation testing of the code that decides conclusions (mutmut; not part of every CI run; about an hour on
+# Mutation testing of the code that decides conclusions (mutmut; not part of every CI run; 20 to 30 minutes on
 # one core): each mutant of the modules [tool.mutmut] names, restricted to MUTANTS (for methods/features.py the
 # unit scoring: chance, the AUPRC engine, the bootstrap by sequence), against those of the tests [tool.mutmut]
 # selects that reach it; then the share killed per module and every survivor (fails below 90%). mutants/ keeps

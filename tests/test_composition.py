@@ -147,7 +147,8 @@ def test_a_key_score_that_composition_explains_has_partial_r_zero_and_a_fixed_mo
 def test_partial_r_thresholds_are_relative_to_each_tracks_own_variance(x_scale, y_scale):
     """Whatever the scales of the key and motif scores: a key score composition explains up to float32
     rounding has partial r 0; one with a small part of its own (a thousandth) keeps its partial r, positive
-    or negative; a motif score that composition fixes leaves it undefined. None of it warns."""
+    or negative; a motif score that composition fixes leaves it undefined, one with a small part of its own
+    does not. None of it warns."""
     rng = np.random.default_rng(1)
     z = rng.normal(size=(2, 10, 40))
     own = rng.normal(size=(10, 40))
@@ -160,9 +161,12 @@ def test_partial_r_thresholds_are_relative_to_each_tracks_own_variance(x_scale, 
         assert comp.partial_from_sums(comp.partial_moments(explained[None], y, z, mask).sum(axis=0)) == 0.0
         kept = comp.partial_from_sums(comp.partial_moments(small_part, y, z, mask).sum(axis=0))
         fixed = comp.partial_from_sums(comp.partial_moments(small_part, y_scale * 3 * z[1], z, mask).sum(axis=0))
+        nearly_fixed = comp.partial_from_sums(
+            comp.partial_moments(small_part, y_scale * (3 * z[1] + 1e-3 * own), z, mask).sum(axis=0))
     expected = [residual_correlation(x.ravel(), y.ravel(), [c.ravel() for c in z]) for x in small_part]
     assert kept == pytest.approx(expected, abs=1e-6) and expected[0] > 0.9 and expected[1] < -0.9
     assert np.isnan(fixed).all()
+    assert nearly_fixed == pytest.approx([1.0, -1.0], abs=1e-6)  # the two small parts are the same
 
 
 def test_partial_r_needs_two_tokens_more_than_its_variables_and_a_varying_key_score():
