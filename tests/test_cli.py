@@ -104,3 +104,18 @@ def test_check_validates_without_computing_and_fails_on_any_problem(claims_proje
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "seqclaims", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "register" in out.stdout
+
+
+def test_amend_refuses_to_rewrite_a_prediction_after_results_unless_a_clerical_error(claims_project, capsys):
+    path = write_claim(claims_project.path, "alpha", "predicted", toy_claim(id="predicted", expect="refuted"))
+    assert seqclaims_main(["register", str(path)]) == 0
+    path.write_text(path.read_text().replace("expect: refuted", "expect: supported"))
+    capsys.readouterr()
+    assert seqclaims_main(["amend", str(path), "--reason", "observed supported", "--access", "results-seen"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`seqclaims ledger accept`" in err and "Traceback" not in err
+    assert seqclaims_main(["amend", str(path), "--reason", "the registered value was a typo", "--access",
+                           "results-seen", "--correct-error"]) == 0
+    assert "expect corrected as a clerical error" in capsys.readouterr().out
+    assert seqclaims_main(["check"]) == 0
+    assert "predicted.yaml: amended (post hoc amendment) (expect corrected: clerical error)" in capsys.readouterr().out

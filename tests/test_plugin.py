@@ -181,3 +181,98 @@ def test_nothing_of_one_session_leaks_into_the_next_in_the_same_process(claims_p
     assert all(isinstance(s, SeqclaimsPlugin) for s in sessions) and sessions[0] is not sessions[1]
     assert [s.seen_ids for s in sessions] == [{"first": root / "claims" / "alpha" / "first.yaml"},
                                               {"second": root / "claims" / "beta" / "second.yaml"}]
+
+
+# ---------------------------------------------------------------------------------------------
+# failed predictions stay on the record: accepted outcomes and the prediction record
+
+
+def registered_claim(root, claim_id, **fields):
+    path = write_claim(root, "alpha", claim_id, toy_claim(id=claim_id, threshold=0.3, **fields))
+    assert seqclaims_main(["register", str(path)]) == 0
+    return path
+
+
+def summary_lines(pytester):
+    return (pytester.path / "reports" / "latest" / "summary.md").read_text().splitlines()
+
+
+def test_a_failed_prediction_fails_until_its_outcome_is_accepted_then_passes_marked(claims_project):
+    root = claims_project.path
+    registered_claim(root, "met", effect=0.8)
+    registered_claim(root, "not-met", effect=0.8, expect="refuted")
+    first = claims_project.runpytest("claims/", "-p", "no:cacheprovider", "--claims-strict")
+    first.assert_outcomes(passed=1, failed=1)
+    first.stdout.fnmatch_lines(["*verdict 'supported' but the claim expects 'refuted'*seqclaims ledger accept*"])
+    assert claim_result(claims_project, "not-met")["outcome"] == "not met"
+
+    assert seqclaims_main(["ledger", "accept"]) == 0
+    ledger = json.loads((root / "reports" / "ledger.json").read_text())["claims"]
+    assert [ledger[c]["outcome"] for c in ("met", "not-met")] == ["prediction met", "prediction not met"]
+
+    second = claims_project.runpytest("claims/", "-p", "no:cacheprovider", "--claims-strict", "-v")
+    assert second.ret == 0
+    second.stdout.fnmatch_lines(["*not-met.yaml::not-met NOT MET (accepted)*",
+                                 "prediction record: 1 met, 1 not met (1 accepted as outcomes), 0 undecided, of 2*",
+                                 "*1 passed, 1 not met (accepted)*"])
+    assert claim_result(claims_project, "not-met")["outcome"] == "not met (accepted)"
+    assert claim_result(claims_project, "not-met")["expect"] == "refuted"  # the prediction stands
+    document = results(claims_project)
+    assert document["counts"]["accepted_outcomes"] == 1 and document["counts"]["not_as_expected"] == 0
+    assert summary_lines(claims_project)[0] == "## seqclaims: predictions 1 met · 1 not met · 0 undecided"
+    html = (root / "reports" / "latest" / "index.html").read_text()
+    assert html.index('id="prediction-record"') < html.index('id="summary-counts"') < html.index('id="claims-table"')
+
+
+def test_an_accepted_outcome_does_not_cover_another_verdict_or_another_prediction(claims_project):
+    root = claims_project.path
+    path = registered_claim(root, "moving", effect=0.0)  # refuted against a prediction of supported
+    claims_project.runpytest("claims/", "-p", "no:cacheprovider").assert_outcomes(failed=1)
+    assert seqclaims_main(["ledger", "accept"]) == 0
+    assert claims_project.runpytest("claims/", "-p", "no:cacheprovider", "--claims-strict").ret == 0
+
+    path.write_text(path.read_text().replace("effect: 0.0", "effect: 0.3"))  # now inconclusive
+    assert seqclaims_main(["amend", str(path), "--reason", "effect changed", "--access", "none"]) == 0
+    run = claims_project.runpytest("claims/", "-p", "no:cacheprovider", "--claims-strict")
+    run.assert_outcomes(failed=1)
+    run.stdout.fnmatch_lines(["*REGRESSION: moving: refuted -> inconclusive*"])
+    assert results(claims_project)["ledger_changes"][0]["kind"] == "regression"
+
+    path.write_text(path.read_text().replace("effect: 0.3", "effect: 0.0").replace("expect: supported",
+                                                                                  "expect: inconclusive"))
+    assert seqclaims_main(["amend", str(path), "--reason", "typo", "--access", "results-seen",
+                           "--correct-error"]) == 0
+    run = claims_project.runpytest("claims/", "-p", "no:cacheprovider")
+    run.assert_outcomes(failed=1)  # refuted was accepted against 'supported', not against the corrected prediction
+    run.stdout.fnmatch_lines(["*verdict 'refuted' but the claim expects 'inconclusive'*"])
+
+
+def test_the_prediction_record_counts_the_expectation_as_first_registered(claims_project):
+    root = claims_project.path
+    registered_claim(root, "kept", effect=0.8)
+    rewritten = registered_claim(root, "rewritten", effect=0.8, expect="refuted")
+    rewritten.write_text(rewritten.read_text().replace("expect: refuted", "expect: supported"))
+    assert seqclaims_main(["amend", str(rewritten), "--reason", "expectation changed", "--access", "none"]) == 0
+    corrected = registered_claim(root, "corrected", effect=0.8, expect="refuted")
+    corrected.write_text(corrected.read_text().replace("expect: refuted", "expect: supported"))
+    assert seqclaims_main(["amend", str(corrected), "--reason", "a typo in expect", "--access", "results-seen",
+                           "--correct-error"]) == 0
+    registered_claim(root, "undecided", dataset="missing")
+    late = write_claim(root, "alpha", "late", toy_claim(id="late", effect=0.8, threshold=0.3))
+    assert seqclaims_main(["register", str(late), "--access", "results-seen"]) == 0
+    write_claim(root, "alpha", "exploring", toy_claim(id="exploring", effect=0.8, threshold=0.3))
+
+    run = claims_project.runpytest("claims/", "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=5, skipped=1)  # every item meets its standing expectation
+    record = results(claims_project)["prediction_record"]
+    assert record == {"predictions": 4, "met": 2, "not_met_accepted": 0, "not_met": 1, "undecided": 1,
+                      "exploratory": 1, "after_results": 1}
+    prediction = claim_result(claims_project, "rewritten")["prediction"]
+    assert prediction["registered"] == "refuted" and prediction["record"] == "not met"
+    assert claim_result(claims_project, "corrected")["prediction"] == {
+        "registered": "supported", "corrected": True, "record": "met", "not_counted": None}
+    lines = summary_lines(claims_project)
+    assert lines[0] == "## seqclaims: predictions 2 met · 1 not met · 1 undecided"
+    assert "Not counted: 1 exploratory (not registered), 1 registered after results were seen." in lines[1]
+    assert "| rewritten | toy | supported (registered refuted) | supported | not met |" in "\n".join(lines)
+    assert "expect corrected: clerical error" in (root / "reports" / "latest" / "index.html").read_text()

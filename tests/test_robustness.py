@@ -115,7 +115,9 @@ def test_deleting_a_registered_claim_is_reported(claims_project, capsys):
     assert "registered claim 'gone' has no file" in capsys.readouterr().err
 
 
-def test_ledger_recovery_change_and_missing(claims_project):
+def test_ledger_recovery_regression_and_missing(claims_project):
+    """After an accepted outcome (refuted against a prediction of supported, or of inconclusive), the
+    verdict that meets the prediction is a recovery and any other change a regression."""
     root = claims_project.path
     recovering = write_claim(root, "alpha", "recovering", toy_claim(id="recovering", effect=0.0, threshold=0.3))
     changing = write_claim(root, "alpha", "changing", toy_claim(id="changing", effect=0.0, threshold=0.3,
@@ -128,7 +130,7 @@ def test_ledger_recovery_change_and_missing(claims_project):
     vanishing.write_text(vanishing.read_text().replace("dataset: synthetic", "dataset: missing"))
     run = claims_project.runpytest("claims/", "-p", "no:cacheprovider", "--claims-ledger", "ledger.json")
     kinds = {c["claim"]: c["kind"] for c in results(claims_project)["ledger_changes"]}
-    assert kinds == {"recovering": "recovery", "changing": "change", "vanishing": "missing"}
+    assert kinds == {"recovering": "recovery", "changing": "regression", "vanishing": "missing"}
     assert run.ret != 0  # an accepted conclusion that disappears fails the run
 
 

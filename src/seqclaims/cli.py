@@ -19,7 +19,7 @@ from seqclaims.errors import SeqclaimsError
 from seqclaims.judging.judge import EVALUATED, ClaimResult, judge_path, read_claim
 from seqclaims.organisms import protein_training, training
 from seqclaims.paths import project_root, project_root_set_to
-from seqclaims.record.ledger import accept
+from seqclaims.record.ledger import PREDICTION_NOT_MET, accept
 from seqclaims.record.registry import (ACCESS_LEVELS, Registry, amend, git_commit, register, registration_status,
                                        verify_chain, verify_committed_prefix)
 from seqclaims.record.report import result_table
@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--reason", required=True, help="why the claim changed")
     command.add_argument("--access", required=True, choices=ACCESS_LEVELS,
                          help="what had been seen: none | blinded | results-seen (results-seen is shown as post hoc)")
+    command.add_argument("--correct-error", action="store_true",
+                         help="the registered expect was a clerical mistake: allows changing it after results are "
+                              "seen; recorded, and shown beside the claim (a failed prediction is recorded with "
+                              "`seqclaims ledger accept` instead)")
     command.set_defaults(run=run_amend)
 
     registry_parser = commands.add_parser("registry", help="registry commands")
@@ -137,8 +141,10 @@ def run_register(args: argparse.Namespace) -> int:
 def run_amend(args: argparse.Namespace) -> int:
     root = _root(args)
     claim = load_claim(args.path, load_families(checks_dirs(root)))
-    entry = amend(_registry(root), claim.id, claim.content, args.access, args.reason, root)
-    print(f"amended {claim.id} ({entry['sha256'][:12]}, access {args.access})")
+    entry = amend(_registry(root), claim.id, claim.content, args.access, args.reason, root,
+                  correct_error=args.correct_error)
+    correction = ", expect corrected as a clerical error" if args.correct_error else ""
+    print(f"amended {claim.id} ({entry['sha256'][:12]}, access {args.access}{correction})")
     return 0
 
 
@@ -206,7 +212,8 @@ def _check_one(path: Path, families: FamilyTable, registry: Registry, seen: dict
     if status.state in ("changed", "registry-invalid"):
         return f"error  {status.message}", False
     post_hoc = " (post hoc amendment)" if status.post_hoc else ""
-    return f"ok     {path}: {status.state}{post_hoc}", True
+    corrected = " (expect corrected: clerical error)" if status.corrected else ""
+    return f"ok     {path}: {status.state}{post_hoc}{corrected}", True
 
 
 def run_judge(args: argparse.Namespace) -> int:
@@ -235,7 +242,9 @@ def run_ledger_accept(args: argparse.Namespace) -> int:
     results = args.results or root / "reports" / "latest" / "results.json"
     ledger_path = args.ledger or root / "reports" / "ledger.json"
     ledger = accept(results, ledger_path, git_commit(root))
-    print(f"ledger: accepted {len(ledger['claims'])} conclusions into {ledger_path}")
+    not_met = sum(entry.get("outcome") == PREDICTION_NOT_MET for entry in ledger["claims"].values())
+    print(f"ledger: accepted {len(ledger['claims'])} conclusions into {ledger_path}; {not_met} record a prediction "
+          "not met as the accepted outcome")
     return 0
 
 

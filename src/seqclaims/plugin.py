@@ -2,7 +2,10 @@
 
 Modelled on pytest's non-Python collection example: a File collector (`ClaimFile`) yields one
 `ClaimItem`, whose `repr_failure` prints a compact table instead of a traceback. Every item is judged
-through `judging.judge.judge_path`, as the Ray executor and `seqclaims judge` judge a claim file.
+through `judging.judge.judge_path`, as the Ray executor and `seqclaims judge` judge a claim file. An item
+passes when the verdict meets the claim's prediction (`expect`); a verdict that the ledger records as the
+accepted outcome of a failed prediction is reported like an xfail, under its own name ("not met
+(accepted)"); any other mismatch fails.
 
 A session's state lives on one `SeqclaimsPlugin` object, registered in `pytest_configure` under
 `PLUGIN_NAME`, whose methods are the session's hooks; nothing is kept in module globals, so two sessions
@@ -13,6 +16,7 @@ writes the report once, even when items fail.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -30,13 +34,15 @@ from seqclaims.executors import (EXECUTORS, RayDispatch, dispatch, group_key, on
                                  stop_ray)
 from seqclaims.judging.judge import ERROR, SKIPPED, ClaimResult, error_result, judge_path, read_claim
 from seqclaims.paths import cache_dir, project_root_set_to
-from seqclaims.record.ledger import MISSING, REGRESSION, compare_with_ledger, read_ledger, write_json_atomic
+from seqclaims.record.ledger import (MISSING, REGRESSION, accepted_outcome, compare_with_ledger, read_ledger,
+                                     write_json_atomic)
 from seqclaims.record.registry import Registry, git_commit, registration_status
-from seqclaims.record.report import format_number, result_table, write_report
+from seqclaims.record.report import build_results, describe_record, format_number, render_report, result_table
 from seqclaims.version import __version__
 
 PLUGIN_NAME = "seqclaims-session"
 RESULT_PROPERTY = "seqclaims_result_file"
+NOT_MET_ACCEPTED = "not met (accepted)"  # the terminal's name for an accepted outcome of a failed prediction
 
 # Nothing downloads at run time: models come from local folders or the local Hugging Face cache.
 for _variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -153,6 +159,7 @@ class SeqclaimsPlugin:
         self.result_files: list[str] = []
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.ledger_changes: list[Any] = []
+        self.prediction_record: dict[str, int] | None = None
         self.report_path: Path | None = None
         self.strict_problem = ""
         self.ray: RayDispatch | None = None
@@ -198,6 +205,11 @@ class SeqclaimsPlugin:
 
     # judging ---------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def ledger(self) -> dict[str, Any]:
+        """The accepted conclusions, read once per process (each xdist worker reads the same file)."""
+        return read_ledger(self.ledger_path)
+
     def result_for(self, path: Path, loaded: Claim | ClaimResult) -> ClaimResult:
         """The claim's result (from the Ray cluster when it judged the claims) with its registration status."""
         if isinstance(loaded, ClaimResult):
@@ -235,11 +247,13 @@ class SeqclaimsPlugin:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if not results:
             return
-        changes = compare_with_ledger(results, read_ledger(self.ledger_path), complete_run=_is_complete_run(config))
+        changes = compare_with_ledger(results, self.ledger, complete_run=_is_complete_run(config))
         self.ledger_changes = changes
         run = {"started": self.started, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "seqclaims_version": __version__, "git_commit": git_commit(self.root)}
-        self.report_path = write_report(self.report_dir, results, run, changes, self.root)
+        document = build_results(results, run, changes, self.ledger)
+        self.prediction_record = document["prediction_record"]
+        self.report_path = render_report(self.report_dir, document, self.root)
         for name in files:  # only once the report holds them
             Path(name).unlink(missing_ok=True)
         if any(change.kind in (REGRESSION, MISSING) for change in changes) and session.exitstatus == 0:
@@ -249,6 +263,8 @@ class SeqclaimsPlugin:
         if hasattr(config, "workerinput") or (self.report_path is None and not self.strict_problem):
             return
         terminalreporter.section("seqclaims")
+        if self.prediction_record is not None:
+            terminalreporter.write_line(describe_record(self.prediction_record))
         for change in self.ledger_changes:
             terminalreporter.write_line(change.describe() + "  " + _intervals(change.old_criteria) + " -> "
                                         + _intervals(change.new_criteria), red=change.kind == REGRESSION)
@@ -258,6 +274,12 @@ class SeqclaimsPlugin:
             terminalreporter.write_line(self.strict_problem, red=True)
         if self.report_path is not None:
             terminalreporter.write_line(f"report: {self.report_path}")
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest's own xfail status
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+        if report.when == "call" and str(getattr(report, "wasxfail", "")).startswith(NOT_MET_ACCEPTED):
+            return NOT_MET_ACCEPTED, "n", ("NOT MET (accepted)", {"yellow": True})
+        return None
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         stop_ray(self.ray)
@@ -307,8 +329,12 @@ class ClaimItem(pytest.Item):
             pytest.skip(f"{result.id}: {result.reason}")
         if result.status == ERROR:
             raise ClaimMismatch(result, f"error: {result.reason}")
-        if not result.matches_expectation:
-            raise ClaimMismatch(result, f"verdict {result.verdict!r} but the claim expects {result.expect!r}")
+        if result.matches_expectation:
+            return
+        if accepted_outcome(plugin.ledger, result.id, result.verdict, result.expect):
+            pytest.xfail(f"{NOT_MET_ACCEPTED}: verdict {result.verdict!r}, predicted {result.expect!r}")
+        raise ClaimMismatch(result, f"verdict {result.verdict!r} but the claim expects {result.expect!r} (a failed "
+                                    "prediction stays: after review, `seqclaims ledger accept` records the outcome)")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
         if isinstance(excinfo.value, ClaimMismatch):

@@ -1,6 +1,10 @@
 """The ledger (DESIGN section 5): the committed record of accepted conclusions, and the comparison of
-a run against it. A verdict that changed is a regression (it matched the expectation and no longer
-does), a recovery (the reverse) or a change (neither)."""
+a run against it.
+
+An accepted verdict that differs from the claim's `expect` is an accepted outcome: the prediction was
+not met, and the record says so instead of rewriting the prediction. Against the ledger, a verdict that
+changed is a recovery when it now meets the prediction, otherwise a regression (whether the accepted
+verdict met the prediction or was an accepted outcome)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from seqclaims.core.values import json_safe
 from seqclaims.errors import InputError
 from seqclaims.fsutil import atomic_write_text
 
-REGRESSION, RECOVERY, CHANGE, MISSING = "regression", "recovery", "change", "missing"
+REGRESSION, RECOVERY, MISSING = "regression", "recovery", "missing"
+PREDICTION_MET, PREDICTION_NOT_MET = "prediction met", "prediction not met"
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,26 @@ def read_ledger(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def accepted_outcome(ledger: dict[str, Any], claim_id: str, verdict: str | None, expect: str | None) -> bool:
+    """Whether the ledger records `verdict`, which differs from the prediction `expect`, as the accepted
+    outcome of this very prediction."""
+    entry = ledger.get("claims", {}).get(claim_id)
+    return (verdict != expect and entry is not None and entry.get("status") == "evaluated"
+            and entry.get("verdict") == verdict and entry.get("expect") == expect)
+
+
+def _outcome(result: dict[str, Any]) -> str | None:
+    if result.get("status") != "evaluated":
+        return None
+    return PREDICTION_MET if result.get("verdict") == result.get("expect") else PREDICTION_NOT_MET
+
+
 def _conclusion(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "verdict": result.get("verdict"),
         "status": result.get("status"),
         "expect": result.get("expect"),
+        "outcome": _outcome(result),
         "claim_sha256": (result.get("versions") or {}).get("claim_sha256"),
         "criteria": [{k: c.get(k) for k in ("statistic", "op", "threshold", "estimate", "ci_low", "ci_high", "n")}
                      for c in result.get("criteria", [])],
@@ -51,9 +71,10 @@ def compare_with_ledger(results: list[dict[str, Any]], ledger: dict[str, Any],
                         complete_run: bool = False) -> list[LedgerChange]:
     """Claims whose verdict differs from the accepted one.
 
-    Regression: the accepted verdict met the accepted expectation and the new one does not; recovery:
-    the reverse; change: neither. An accepted claim that now skips is `missing`; so is one absent from
-    a complete run (every claim collected, no -k or -m selection)."""
+    Recovery: the new verdict meets the claim's prediction (`expect`); regression: it does not, whether
+    the accepted verdict met the prediction or was accepted as the outcome of a failed one. An accepted
+    claim that now skips is `missing`; so is one absent from a complete run (every claim collected, no
+    -k or -m selection)."""
     accepted = ledger.get("claims", {})
     changes = []
     seen = set()
@@ -70,8 +91,7 @@ def compare_with_ledger(results: list[dict[str, Any]], ledger: dict[str, Any],
         new_verdict = result.get("verdict")
         if new_verdict == old_verdict:
             continue
-        expect = old.get("expect", result.get("expect"))
-        kind = REGRESSION if old_verdict == expect else RECOVERY if new_verdict == expect else CHANGE
+        kind = RECOVERY if new_verdict == result.get("expect") else REGRESSION
         changes.append(LedgerChange(result["id"], kind, old_verdict, new_verdict,
                                     old.get("criteria", []), _conclusion(result)["criteria"]))
     if complete_run:

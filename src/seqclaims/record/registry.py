@@ -1,10 +1,15 @@
 """Pre-registration (DESIGN section 4): an append-only, hash-chained log of claim contents.
 
 Each line is a JSON object `{claim, sha256, event, time, commit, access, reason, prev, content,
-entry_sha256}`. `sha256` hashes the claim's canonical content (parsed, includes resolved, key-sorted),
-so formatting changes do not count; `prev` is the hash of the previous line's text, so the log is a
-chain; `entry_sha256` hashes the entry itself, so an edit of the last line is caught too. Where the
-log is tracked by git, the committed log must be a prefix of the working log (append-only).
+entry_sha256}`, with `correct_error: true` on an amendment that corrects a clerical mistake in
+`expect`. `sha256` hashes the claim's canonical content (parsed, includes resolved, key-sorted), so
+formatting changes do not count; `prev` is the hash of the previous line's text, so the log is a chain;
+`entry_sha256` hashes the entry itself, so an edit of the last line is caught too. Where the log is
+tracked by git, the committed log must be a prefix of the working log (append-only).
+
+`expect` is the registered prediction. After results are seen it changes only back to the prediction of
+record or as a recorded clerical correction; a failed prediction goes to the ledger as an accepted
+outcome instead (`record.ledger`).
 """
 
 from __future__ import annotations
@@ -81,9 +86,11 @@ class Registry:
         return index
 
     def append(self, claim_id: str, content: dict[str, Any], event: str, access: str, reason: str,
-               root: Path, check: Callable[["Registry"], None] | None = None) -> dict[str, Any]:
+               root: Path, check: Callable[["Registry"], None] | None = None,
+               flags: dict[str, bool] | None = None) -> dict[str, Any]:
         """Append one entry under an exclusive lock, re-reading the file first so that the chain stays
-        intact; `check` validates the event against the freshly read log, inside the lock."""
+        intact; `check` validates the event against the freshly read log, inside the lock; `flags` are
+        recorded in the entry when true."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -101,6 +108,7 @@ class Registry:
                 "reason": reason,
                 "prev": line_hash(self.lines[-1]) if self.lines else GENESIS,
                 "content": canonical_content(content),
+                **{name: True for name, value in (flags or {}).items() if value},
             }
             entry["entry_sha256"] = entry_hash(entry)
             line = json.dumps(entry, sort_keys=True, ensure_ascii=False)
@@ -136,20 +144,51 @@ def register(registry: Registry, claim_id: str, content: dict[str, Any], access:
 
 
 def amend(registry: Registry, claim_id: str, content: dict[str, Any], access: str, reason: str,
-          root: Path) -> dict[str, Any]:
+          root: Path, correct_error: bool = False) -> dict[str, Any]:
+    """Record a change to a registered claim. `expect` is the registered prediction: with `results-seen`
+    it may change only back to the prediction of record (a restoration) or as a recorded correction of
+    a clerical mistake (`correct_error`); a failed prediction is recorded in the ledger instead."""
     _check_access(access)
     if not reason.strip():
         raise ClaimError("amend: --reason must say why the claim changed")
 
     def registered_and_changed(current: Registry) -> None:
-        last = current.last(claim_id)
-        if last is None:
+        history = current.history(claim_id)
+        if not history:
             raise ClaimError(f"claim {claim_id!r} is not registered; register it first with "
                              "`seqclaims register <path>`")
-        if last.get("sha256") == canonical_hash(content):
+        if history[-1].get("sha256") == canonical_hash(content):
             raise ClaimError(f"claim {claim_id!r} has not changed since its last registry entry; nothing to amend")
+        _check_expect_change(claim_id, history, content.get("expect"), access, correct_error)
 
-    return registry.append(claim_id, content, "amend", access, reason, root, check=registered_and_changed)
+    return registry.append(claim_id, content, "amend", access, reason, root, check=registered_and_changed,
+                           flags={"correct_error": correct_error})
+
+
+def _check_expect_change(claim_id: str, history: list[dict[str, Any]], expect: Any, access: str,
+                         correct_error: bool) -> None:
+    changed = expect != _content(history[-1]).get("expect")
+    if correct_error and not changed:
+        raise ClaimError(f"amend: --correct-error corrects a registered expect, and {claim_id!r} keeps "
+                         f"expect {expect!r}")
+    if changed and access == "results-seen" and not correct_error and expect != registered_prediction(history):
+        raise ClaimError(f"amend: {claim_id!r}: expect is the registered prediction and does not change after "
+                         "results are seen; record the observed verdict as an accepted outcome with "
+                         "`seqclaims ledger accept` (or pass --correct-error if the registered value was a "
+                         "clerical mistake)")
+
+
+def registered_prediction(history: list[dict[str, Any]]) -> Any:
+    """The prediction of record: the `expect` of the first registration, or of the latest amendment that
+    corrected it as a clerical mistake; None for a claim never registered."""
+    if not history:
+        return None
+    corrections = [entry for entry in history[1:] if entry.get("correct_error")]
+    return _content(corrections[-1] if corrections else history[0]).get("expect")
+
+
+def _content(entry: dict[str, Any]) -> dict[str, Any]:
+    return entry.get("content") or {}
 
 
 def _check_access(access: str) -> None:
@@ -168,8 +207,19 @@ class RegistrationStatus:
     history: list[dict[str, Any]]
     message: str = ""
 
+    @property
+    def corrected(self) -> bool:
+        """An amendment corrected `expect` as a clerical mistake."""
+        return any(entry.get("correct_error") for entry in self.history)
+
+    @property
+    def registered_after_results(self) -> bool:
+        return bool(self.history) and self.history[0].get("access") == "results-seen"
+
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "post_hoc": self.post_hoc, "message": self.message,
+                "prediction": registered_prediction(self.history),
+                "registered_after_results": self.registered_after_results, "corrected": self.corrected,
                 "history": [summarise_entry(e, p) for e, p in zip(self.history, [None, *self.history])]}
 
 
@@ -195,6 +245,7 @@ def registration_status(registry: Registry, claim_id: str, content: dict[str, An
 def summarise_entry(entry: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
     summary = {key: entry.get(key) for key in ("event", "time", "commit", "access", "reason", "sha256")}
     summary["post_hoc"] = entry.get("event") == "amend" and entry.get("access") == "results-seen"
+    summary["correct_error"] = bool(entry.get("correct_error"))
     if previous is not None:
         summary["changes"] = content_changes(previous.get("content") or {}, entry.get("content") or {})
     return summary

@@ -1,4 +1,10 @@
-"""The run report (DESIGN section 5): `index.html` (Jinja), `summary.md` and `results.json`."""
+"""The run report (DESIGN section 5): `index.html` (Jinja), `summary.md` and `results.json`.
+
+The report leads with the prediction record: of the claims registered before their results, how many
+verdicts met the prediction, how many did not (split into outcomes the ledger accepts and the rest), and
+how many have no verdict in this run (undecided). Each is counted against the expectation as first
+registered (or its recorded clerical correction), so an expectation rewritten after its result counts
+as the prediction it replaced."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from seqclaims.core.values import Figure
 from seqclaims.methods.figures import RENDERERS, copy_into, draw_for_criteria, figure_from_recipe
-from seqclaims.record.ledger import LedgerChange, write_json_atomic
+from seqclaims.record.ledger import LedgerChange, accepted_outcome, write_json_atomic
 from seqclaims.version import __version__
 
 FIGURES_FOLDER = "figures"  # beside index.html: the report's PNG files, copied from the figure store
@@ -29,8 +35,21 @@ def templates_dir(root: Path) -> Path:
     raise FileNotFoundError("report templates not found: expected reports/templates/index.html.j2")
 
 
-def build_results(results: list[dict[str, Any]], run: dict[str, Any],
-                  changes: list[LedgerChange]) -> dict[str, Any]:
+# a claim's item, against its standing `expect`
+AS_EXPECTED, NOT_MET_ACCEPTED, NOT_MET, SKIPPED, ERROR = ("as expected", "not met (accepted)", "not met", "skipped",
+                                                          "error")
+# a claim in the prediction record, against its registered prediction
+MET, UNDECIDED = "met", "undecided"
+NOT_COUNTED = {"exploratory": "exploratory (not registered)",
+               "after_results": "registered after results were seen"}
+RECORD_KEYS = {MET: "met", NOT_MET_ACCEPTED: "not_met_accepted", NOT_MET: "not_met", UNDECIDED: "undecided"}
+COUNT_KEYS = {AS_EXPECTED: "as_expected", NOT_MET_ACCEPTED: "accepted_outcomes", NOT_MET: "not_as_expected",
+              SKIPPED: "skipped", ERROR: "error"}
+
+
+def build_results(results: list[dict[str, Any]], run: dict[str, Any], changes: list[LedgerChange],
+                  ledger: dict[str, Any] | None = None) -> dict[str, Any]:
+    ledger = ledger or {"claims": {}}
     change_by_claim = {c.claim: c for c in changes}
     claims = []
     for result in sorted(results, key=lambda r: r["path"]):
@@ -39,30 +58,85 @@ def build_results(results: list[dict[str, Any]], run: dict[str, Any],
         entry["ledger"] = None if change is None else {
             "kind": change.kind, "old_verdict": change.old_verdict, "new_verdict": change.new_verdict,
             "old_criteria": change.old_criteria}
+        entry["outcome"] = item_outcome(result, ledger)
+        entry["prediction"] = prediction_entry(result, ledger)
         claims.append(entry)
-    return {"run": run, "ledger_changes": [c.__dict__ for c in changes], "claims": claims,
-            "counts": _counts(claims)}
+    return {"run": run, "prediction_record": prediction_record(claims),
+            "ledger_changes": [c.__dict__ for c in changes], "claims": claims, "counts": _counts(claims)}
+
+
+def item_outcome(result: dict[str, Any], ledger: dict[str, Any]) -> str:
+    """How the claim's item ended: its verdict against its standing `expect`, and the ledger."""
+    if result["status"] != "evaluated":
+        return SKIPPED if result["status"] == "skipped" else ERROR
+    verdict, expect = result.get("verdict"), result.get("expect")
+    if verdict == expect:
+        return AS_EXPECTED
+    return NOT_MET_ACCEPTED if accepted_outcome(ledger, result["id"], verdict, expect) else NOT_MET
+
+
+def prediction_entry(result: dict[str, Any], ledger: dict[str, Any]) -> dict[str, Any]:
+    """The claim in the prediction record: its registered prediction, and met / not met (accepted or not) /
+    undecided against it; or why it is not counted (never registered, or registered after its results)."""
+    registration = result.get("registration") or {}
+    registered = registration.get("prediction")
+    entry = {"registered": registered, "corrected": bool(registration.get("corrected")), "record": None,
+             "not_counted": None}
+    if registered is None:
+        entry["not_counted"] = "exploratory"
+    elif registration.get("registered_after_results"):
+        entry["not_counted"] = "after_results"
+    elif result["status"] != "evaluated":
+        entry["record"] = UNDECIDED
+    elif result.get("verdict") == registered:
+        entry["record"] = MET
+    else:
+        accepted = accepted_outcome(ledger, result["id"], result.get("verdict"), result.get("expect"))
+        entry["record"] = NOT_MET_ACCEPTED if accepted else NOT_MET
+    return entry
+
+
+def prediction_record(claims: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts over the annotated claims: predictions, met, not met (accepted and not), undecided, and the
+    claims not counted."""
+    record = {"predictions": 0, **{key: 0 for key in (*RECORD_KEYS.values(), *NOT_COUNTED)}}
+    for claim in claims:
+        prediction = claim["prediction"]
+        if prediction["record"] is None:
+            record[prediction["not_counted"]] += 1
+        else:
+            record["predictions"] += 1
+            record[RECORD_KEYS[prediction["record"]]] += 1
+    return record
+
+
+def describe_record(record: dict[str, int]) -> str:
+    """The prediction record in one line (the terminal's, and the first line of summary.md under its title)."""
+    not_met = record["not_met_accepted"] + record["not_met"]
+    text = (f"prediction record: {record['met']} met, {not_met} not met ({record['not_met_accepted']} accepted as "
+            f"outcomes), {record['undecided']} undecided, of {record['predictions']} predictions counted against "
+            "the expectation as first registered")
+    skipped = [f"{record[key]} {NOT_COUNTED[key]}" for key in NOT_COUNTED if record[key]]
+    return text + (f"; not counted: {', '.join(skipped)}" if skipped else "")
 
 
 def _counts(claims: list[dict[str, Any]]) -> dict[str, int]:
-    counts = {"total": len(claims), "as_expected": 0, "not_as_expected": 0, "skipped": 0, "error": 0}
+    counts = {"total": len(claims), **{key: 0 for key in COUNT_KEYS.values()}}
     for claim in claims:
-        if claim["status"] == "skipped":
-            counts["skipped"] += 1
-        elif claim["status"] == "error":
-            counts["error"] += 1
-        elif claim["verdict"] == claim["expect"]:
-            counts["as_expected"] += 1
-        else:
-            counts["not_as_expected"] += 1
+        counts[COUNT_KEYS[claim["outcome"]]] += 1
     return counts
 
 
 def write_report(out_dir: Path, results: list[dict[str, Any]], run: dict[str, Any],
-                 changes: list[LedgerChange], root: Path) -> Path:
+                 changes: list[LedgerChange], root: Path, ledger: dict[str, Any] | None = None) -> Path:
     """Write results.json, summary.md and index.html into `out_dir`; return the HTML path."""
+    return render_report(out_dir, build_results(results, run, changes, ledger), root)
+
+
+def render_report(out_dir: Path, document: dict[str, Any], root: Path) -> Path:
+    """Write the built document (`build_results`) as results.json, summary.md and index.html into
+    `out_dir`; return the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    document = build_results(results, run, changes)
     forest = forest_plot(document["claims"])
     shown = [Figure(**f) for claim in document["claims"] for f in claim.get("figures", [])]
     copy_into([*shown, *([forest] if forest else [])], out_dir / FIGURES_FOLDER)
@@ -71,6 +145,7 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], run: dict[str, An
                       autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
+    env.globals["NOT_COUNTED"] = NOT_COUNTED
     graphs = any(f.get("graph") for claim in document["claims"] for f in claim.get("figures", []))
     html = env.get_template("index.html.j2").render(doc=document, forest=forest, version=__version__,
                                                     viewer_js=viewer_script() if graphs else "")
