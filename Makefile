@@ -47,7 +47,7 @@ lock:
 # selects that reach it; then the share killed per module and every survivor (fails below 90%). mutants/ keeps
 # the mutants and results; `make mutate MUTANTS=<name>` retests one mutant after a change of the tests.
 UNIT_SCORING := random_auprc column_auprc _average_precision _thin_evidence _test_auprc
-MUTANTS ?= seqclaims.core.verdicts.* seqclaims.methods.stats.* seqclaims.methods.composition.* \
+MUTANTS ?= seqclaims.core.verdicts.* seqclaims.methods.stats.* seqclaims.methods.weighted.* seqclaims.methods.composition.* \
 	$(foreach name,$(UNIT_SCORING),seqclaims.methods.features.x_$(name)__mutmut_*)
 MUTATE_WORKERS ?= 1
 

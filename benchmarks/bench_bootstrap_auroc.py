@@ -2,7 +2,7 @@
 
 1,000 resamples of 10,000 examples with tied scores. The baseline calls
 ``sklearn.metrics.roc_auc_score`` once per resample on the resampled rows; the candidate
-turns the same resample indices into counts and calls ``seqclaims.methods.stats.auroc_weighted``
+turns the same resample indices into counts and calls ``seqclaims.methods.weighted.auroc_weighted``
 once. Both must agree to 1e-12.
 
 Run: ``python benchmarks/bench_bootstrap_auroc.py``
@@ -19,7 +19,8 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import time_median, write_comparison  # noqa: E402
-from seqclaims.methods.stats import auroc_weighted, indices_to_counts, resample_indices  # noqa: E402
+from seqclaims.methods.stats import indices_to_counts, resample_indices
+from seqclaims.methods.weighted import auroc_weighted
 
 N_EXAMPLES = 10_000
 N_RESAMPLES = 1_000

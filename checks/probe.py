@@ -64,8 +64,8 @@ from seqclaims.errors import InputError, Unavailable
 from seqclaims.inputs.models import EMBEDDED_MODELS, ModelRef, load_model, resolve_folder
 from seqclaims.methods import probing
 from seqclaims.methods.figures import figure_from_matplotlib
-from seqclaims.methods.stats import (auprc_weighted, auroc_weighted, bootstrap, expand_to_items, percentile_interval,
-                                     resample_counts, select_and_score)
+from seqclaims.methods.stats import bootstrap, expand_to_items, percentile_interval, resample_counts, select_and_score
+from seqclaims.methods.weighted import auprc_weighted, auroc_weighted
 
 MIN_N = 40
 MIN_MATCHED_PAIRS = 20

@@ -79,13 +79,12 @@ def claim_file(project: Path, claim_id: str, model: Path, check: str, params: di
 
 
 def evaluate(path: Path) -> dict:
-    from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
+    from seqclaims.core.families import checks_dirs, load_claim, load_families
     from seqclaims.judging.judge import judge
-    from seqclaims.paths import cache_dir
 
     families = load_families(checks_dirs(ROOT))
     claim = load_claim(path, families)
-    result = judge(claim, families.get(claim.check, path), Context(claim, cache_dir()))
+    result = judge(claim, families.get(claim.check, path))
     if result.status != "evaluated":
         raise RuntimeError(f"{path.name}: {result.status}: {result.reason}")
     criterion = result.criteria[0]

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from seqclaims.core.families import Context, checks_dirs, load_claim, load_families
+from seqclaims.core.families import checks_dirs, load_claim, load_families
 from seqclaims.judging.judge import judge
-from seqclaims.paths import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = load_families(checks_dirs(REPO))
@@ -29,7 +28,7 @@ def write_claim(folder: Path, claim_id: str, *, check: str, data: dict, criteria
 def evaluate(path: Path):
     """Judge the claim from freshly computed evidence (known-answer tests exercise the families' code)."""
     claim = load_claim(path, FAMILIES)
-    return judge(claim, FAMILIES.get(claim.check, path), Context(claim, cache_dir()), use_store=False)
+    return judge(claim, FAMILIES.get(claim.check, path), use_store=False)
 
 
 def criterion(result, statistic: str):

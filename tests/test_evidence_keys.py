@@ -154,13 +154,15 @@ def test_a_family_made_in_code_is_keyed_on_the_whole_package(copy):
 
 
 def test_the_cache_constants_are_their_modules_digests():
-    from seqclaims.inputs import cache, datasets
-    from seqclaims.methods import key_scores, sae
+    from seqclaims.inputs import cache, datasets, proteins
+    from seqclaims.methods import key_scores, probing, sae
 
     assert cache.CODE_VERSION == code_digest("seqclaims.inputs.cache")
     assert datasets.CODE_HASH == code_digest("seqclaims.inputs.datasets")
     assert key_scores.CODE_VERSION == code_digest("seqclaims.methods.key_scores")
     assert sae.SAE_CODE_VERSION == code_digest("seqclaims.methods.sae")
+    assert probing.CODE_VERSION == code_digest("seqclaims.methods.probing")
+    assert proteins.CODE_VERSION == code_digest("seqclaims.inputs.proteins")
 
 
 FORK_AND_IMPORT = textwrap.dedent("""

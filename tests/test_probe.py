@@ -65,7 +65,7 @@ def write_claim(folder: Path, claim_id: str, *, params: dict | None = None, data
 
 def run_claim(path: Path, families):
     claim = load_claim(path, families)
-    return judge(claim, families.get("probe", path), Context(claim=claim, cache_dir=cache_dir()))
+    return judge(claim, families.get("probe", path))
 
 
 def by_statistic(result) -> dict:

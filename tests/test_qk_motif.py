@@ -21,8 +21,8 @@ from seqclaims.inputs.datasets import build
 from seqclaims.inputs.models import load_model
 from seqclaims.inputs.motifs import load_motif
 from seqclaims.methods import attention as att, key_scores
-from seqclaims.methods.stats import (correct_pvalues, expand_to_items, mc_standard_error, pearson_weighted,
-                                     permutation_pvalue, resample_counts)
+from seqclaims.methods.stats import correct_pvalues, expand_to_items, mc_standard_error, permutation_pvalue, resample_counts
+from seqclaims.methods.weighted import pearson_weighted
 
 PLANTED_DATA = {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 200}
 MOTIF_HEAD, CONTROL_HEAD, COMPOSITION_HEAD = (0, 2), (0, 0), (0, 3)

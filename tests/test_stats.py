@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from sklearn.metrics import average_precision_score, roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from seqclaims.methods import stats
+from seqclaims.methods import stats, weighted
 
 # --------------------------------------------------------------------------- strategies
 
@@ -47,7 +47,7 @@ def sklearn_rows(metric, scores, labels, weights) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("ours", "reference", "tolerance"),
-    [(stats.auroc_weighted, roc_auc_score, 1e-12), (stats.auprc_weighted, average_precision_score, 1e-10)],
+    [(weighted.auroc_weighted, roc_auc_score, 1e-12), (weighted.auprc_weighted, average_precision_score, 1e-10)],
 )
 @settings(max_examples=150, deadline=None)
 @given(case=scored_labels_and_weights())
@@ -61,7 +61,7 @@ def test_weighted_ranking_metrics_equal_sklearn(ours, reference, tolerance, case
 
 @pytest.mark.parametrize(
     ("ours", "reference"),
-    [(stats.auroc_weighted, roc_auc_score), (stats.auprc_weighted, average_precision_score)],
+    [(weighted.auroc_weighted, roc_auc_score), (weighted.auprc_weighted, average_precision_score)],
 )
 def test_ranking_metrics_without_weights_equal_unweighted_sklearn(ours, reference):
     rng = np.random.default_rng(3)
@@ -76,32 +76,32 @@ def test_ranking_metrics_known_values():
     scores = np.array([0.1, 0.4, 0.4, 0.8])
     labels = np.array([False, False, True, True])
     # Positive 0.8 beats both negatives; positive 0.4 beats one and ties one: (2 + 1.5) / 4.
-    assert stats.auroc_weighted(scores, labels)[0] == pytest.approx(0.875)
+    assert weighted.auroc_weighted(scores, labels)[0] == pytest.approx(0.875)
     # Thresholds 0.8 (P=1, R=1/2) and 0.4 (P=2/3, R=1): AP = 1/2 * 1 + 1/2 * 2/3.
-    assert stats.auprc_weighted(scores, labels)[0] == pytest.approx(0.5 + 1 / 3)
+    assert weighted.auprc_weighted(scores, labels)[0] == pytest.approx(0.5 + 1 / 3)
 
 
 def test_ranking_metrics_nan_without_both_classes():
     scores = np.array([0.2, 0.5, 0.9])
     labels = np.array([True, False, True])
     weights = np.array([[1, 0, 2], [0, 3, 0], [1, 1, 1]])
-    for metric in (stats.auroc_weighted, stats.auprc_weighted):
+    for metric in (weighted.auroc_weighted, weighted.auprc_weighted):
         value = metric(scores, labels, weights)
         assert np.isnan(value[:2]).all() and np.isfinite(value[2])
 
 
 def test_ranking_metrics_reject_nan_scores():
     with pytest.raises(ValueError, match="NaN"):
-        stats.auroc_weighted(np.array([0.1, np.nan]), np.array([True, False]))
+        weighted.auroc_weighted(np.array([0.1, np.nan]), np.array([True, False]))
 
 
 def test_auroc_processes_resamples_in_chunks(monkeypatch):
     rng = np.random.default_rng(5)
     scores, labels = rng.normal(size=200), rng.random(200) < 0.5
     weights = stats.resample_counts(200, 37, seed=2)
-    whole = stats.auroc_weighted(scores, labels, weights)
-    monkeypatch.setattr(stats, "_CHUNK_BYTES", 1)  # one resample per chunk
-    np.testing.assert_array_equal(stats.auroc_weighted(scores, labels, weights), whole)
+    whole = weighted.auroc_weighted(scores, labels, weights)
+    monkeypatch.setattr(weighted, "_CHUNK_BYTES", 1)  # one resample per chunk
+    np.testing.assert_array_equal(weighted.auroc_weighted(scores, labels, weights), whole)
 
 
 # --------------------------------------------------------------------------- Pearson
@@ -119,7 +119,7 @@ def test_auroc_processes_resamples_in_chunks(monkeypatch):
 )
 def test_pearson_weighted_equals_numpy_on_repeated_data(case):
     x, y, weights = case
-    ours = stats.pearson_weighted(x, y, weights)
+    ours = weighted.pearson_weighted(x, y, weights)
     assert ours.shape == (2, 3)
     for b, w in enumerate(weights):
         for k, row in enumerate(x):
@@ -134,13 +134,13 @@ def test_pearson_weighted_equals_numpy_on_repeated_data(case):
 def test_pearson_weighted_nan_for_zero_variance_and_1d_shape():
     x = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0]])
     y = np.array([1.0, 3.0, 2.0, 5.0])
-    r = stats.pearson_weighted(x, y)
+    r = weighted.pearson_weighted(x, y)
     assert r.shape == (1, 2)
     assert r[0, 0] == pytest.approx(np.corrcoef(x[0], y)[0, 1], abs=1e-12)
     assert np.isnan(r[0, 1])
     # Only one item drawn: x is constant within the resample.
-    assert np.isnan(stats.pearson_weighted(x[0], y, np.array([[0, 0, 4, 0]]))[0])
-    assert stats.pearson_weighted(x[0], y, np.ones((3, 4))).shape == (3,)
+    assert np.isnan(weighted.pearson_weighted(x[0], y, np.array([[0, 0, 4, 0]]))[0])
+    assert weighted.pearson_weighted(x[0], y, np.ones((3, 4))).shape == (3,)
 
 
 def test_clustered_bootstrap_weights_equal_concatenating_resampled_units():
@@ -151,7 +151,7 @@ def test_clustered_bootstrap_weights_equal_concatenating_resampled_units():
     indices = stats.resample_indices(12, 5, seed=4)
     weights = stats.expand_to_items(stats.indices_to_counts(indices, 12), unit_of_item)
     assert weights.shape == (5, unit_of_item.size)
-    r = stats.pearson_weighted(x, y, weights)
+    r = weighted.pearson_weighted(x, y, weights)
     for b, drawn in enumerate(indices):
         items = np.concatenate([np.flatnonzero(unit_of_item == u) for u in drawn])
         assert r[b] == pytest.approx(np.corrcoef(x[items], y[items])[0, 1], abs=1e-12)
@@ -282,7 +282,7 @@ def test_bootstrap_reports_nan_resamples_and_refuses_an_interval_above_the_limit
     scores, labels = rng.normal(size=60), np.arange(60) < 3
 
     def statistic(weights):
-        return stats.auroc_weighted(scores, labels, weights)
+        return weighted.auroc_weighted(scores, labels, weights)
 
     result = stats.bootstrap(statistic, 60, n_resamples=1000, seed=0)
     expected = np.isnan(result.samples).mean()
@@ -320,7 +320,7 @@ def test_paired_contrast_under_shared_weights_has_zero_width_for_identical_score
     scores, labels = rng.normal(size=150), rng.random(150) < 0.4
 
     def contrast(weights):
-        return stats.auroc_weighted(scores, labels, weights) - stats.auroc_weighted(scores.copy(), labels, weights)
+        return weighted.auroc_weighted(scores, labels, weights) - weighted.auroc_weighted(scores.copy(), labels, weights)
 
     result = stats.bootstrap(contrast, 150, n_resamples=200, seed=0)
     assert result.estimate == 0.0 and result.low == 0.0 and result.high == 0.0
@@ -334,7 +334,7 @@ def test_selecting_and_scoring_on_the_same_data_is_the_resampled_maximum():
     x, y = rng.normal(size=(k, n)), rng.normal(size=n)
 
     def statistic(weights):
-        return np.atleast_2d(stats.pearson_weighted(x, y, weights))
+        return np.atleast_2d(weighted.pearson_weighted(x, y, weights))
 
     same = stats.select_and_score(statistic, statistic, n, n, seeds=(1, 1), n_resamples=400)
     fixed = stats.bootstrap(lambda w: statistic(w)[:, same.index], n, n_resamples=400, seed=1)
@@ -431,7 +431,7 @@ def test_mc_standard_error():
 def test_ranking_metrics_take_one_row_of_weights_and_labels_as_0_1_and_reject_mismatched_shapes():
     rng = np.random.default_rng(3)
     scores, labels, weights = rng.normal(size=30), rng.random(30) < 0.4, rng.integers(0, 3, 30)
-    for metric in (stats.auroc_weighted, stats.auprc_weighted):
+    for metric in (weighted.auroc_weighted, weighted.auprc_weighted):
         expected = metric(scores, labels, weights[None, :])
         np.testing.assert_array_equal(metric(scores, labels, weights), expected)
         np.testing.assert_array_equal(metric(scores, labels.astype(int), weights), expected)
@@ -448,7 +448,7 @@ def test_a_resample_without_one_class_is_nan_without_a_warning():
     no_positive = np.array([[1, 2, 0, 0], [0, 0, 1, 3]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for metric in (stats.auroc_weighted, stats.auprc_weighted):
+        for metric in (weighted.auroc_weighted, weighted.auprc_weighted):
             values = metric(scores, labels, no_positive)
             assert np.isnan(values).all()
 
@@ -457,13 +457,13 @@ def test_pearson_weighted_of_a_resample_whose_x_is_constant_is_nan_without_a_war
     x, y = np.array([1.0, 1.0, 1.0, 2.0, 5.0]), np.array([0.3, 1.2, 0.1, 4.0, 2.0])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r = stats.pearson_weighted(np.stack([x, y]), y, np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
+        r = weighted.pearson_weighted(np.stack([x, y]), y, np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
     assert np.isnan(r[0, 0]) and r[0, 1] == pytest.approx(1.0)
     assert r[1, 0] == pytest.approx(np.corrcoef(x, y)[0, 1])
-    fractional = stats.pearson_weighted(x, y, np.full((1, 5), 0.15))  # weights summing to less than 1
+    fractional = weighted.pearson_weighted(x, y, np.full((1, 5), 0.15))  # weights summing to less than 1
     assert fractional[0] == pytest.approx(np.corrcoef(x, y)[0, 1])
     with pytest.raises(ValueError, match=r"^x must be \(K, N\) or \(N,\) and y \(N,\), got \(1, 5\) and \(4,\)$"):
-        stats.pearson_weighted(x, y[:4])
+        weighted.pearson_weighted(x, y[:4])
 
 
 def test_bootstrap_defaults_and_the_undefined_interval_of_no_units():
@@ -510,10 +510,10 @@ def test_permute_between_units_swaps_a_stratum_of_two_and_checks_its_arguments()
 def test_ranking_metrics_in_chunks_of_one_resample_when_resamples_outnumber_items(monkeypatch):
     scores, labels = np.array([0.2, 0.9, 0.4, 0.7]), np.array([False, True, False, True])
     weights = stats.resample_counts(4, 10, seed=1)
-    whole = stats.auroc_weighted(scores, labels, weights)
-    monkeypatch.setattr(stats, "_CHUNK_BYTES", 1)
-    assert stats.auroc_weighted(scores, labels, weights).shape == (10,)
-    np.testing.assert_array_equal(stats.auroc_weighted(scores, labels, weights), whole)
+    whole = weighted.auroc_weighted(scores, labels, weights)
+    monkeypatch.setattr(weighted, "_CHUNK_BYTES", 1)
+    assert weighted.auroc_weighted(scores, labels, weights).shape == (10,)
+    np.testing.assert_array_equal(weighted.auroc_weighted(scores, labels, weights), whole)
 
 
 def test_interval_and_resample_arguments_are_checked_with_one_clear_line():

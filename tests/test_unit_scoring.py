@@ -16,7 +16,8 @@ import scipy.sparse as sp
 from sklearn.metrics import average_precision_score
 
 from seqclaims.methods.features import TokenTable, column_auprc, random_auprc, score_units
-from seqclaims.methods.stats import auprc_weighted, bootstrap
+from seqclaims.methods.stats import bootstrap
+from seqclaims.methods.weighted import auprc_weighted
 
 
 def exact_random_auprc(positives: int, total: int) -> float:

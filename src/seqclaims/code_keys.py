@@ -27,8 +27,10 @@ passing heads with them) and keyed all the same.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
+from seqclaims.fsutil import file_sha256
 from seqclaims.import_graph import package_modules, reached_modules
 
 # the package's root folder, wherever in it this module sits
@@ -61,7 +63,17 @@ def family_digest(module_path: Path | None, package: Path = PACKAGE) -> str:
     from a file (made in code) is keyed on every module of the package."""
     if module_path is None or not Path(module_path).is_file():
         return _digest(None, _keyed(package_modules(package)))
-    return _digest(Path(module_path), family_modules(Path(module_path), package))
+    path = Path(module_path)
+    if package == PACKAGE:
+        return _installed_family_digest(path, file_sha256(path))
+    return _digest(path, family_modules(path, package))
+
+
+@lru_cache(maxsize=None)
+def _installed_family_digest(module_path: Path, own_sha256: str) -> str:
+    """`family_digest` over the installed package, once per process and version of the family's own file
+    (every claim of a family asks for it; the package does not change while a run reads it)."""
+    return _digest(module_path, family_modules(module_path, PACKAGE))
 
 
 def code_modules(module: str, package: Path = PACKAGE) -> dict[str, Path]:
@@ -92,5 +104,5 @@ def _keyed(modules: dict[str, Path]) -> dict[str, Path]:
 def _digest(source: Path | None, modules: dict[str, Path]) -> str:
     digest = hashlib.sha256()
     for name, path in [*([("", source)] if source else []), *modules.items()]:
-        digest.update(f"{name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\0".encode())
+        digest.update(f"{name}\0{file_sha256(path)}\0".encode())
     return digest.hexdigest()[:16]

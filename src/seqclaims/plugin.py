@@ -37,12 +37,12 @@ from seqclaims.paths import cache_dir, project_root_set_to
 from seqclaims.record.ledger import (MISSING, REGRESSION, accepted_outcome, compare_with_ledger, read_ledger,
                                      write_json_atomic)
 from seqclaims.record.registry import Registry, git_commit, registration_status
-from seqclaims.record.report import build_results, describe_record, format_number, render_report, result_table
+from seqclaims.record.report import (NOT_MET_ACCEPTED, build_results, describe_record, format_number, render_report,
+                                     result_table)
 from seqclaims.version import __version__
 
 PLUGIN_NAME = "seqclaims-session"
 RESULT_PROPERTY = "seqclaims_result_file"
-NOT_MET_ACCEPTED = "not met (accepted)"  # the terminal's name for an accepted outcome of a failed prediction
 
 # Nothing downloads at run time: models come from local folders or the local Hugging Face cache.
 for _variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):

@@ -25,9 +25,9 @@ from seqclaims.core.input_specs import EMBEDDED_MODELS, DataSpec, ModelRef
 from seqclaims.core.schema import Claim, ClaimModel, did_you_mean, load_content, shown_path, validate_mapping
 from seqclaims.core.values import Evidence
 from seqclaims.errors import ClaimError
+from seqclaims.import_graph import CHECKS_PACKAGE
 
 CHECKS_PATH_ENV = "SEQCLAIMS_CHECKS_PATH"
-CHECKS_PACKAGE = "seqclaims_checks"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from seqclaims.inputs.tokenizers import AMINO_ACIDS
 UNKNOWN_RESIDUE = "X"
 TRACKS = ("cysteine", "cysteine_pair", "hydrophobic_stretch", "signal_like", "exon_junction")
 PROTEOME_VERSION = 1
+CODE_VERSION = code_digest(__name__)
 
 # The standard code: codons in TCAG order, TTT TTC TTA TTG TCT ... GGG.
 _CODE_ORDER = "TCAG"
@@ -85,7 +86,7 @@ def proteome(species: str) -> Proteome:
     """The species' proteins (cached under the genome cache, keyed by the annotation and this code)."""
     files = genome.species_files(species)
     stamp = genome.file_stamp(genome.data_dir() / files.gff) if files.gff else "none"
-    path = genome.genome_cache_dir() / f"{species}.proteome.v{PROTEOME_VERSION}.{stamp}.{code_digest(__name__)[:12]}.pkl"
+    path = genome.genome_cache_dir() / f"{species}.proteome.v{PROTEOME_VERSION}.{stamp}.{CODE_VERSION[:12]}.pkl"
     return pickled(path, lambda: _translate_genes(species))
 
 

@@ -21,7 +21,7 @@ from seqclaims.core.values import Card, Estimate, Evidence, Figure
 from seqclaims.core.verdicts import INCONCLUSIVE, claim_verdict, criterion_verdict
 from seqclaims.errors import HookInfidelity, SeqclaimsError, Unavailable
 from seqclaims.judging import evidence_store
-from seqclaims.judging.claim_inputs import claim_context, gather_inputs
+from seqclaims.judging.claim_inputs import claim_context
 from seqclaims.methods.figures import draw_for_criteria
 from seqclaims.version import __version__
 
@@ -115,7 +115,7 @@ def read_claim(path: Path, families: FamilyTable) -> Claim | ClaimResult:
 def judge(claim: Claim, family: Family, context: Context | None = None, *, use_store: bool = True) -> ClaimResult:
     """Evaluate one claim. Never raises for problems with the claim, its model or its data.
 
-    `context` defaults to `claim_context(claim)`; a context without an input loader gets `gather_inputs`.
+    `context` defaults to `claim_context(claim)`.
     With `use_store`, an unchanged claim is re-judged from its stored evidence (`evidence_store`)."""
     context = context if context is not None else claim_context(claim)
     result = _blank_result(claim)
@@ -138,8 +138,7 @@ def _compute_and_decide(result: ClaimResult, claim: Claim, family: Family, conte
                         key: evidence_store.EvidenceKey | None) -> None:
     result.evidence_source = "computed"
     try:
-        evidence = family.evaluate(claim, replace(context, whole_sequences=family.whole_sequences,
-                                                  loader=context.loader or gather_inputs))
+        evidence = family.evaluate(claim, replace(context, whole_sequences=family.whole_sequences))
     except Unavailable as exc:
         result.status, result.reason = SKIPPED, exc.message
         evidence_store.save_skip(key, exc.message, claim.criteria)

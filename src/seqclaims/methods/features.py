@@ -45,8 +45,8 @@ from seqclaims.inputs.motifs import load_motif
 from seqclaims.inputs.proteins import COMPOSITION_WIDTHS
 from seqclaims.methods import composition as comp
 from seqclaims.methods.figures import figure_from_matplotlib
-from seqclaims.methods.stats import (auprc_weighted, bootstrap, expand_to_items, pearson_weighted,
-                                     permute_between_units, select_and_score)
+from seqclaims.methods.stats import bootstrap, expand_to_items, permute_between_units, select_and_score
+from seqclaims.methods.weighted import auprc_weighted, pearson_weighted
 
 # The sequence every annotated element of a track has (the builders verify it), for the k-mer baseline.
 CONSENSUS = {"start_codon": ("ATG",), "stop_codon": ("TAA", "TAG", "TGA"), "donor": ("GT",), "acceptor": ("AG",),

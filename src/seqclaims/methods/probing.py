@@ -38,13 +38,14 @@ from seqclaims.errors import InputError
 from seqclaims.fsutil import pickled
 from seqclaims.inputs.cache import extract
 from seqclaims.inputs.models import iter_run
-from seqclaims.methods.stats import auroc_weighted
+from seqclaims.methods.weighted import auroc_weighted
 from seqclaims.paths import cache_dir
 
 DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 DEFAULT_FOLDS = 5
 MAX_ITER = 2000
 SUITE_VERSION = 1
+CODE_VERSION = code_digest(__name__)  # the probe-fit and pooled-activation caches key on this code
 
 _CODE_OF_BYTE = np.full(256, -1, dtype=np.int64)
 for _code, _base in enumerate(b"ACGT"):
@@ -353,7 +354,7 @@ def pooled_activations(model: Any, sequences: Sequence[str], dataset_hash: str, 
         return {name: np.asarray(arrays[name]) for name in hooks}, arrays.key
     if pooling == "position":
         return _position_pooled(model, sequences, hooks, position), _content_key(
-            "position", model.model_hash, dataset_hash, sorted(hooks), position, code_digest(__name__))
+            "position", model.model_hash, dataset_hash, sorted(hooks), position, CODE_VERSION)
     raise InputError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
 
 
@@ -513,7 +514,7 @@ def suite_key(inputs: SuiteInputs, settings: SuiteSettings) -> str:
     """sha256 over the activations' key, labels, split, sequences, coordinates, settings and this code."""
     coords = None if inputs.coords is None else [inputs.coords.chrom.tolist(), inputs.coords.start.tolist(),
                                                  inputs.coords.strand.tolist()]
-    return _content_key(SUITE_VERSION, code_digest(__name__), inputs.activation_key,
+    return _content_key(SUITE_VERSION, CODE_VERSION, inputs.activation_key,
                         sorted(inputs.features), np.asarray(inputs.labels).tolist(), np.asarray(inputs.split).tolist(),
                         _strings_hash(inputs.sequences), coords, settings.__dict__)
 
