@@ -82,9 +82,9 @@ FAMILY = Family(
     summary="debiased linear CKA between two representations of the same bases (layers, models, checkpoints)",
     params=CkaParams,
     statistics={
-        "cka": Statistic("debiased linear CKA over all bases"),
+        "cka": Statistic("debiased linear CKA over all bases", init=True),
         "cka_shuffled": Statistic("the same with the other representation's bases permuted within windows"),
-        "cka_over_shuffled": Statistic("cka minus cka_shuffled, paired"),
+        "cka_over_shuffled": Statistic("cka minus cka_shuffled, paired", init=True, control=True),
     },
     evaluate=evaluate,
     min_n=MIN_N,
@@ -92,6 +92,6 @@ FAMILY = Family(
         "model": "organism",
         "data": {"dataset": "promoters", "n": 200},
         "params": {"layer": 1, "other": {"layer": 0}},
-        "criteria": [{"statistic": "cka_over_shuffled", "op": ">", "threshold": 0.0}],
+        "criteria": [{"statistic": "cka_over_shuffled_minus_init", "op": ">", "threshold": 0.0}],
     },
 )

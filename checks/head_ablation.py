@@ -293,7 +293,7 @@ class Ablation:
         interval = self.mean_interval(self.deltas[self.named], "bootstrap-delta")
         layer, head = self.heads[self.named]
         return Estimate(float(interval.estimate), float(interval.low), float(interval.high), self.n, min_n=MIN_SEQUENCES,
-                        detail={"layer": layer, "head": head, "per_head": self.table()})
+                        detail={"layer": layer, "head": head, "per_head": self.table()}, samples=interval.samples)
 
     def contrast(self) -> Estimate:
         if self.n == 0:
@@ -315,7 +315,7 @@ class Ablation:
                   "same_heads_chosen_in_resamples": round(contrast.same_choice, 4),
                   "per_head": self.table()}
         return Estimate(float(contrast.estimate), float(contrast.low), float(contrast.high), self.n,
-                        min_n=MIN_SEQUENCES, detail=detail)
+                        min_n=MIN_SEQUENCES, detail=detail, samples=contrast.samples)
 
     def mean_deltas(self, weights: np.ndarray | None) -> np.ndarray:
         """(B, K) mean delta of every head over the test sequences under their weights (B, n); None: (1, K)."""
@@ -382,10 +382,11 @@ FAMILY = Family(
             "projection; heads associated with a feature against uninformative heads of the same layer",
     params=AblationParams,
     statistics={
-        "delta": Statistic("named head: mean signed change of the metric under ablation; bootstrap over sequences"),
+        "delta": Statistic("named head: mean signed change of the metric under ablation; bootstrap over sequences",
+                           init=True),
         "associated_minus_uninformative": Statistic(
             "mean over sequences of delta(associated head) - delta(least associated head of the same layer); heads "
-            "selected on the train split; paired bootstrap over test sequences", selection=True),
+            "selected on the train split; paired bootstrap over test sequences", selection=True, init=True, control=True),
         "n_sequences": Statistic("test sequences ablated", kind="count"),
     },
     evaluate=evaluate,
@@ -393,5 +394,6 @@ FAMILY = Family(
     example={"model": "planted",
              "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 600},
              "params": {"layers": [0], "ablation": "mean", "metric": {"kind": "token_logit", "token": "TATAAAA"}},
-             "criteria": [{"statistic": "associated_minus_uninformative", "op": "<", "threshold": 0.0}]},
+             "criteria": [{"statistic": "associated_minus_uninformative", "op": "<", "threshold": 0.0},
+                          {"statistic": "associated_minus_uninformative_minus_init", "op": "<", "threshold": 0.0}]},
 )

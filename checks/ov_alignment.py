@@ -179,7 +179,8 @@ def interval_estimate(values: np.ndarray, level: float, n: int, detail: dict | N
     if not np.isfinite(values[0]):
         return Estimate.missing("the statistic is undefined (no singular value above the floor)", n=n)
     low, high = percentile_interval(values[1:], level)
-    return Estimate(float(values[0]), float(low), float(high), n, min_n=MIN_SEQUENCES, detail=detail or {})
+    return Estimate(float(values[0]), float(low), float(high), n, min_n=MIN_SEQUENCES, detail=detail or {},
+                    samples=values[1:])
 
 
 def spectrum_figure(claim, spectrum: ov.Spectrum, direction: np.ndarray, null_side: np.ndarray) -> Figure:
@@ -232,12 +233,15 @@ FAMILY = Family(
             "both ranked against random directions",
     params=OVParams,
     statistics={
-        "write_cos": Statistic("max |cos| of the probe direction with write singular vectors above the floor"),
-        "read_cos": Statistic("max |cos| of the probe direction with read singular vectors above the floor"),
+        "write_cos": Statistic("max |cos| of the probe direction with write singular vectors above the floor",
+                               init=True),
+        "read_cos": Statistic("max |cos| of the probe direction with read singular vectors above the floor",
+                              init=True),
         "unfloored_write_cos": Statistic("write_cos over all singular vectors (MINTS's computation; contrast only)"),
         "unfloored_read_cos": Statistic("read_cos over all singular vectors (MINTS's computation; contrast only)"),
         "self_gain": Statistic("d M d^T for the unit probe direction d"),
-        "cos_percentile_vs_random": Statistic("percentile of the `side` cosine among random unit directions"),
+        "cos_percentile_vs_random": Statistic("percentile of the `side` cosine among random unit directions",
+                                              control=True),
         "self_gain_percentile_vs_random": Statistic("percentile of self_gain among random unit directions"),
         "spectral_norm": Statistic("largest singular value of the OV circuit", kind="count"),
         "n_singular_kept": Statistic("singular values at or above floor * the largest", kind="count"),
@@ -247,5 +251,6 @@ FAMILY = Family(
     example={"model": "planted",
              "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 1000},
              "params": {"layer": 0, "head": 2, "probe_layer": 0},
-             "criteria": [{"statistic": "cos_percentile_vs_random", "op": ">=", "threshold": 99}]},
+             "criteria": [{"statistic": "cos_percentile_vs_random", "op": ">=", "threshold": 99},
+                          {"statistic": "write_cos_minus_init", "op": ">", "threshold": 0.0}]},
 )

@@ -16,6 +16,7 @@ import pytest
 import claim_files
 from seqclaims.cli import claim_template
 from seqclaims.core.families import load_claim, load_families
+from seqclaims.judging import init_baseline
 from seqclaims.judging.claim_inputs import claim_context
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
@@ -58,8 +59,13 @@ def test_the_template_and_the_example_load_as_claims(name, tmp_path):
 def test_every_declared_statistic_is_produced_on_the_planted_model(name, tmp_path):
     family = FAMILIES.families[name]
     claim = load_claim(claim_files.fixture_claim(name, "planted", tmp_path, FAMILIES), FAMILIES)
-    evidence = family.evaluate(claim, claim_context(claim, whole_sequences=family.whole_sequences))
+    context = claim_context(claim, whole_sequences=family.whole_sequences)
+    evidence = family.evaluate(claim, context)
+    evidence.statistics.update(init_baseline.init_statistics(claim, family, context, evidence.statistics))
     assert set(evidence.statistics) == set(family.statistics)
+    unpaired = [name for name in family.init_statistics
+                if not evidence.statistics[name].is_missing and evidence.statistics[name].samples is None]
+    assert unpaired == [], "a key statistic's resamples are what its _minus_init is paired over"
     unexplained = [n for n, e in evidence.statistics.items() if e.estimate != e.estimate and not e.reason]
     assert unexplained == [], "a missing value must say why"
     assert any(e.estimate == e.estimate for e in evidence.statistics.values()), "something was computed"

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from seqclaims.core.discovery import claim_files
-from seqclaims.core.families import Family, FamilyTable, checks_dirs, load_claim, load_families
+from seqclaims.core.families import Family, FamilyTable, checks_dirs, design_warnings, load_claim, load_families
 from seqclaims.core.schema import KEBAB_CASE, ClaimModel, canonical_hash
 from seqclaims.errors import SeqclaimsError
 from seqclaims.judging.judge import EVALUATED, ClaimResult, judge_path, read_claim
@@ -187,33 +187,39 @@ def run_check(args: argparse.Namespace) -> int:
     families = load_families(checks_dirs(root))
     registry = _registry(root)
     files = _named_claims(args.paths or [root / "claims"], root)
-    bad, seen = 0, {}
+    bad, warned, seen = 0, 0, {}
     for path in files:
-        line, ok = _check_one(path, families, registry, seen)
+        line, ok, warnings = _check_one(path, families, registry, seen)
         bad += not ok
+        warned += bool(warnings)
         if not (ok and args.quiet):
             print(line, file=sys.stdout if ok else sys.stderr)
+        for warning in warnings:  # a question about the claim's design, not an error: the exit status stays
+            print(f"warn   {path}: {warning}", file=sys.stderr)
     for name, problem in sorted(families.broken.items()):
         print(f"error  family {name!r} failed to load: {problem}", file=sys.stderr)
     failed = bad or families.broken
-    print(f"{len(files) - bad} of {len(files)} claims ok" + (f"; {bad} with problems" if bad else ""),
-          file=sys.stderr if failed else sys.stdout)
+    print(f"{len(files) - bad} of {len(files)} claims ok" + (f"; {bad} with problems" if bad else "")
+          + (f"; {warned} with warnings" if warned else ""), file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
 
 
-def _check_one(path: Path, families: FamilyTable, registry: Registry, seen: dict[str, Path]) -> tuple[str, bool]:
+def _check_one(path: Path, families: FamilyTable, registry: Registry,
+               seen: dict[str, Path]) -> tuple[str, bool, list[str]]:
+    """The claim's line, whether it is ok, and the warnings about its design (`design_warnings`)."""
     claim = read_claim(path, families)
     if isinstance(claim, ClaimResult):
-        return f"error  {claim.reason}", False
+        return f"error  {claim.reason}", False, []
     other = seen.setdefault(claim.id, path)
     if other != path:
-        return f"error  {path}: id: {claim.id!r} is also the id of {other}; ids must be unique", False
+        return f"error  {path}: id: {claim.id!r} is also the id of {other}; ids must be unique", False, []
     status = registration_status(registry, claim.id, claim.content, path)
     if status.state in ("changed", "registry-invalid"):
-        return f"error  {status.message}", False
+        return f"error  {status.message}", False, []
     post_hoc = " (post hoc amendment)" if status.post_hoc else ""
     corrected = " (expect corrected: clerical error)" if status.corrected else ""
-    return f"ok     {path}: {status.state}{post_hoc}{corrected}", True
+    warnings = design_warnings(claim, families.get(claim.check, path))
+    return f"ok     {path}: {status.state}{post_hoc}{corrected}", True, warnings
 
 
 def run_judge(args: argparse.Namespace) -> int:
@@ -316,6 +322,7 @@ def claim_template(family: Family, claim_id: str) -> str:
     lines.append(f"ci_level: 0.95{comment('ci_level')}")
     lines.append(f"seed: 0{comment('seed')}")
     lines.append(f"resamples: 1000{comment('resamples')}")
+    lines.append(f"init_seeds: 1{comment('init_seeds')}")
     return "\n".join(lines) + "\n"
 
 

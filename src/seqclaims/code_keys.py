@@ -37,8 +37,9 @@ from seqclaims.import_graph import package_modules, reached_modules
 PACKAGE = Path(__file__).resolve().parents[__name__.count(".") - 1]
 
 # code a family's evidence depends on without its check importing it: the judge gives every family's
-# `Context` this module's loader of the claim's model and dataset (`Context.inputs()`)
-INJECTED = ("seqclaims.judging.claim_inputs",)
+# `Context` the first module's loader of the claim's model and dataset (`Context.inputs()`), and adds the
+# second module's statistics on randomly initialised copies of the model to every family's evidence
+INJECTED = ("seqclaims.judging.claim_inputs", "seqclaims.judging.init_baseline")
 
 # modules whose own source no key covers (what they import is followed as usual): editing them changes no number
 UNKEYED = {

@@ -38,6 +38,27 @@ class Statistic:
     doc: str
     kind: str = "estimate"
     selection: bool = False
+    # a key statistic of what the model learned: also computed on a randomly initialised copy of the model,
+    # giving <name>_init and the paired <name>_minus_init (`judging.init_baseline`)
+    init: bool = False
+    # a statistic that controls for something besides the model's training (composition, token identity, a
+    # baseline, the initialisation); `seqclaims check` warns about a head or unit claim that has none
+    control: bool = False
+
+
+INIT_SUFFIX, MINUS_INIT_SUFFIX = "_init", "_minus_init"
+
+
+def with_init_statistics(statistics: dict[str, Statistic]) -> dict[str, Statistic]:
+    """The family's statistics plus <name>_init and <name>_minus_init of each one marked `init`."""
+    derived = {}
+    for name, statistic in statistics.items():
+        if statistic.init:
+            derived[name + INIT_SUFFIX] = Statistic(f"{name} on a randomly initialised copy of the model "
+                                                    "(same architecture, data and seeds)", selection=statistic.selection)
+            derived[name + MINUS_INIT_SUFFIX] = Statistic(f"{name} minus {name}{INIT_SUFFIX}, paired over the same "
+                                                          "resamples", selection=statistic.selection, control=True)
+    return {**statistics, **derived}
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,14 @@ class Family:
     # it resamples rows as independent sequences, so a dataset whose sequences were cut into windows is refused
     whole_sequences: bool = False
     source: Path | None = None  # the module that defines it (set when it is loaded); part of its evidence key
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "statistics", with_init_statistics(self.statistics))
+
+    @property
+    def init_statistics(self) -> tuple[str, ...]:
+        """The statistics also computed on a randomly initialised copy of the model."""
+        return tuple(name for name, statistic in self.statistics.items() if statistic.init)
 
 
 # (claim, data_overrides=..., whole_sequences=...) -> the claim's model and dataset (`judging.claim_inputs.ClaimInputs`)
@@ -89,6 +118,22 @@ class Context:
 
     def rng(self, purpose: str) -> np.random.Generator:
         return np.random.default_rng(self.seed_for(purpose))
+
+
+def design_warnings(claim: Claim, family: Family) -> list[str]:
+    """What a reviewer would question in how the claim decides, though it is a valid claim: deciding on
+    p-values alone (a p-value says nothing of the size of an effect), or on statistics of a model without any
+    control (a randomly initialised network reaches many of them: DESIGN section 3)."""
+    declared = [family.statistics[c.statistic] for c in claim.criteria if c.statistic in family.statistics]
+    warnings = []
+    if declared and all(s.kind == "pvalue" for s in declared):
+        warnings.append("decides on p-values only; add a criterion on an effect size")
+    reads_model = any(s.init for s in declared) or any(s.kind == "pvalue" for s in declared)
+    if family.init_statistics and reads_model and not any(s.control for s in declared):
+        examples = ", ".join(f"{name}{MINUS_INIT_SUFFIX}" for name in family.init_statistics[:2])
+        warnings.append(f"no criterion controls for what an untrained network or the sequence alone gives "
+                        f"(initialisation, composition, token identity, a baseline); e.g. {examples}")
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ class ClaimModel(StrictModel):
         None, description="multiple-testing correction over the candidates a family scans; "
         "required when a criterion is on a maximum or selection over many candidates")
     resamples: int = Field(1000, ge=100, le=100000, description="bootstrap resamples for every interval")
+    init_seeds: int = Field(1, ge=0, le=20, description="randomly initialised copies of the model for the _init and "
+                            "_minus_init statistics (their mean); 0 computes none")
 
     @field_validator("id")
     @classmethod

@@ -10,7 +10,7 @@ figures lives in `seqclaims.methods.figures`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ class Estimate:
     effect_size: float | None = None
     reason: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # the bootstrap resamples behind the interval, index-aligned with any other run of the same claim (same
+    # seeds, same sequences): what the paired _minus_init statistics subtract. Kept in memory only.
+    samples: Any = field(default=None, repr=False, compare=False)
+    samples_kind: str = field(default="bootstrap", repr=False, compare=False)  # or "jackknife": leave-one-out values
 
     def __post_init__(self) -> None:
         low, high = self.ci_low, self.ci_high
@@ -64,7 +68,8 @@ class Estimate:
         return not all(math.isfinite(v) for v in (self.estimate, self.ci_low, self.ci_high))
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, samples=None))
+        data.pop("samples"), data.pop("samples_kind")
         data["ceiling"] = asdict(self.ceiling) if self.ceiling else None
         return {key: json_safe(value) for key, value in data.items()}
 

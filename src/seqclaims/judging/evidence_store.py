@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -232,7 +232,8 @@ def _evidence_json(evidence: Evidence) -> dict[str, Any]:
 
 
 def _estimate_json(estimate: Estimate) -> dict[str, Any]:
-    data = asdict(estimate)
+    data = asdict(replace(estimate, samples=None))
+    data.pop("samples"), data.pop("samples_kind")
     data["detail"] = json_safe(estimate.detail)
     return data
 

@@ -20,7 +20,7 @@ from seqclaims.core.schema import Claim, canonical_hash, shown_path
 from seqclaims.core.values import Card, Estimate, Evidence, Figure
 from seqclaims.core.verdicts import INCONCLUSIVE, claim_verdict, criterion_verdict
 from seqclaims.errors import HookInfidelity, SeqclaimsError, Unavailable
-from seqclaims.judging import evidence_store
+from seqclaims.judging import evidence_store, init_baseline
 from seqclaims.judging.claim_inputs import claim_context
 from seqclaims.methods.figures import draw_for_criteria
 from seqclaims.version import __version__
@@ -139,6 +139,7 @@ def _compute_and_decide(result: ClaimResult, claim: Claim, family: Family, conte
     result.evidence_source = "computed"
     try:
         evidence = family.evaluate(claim, replace(context, whole_sequences=family.whole_sequences))
+        evidence.statistics.update(init_baseline.init_statistics(claim, family, context, evidence.statistics))
     except Unavailable as exc:
         result.status, result.reason = SKIPPED, exc.message
         evidence_store.save_skip(key, exc.message, claim.criteria)

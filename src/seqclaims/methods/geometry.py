@@ -21,7 +21,7 @@ from seqclaims.errors import InputError
 from seqclaims.inputs.cache import extract
 from seqclaims.inputs.genome import reverse_complement
 from seqclaims.inputs.models import load_model
-from seqclaims.methods.stats import percentile_interval, resample_counts
+from seqclaims.methods.stats import jackknife_bounds, percentile_interval, resample_counts
 
 PERIOD = 3
 
@@ -208,16 +208,9 @@ def difference_of(a: Interval, b: Interval, level: float) -> Interval:
 
 def jackknife_interval(estimate: float, leave_one_out: np.ndarray, level: float) -> Interval:
     """Normal interval with the delete-one jackknife standard error over windows."""
-    from scipy.stats import norm
-
     values = np.asarray(leave_one_out, dtype=np.float64)
-    n = len(values)
-    finite = values[np.isfinite(values)]
-    if n < 2 or len(finite) < n or not np.isfinite(estimate):
-        return Interval(float(estimate), float("nan"), float("nan"), n, values, "jackknife")
-    se = float(np.sqrt((n - 1) / n * ((finite - finite.mean()) ** 2).sum()))
-    half = norm.ppf(0.5 + level / 2) * se
-    return Interval(float(estimate), float(estimate - half), float(estimate + half), n, values, "jackknife")
+    low, high = jackknife_bounds(estimate, values, level)
+    return Interval(float(estimate), low, high, len(values), values, "jackknife")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +358,8 @@ def as_estimate(interval: Interval, min_n: int, reason: str | None = None, **det
 
     if not np.isfinite(interval.estimate):
         return Estimate.missing(reason or "undefined on this data", interval.n)
-    return Estimate(interval.estimate, interval.low, interval.high, interval.n, min_n=min_n, detail=detail)
+    return Estimate(interval.estimate, interval.low, interval.high, interval.n, min_n=min_n, detail=detail,
+                    samples=interval.samples, samples_kind=interval.method)
 
 
 def kmer_one_hot(sequence: str, k: int = 1) -> np.ndarray:

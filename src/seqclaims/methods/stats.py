@@ -275,6 +275,30 @@ class Selection:
     nan_fraction: float | np.ndarray = 0.0
 
 
+def jackknife_bounds(estimate: float, leave_one_out: np.ndarray, level: float) -> tuple[float, float]:
+    """Normal interval around ``estimate`` with the delete-one jackknife standard error of the ``(n,)``
+    leave-one-out values; NaN with fewer than 2 values or any undefined one."""
+    from scipy.stats import norm
+
+    values = np.asarray(leave_one_out, dtype=np.float64)
+    n = len(values)
+    if n < 2 or not np.isfinite(values).all() or not np.isfinite(estimate):
+        return float("nan"), float("nan")
+    se = float(np.sqrt((n - 1) / n * ((values - values.mean()) ** 2).sum()))
+    half = norm.ppf(0.5 + level / 2) * se
+    return float(estimate - half), float(estimate + half)
+
+
+def column_samples(result: "Interval | Selection", column: int | None = None) -> np.ndarray:
+    """``(B,)`` resamples of one statistic of an Interval or a Selection: ``column`` of one that holds several."""
+    samples = np.asarray(result.samples, dtype=np.float64)
+    if samples.ndim == 1:
+        return samples
+    if column is None:
+        raise ValueError(f"resamples of {samples.shape[1]} statistics: say which column")
+    return samples[:, column]
+
+
 def choose_best(values: np.ndarray, larger_is_better: bool = True) -> np.ndarray:
     """One-hot ``(B, K)`` coefficients of each row's best defined candidate among ``(B, K)`` selection
     values (the first on ties). NaN is undefined and never chosen; a row with no defined candidate
