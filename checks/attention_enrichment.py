@@ -27,6 +27,35 @@ Definitions (per head):
   redone in every resample; max_rho_selects_named: share of resamples whose selection is the named head.
 - n_sequences (sequences with a matched site), n_sites, n_support_tokens (matched). Minimum n: 20.
 
+Log scale, per site (`methods.enrichment`). rho is a ratio of sums: the sites and sequences with the most
+attention dominate it, and it explodes when a sharp head leaves its background with almost none.
+- reference attention of a token: the mean attention received by the matched background tokens of its
+  (sequence, composition class) cell (the matching above); a token whose cell has none is not usable.
+- log ratio of a site: log(max(a, f) / max(r, f)), a = mean attention received by the site's usable tokens, r =
+  mean of their reference attentions, f = floor_fraction (0.01) / (content tokens of the sequence): a stated
+  fraction of what every key would receive under uniform attention. Natural log; a site whose a or r hits the
+  floor is counted per head (detail sites_at_floor).
+- log_rho: the mean of the site log ratios over the sites of the eligible sequences (as a ratio of
+  per-sequence sums: total and number of sites), named head; percentile bootstrap interval over sequences,
+  the same resamples as rho. max_log_rho: the head with the largest log_rho on the train split, scored on the
+  test split, the selection redone in every resample (`stats.select_and_score`). log(1.5) = 0.405 is a
+  1.5-fold enrichment.
+- composition-matched non-sites of a site: windows of the site's number of consecutive tokens in its
+  sequence, with no support token (every motif window inside them scores below the support threshold) and a
+  usable token, whose composition distance to the site is at most `composition_tolerance` (0.3; distance: the
+  larger of the total variation distances between base fractions and between dinucleotide fractions of the
+  two windows' bases, 0 for the same composition) and whose motif score (best both-strand score of the
+  motif windows starting in its tokens) is at most the `nonsite_quantile` (0.5) quantile of the scores of
+  those composition-matched windows: the less motif-like arrangements of the site's composition. The
+  nearest in composition are taken first (ties: nearest to the site), non-overlapping, at most
+  `composition_neighbours` (5). Each non-site's log ratio is computed as a site's.
+- log_rho_over_composition: mean over sites with a usable non-site of (site log ratio minus the mean log
+  ratio of its non-sites), named head, same resamples; max_log_rho_over_composition: selected as max_log_rho.
+  A head that reads a window's composition gives about 0; a detector of the motif's arrangement gives > 0.
+  Detail: matched_sites, non_sites, mean_composition_distance, sites and non-sites at the floor.
+- init: rho, max_rho, log_rho, max_log_rho and the two composition-controlled statistics are also computed on
+  a randomly initialised copy of the model (<name>_init, <name>_minus_init, paired over the resamples).
+
 Composition control. Matching on the window's GC controls a head that reads that window's GC, but not
 one that reads another window (flanks, part of the site) or another composition (dinucleotides); such a
 head enriches any site of the motif's composition. rho_over_shuffled = rho of the motif's sites over the
@@ -35,10 +64,15 @@ head enriches any site of the motif's composition. rho_over_shuffled = rho of th
 and matching), on the same sequences, inside every resample. Above 1 the head prefers the motif's sites to
 those of all but a few arrangements of its columns. Named head, and max_rho_over_shuffled: the head with
 the largest value on the train split, scored on the test split, the selection redone in every resample.
+shuffled_similarity: the mean over the shuffled matrices of the Pearson correlation of their flattened 4 x L
+log-odds with the motif's (no interval: fixed by the matrix and the shuffle seed; also in rho_over_shuffled's
+detail). Permuting the columns of a low-complexity matrix changes little, so its shuffled sites are nearly the
+motif's and the contrast is weak: above 0.5 the evidence carries a note.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -49,13 +83,16 @@ from seqclaims.core.families import Family, Statistic
 from seqclaims.errors import InputError
 from seqclaims.methods import attention as att, key_scores
 from seqclaims.methods import composition as comp
+from seqclaims.methods import enrichment as enr
 from seqclaims.methods.figures import HeadMarks, head_heatmap
 from seqclaims.methods.stats import percentile_interval
 
 MIN_SEQUENCES = 20
 DEFAULT_SUPPORT_PVALUE = 1e-3
 MAX_COMPOSITION_BINS = 20
-NAMED = ("rho", "max_rho_selects_named", "rho_over_shuffled")
+DEFAULT_FLOOR_FRACTION = 0.01
+NAMED = ("rho", "max_rho_selects_named", "rho_over_shuffled", "log_rho", "log_rho_over_composition")
+SIMILAR_SHUFFLES = 0.5  # mean similarity of the shuffled matrices above which the evidence carries a note
 
 
 class EnrichmentParams(comp.ShuffledMotifParams):
@@ -81,6 +118,16 @@ class EnrichmentParams(comp.ShuffledMotifParams):
     composition_window: Literal["anchored", "centred", "overlap_max", "token"] = Field(
         "anchored", description="whose GC is matched: the motif-length window anchored at the token, centred on "
         "it, every base an overlapping window reaches, or the token's own bases")
+    floor_fraction: float = Field(
+        DEFAULT_FLOOR_FRACTION, gt=0, le=1, description="log_rho: attention means below this fraction of uniform "
+        "attention (1 / content tokens of the sequence) are raised to it before the log")
+    nonsite_quantile: float = Field(
+        0.5, ge=0, le=1, description="composition-matched non-sites: motif score (best both-strand window starting "
+        "in them) at most this quantile of the scores of the windows of the site's composition")
+    composition_tolerance: float = Field(
+        0.3, ge=0, le=1, description="composition-matched non-sites: largest composition distance to the site "
+        "(total variation distance of base and of dinucleotide fractions, the larger)")
+    composition_neighbours: int = Field(5, ge=1, le=50, description="composition-matched non-sites per site, at most")
 
 
 def evaluate(claim, context) -> Evidence:
@@ -94,26 +141,61 @@ def evaluate(claim, context) -> Evidence:
     heads, named = att.claim_heads(claim, model)
     table = key_scores.extract_key_scores(model, dataset.sequences, dataset_hash=dataset.content_hash,
                                    key_score=params.key_score)
-    classes = composition_classes(dataset.sequences, table.offsets, motif.length, params)
-    matched = matched_sites(dataset.sequences, table.offsets, motif, classes, params)
     layers, indices = np.array(heads).T
     attention = key_scores.key_score_values(table, "probability", qk_biases=params.qk_biases)[layers, indices]
-    shuffled = [att.enrichment_sums(attention, matched_sites(dataset.sequences, table.offsets, m, classes, params))
-                for m in comp.shuffled_motifs(motif, params.shuffles, context.seed_for("shuffled-motifs"))]
-    analysis = Enrichment(claim, context, att.enrichment_sums(attention, matched), matched, dataset.split, heads, named,
-                          shuffled)
+    analysis = enrichment_analysis(claim, context, dataset.sequences, table.offsets, attention, dataset.split, motif,
+                                   heads, named)
     statistics = analysis.statistics()
     evidence = Evidence(statistics=statistics, figures=[rho_heatmap(claim, analysis, model, heads)],
-                        cards=[*inputs.cards, settings_card(motif, params, matched, table)])
+                        cards=[*inputs.cards, settings_card(motif, params, analysis.matched, table)],
+                        notes=analysis.notes())
     evidence.versions.update(inputs.versions)
     return evidence
 
 
+def enrichment_analysis(claim, context, sequences, offsets, attention, split, motif, heads, named) -> "Enrichment":
+    """Every statistic's inputs from the attention each key receives ((K, n_seq, n_tok), NaN at special tokens)."""
+    params = claim.params
+    classes = composition_classes(sequences, offsets, motif.length, params)
+    support, distance = support_and_distance(sequences, offsets, motif, params)
+    matched = matched_from(support, distance, classes, params, motif.length)
+    shuffles = comp.shuffled_motifs(motif, params.shuffles, context.seed_for("shuffled-motifs"))
+    shuffled = [att.enrichment_sums(attention, matched_sites(sequences, offsets, m, classes, params)) for m in shuffles]
+    per_site = site_enrichment(sequences, offsets, attention, motif, classes, support, matched, params)
+    return Enrichment(claim, context, att.enrichment_sums(attention, matched), matched, split, heads, named, shuffled,
+                      per_site=per_site, shuffled_similarity=enr.matrix_similarity(motif, shuffles))
+
+
 def matched_sites(sequences, offsets, motif, classes, params) -> att.MatchedTokens:
     """The motif's support tokens and their matched background (`attention.matched_tokens`)."""
+    return matched_from(*support_and_distance(sequences, offsets, motif, params), classes, params, motif.length)
+
+
+def matched_from(support, distance, classes, params, motif_length: int) -> att.MatchedTokens:
+    return att.matched_tokens(support, distance, classes, flank=params.flank,
+                              bins=composition_bins(params, motif_length))
+
+
+def support_and_distance(sequences, offsets, motif, params) -> tuple[np.ndarray, np.ndarray]:
+    """(n_seq, n_tok) support tokens and each token's distance in nt to the nearest support base."""
     covered = att.support_bases(sequences, motif, fraction=params.support_fraction, pvalue=support_pvalue(params))
-    return att.matched_tokens(att.token_support(covered, offsets), att.distance_to_support(covered, offsets), classes,
-                              flank=params.flank, bins=composition_bins(params, motif.length))
+    return att.token_support(covered, offsets), att.distance_to_support(covered, offsets)
+
+
+def site_enrichment(sequences, offsets, attention, motif, classes, support, matched, params) -> enr.SiteEnrichment:
+    """Per-site log ratios and composition-controlled differences (`methods.enrichment`) of every head.
+
+    support: (n_seq, n_tok) support tokens (`support_and_distance`); sites are its runs among tokens with a
+    composition class, as rho's n_sites counts them."""
+    reference = enr.background_reference(attention, matched, classes, composition_bins(params, motif.length))
+    content = offsets[..., 1] > offsets[..., 0]
+    totals = enr.WindowTotals(attention, reference, content, params.floor_fraction)
+    sites = enr.site_runs(support & (classes >= 0))
+    start_scores = att.ideal_logits(att.window_scores(sequences, motif), offsets, motif.length, "overlap_max")
+    matches = enr.composition_matches(sequences, offsets, sites, support | ~content, totals.usable, start_scores,
+                                      tolerance=params.composition_tolerance, quantile=params.nonsite_quantile,
+                                      neighbours=params.composition_neighbours)
+    return enr.site_enrichment(totals, sites, matches, len(sequences))
 
 
 def composition_classes(sequences, offsets, motif_length: int, params) -> np.ndarray:
@@ -133,10 +215,14 @@ def support_pvalue(params) -> float | None:
 
 
 class Enrichment:
-    """rho of every head over the sequences with a matched site, with intervals and selection."""
+    """rho, log_rho and their controls for every head over the sequences with a matched site, with intervals
+    and selection. per_site: `methods.enrichment.SiteEnrichment` (the log-scale statistics); None leaves them
+    out. shuffled_similarity: (S,) similarity of each shuffled matrix to the motif's."""
 
-    def __init__(self, claim, context, sums, matched, split, heads, named, shuffled=()):
+    def __init__(self, claim, context, sums, matched, split, heads, named, shuffled=(), *, per_site=None,
+                 shuffled_similarity=None):
         self.claim, self.context, self.heads, self.named, self.matched = claim, context, heads, named, matched
+        self.per_site, self.shuffled_similarity = per_site, shuffled_similarity
         self.eligible = np.flatnonzero(matched.support.sum(axis=1) > 0)
         self.sums = sums[self.eligible]
         # (n, K, 2 (S + 1)): the motif's sums, then each shuffled matrix's, on the same sequences
@@ -145,12 +231,19 @@ class Enrichment:
         self.train, self.test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
         self.n = len(self.eligible)
         self.rho = att.ratio_from_sums(self.sums.sum(axis=0))
+        self.counts = att.split_counts(self.n, claim.resamples, context.seed_for("bootstrap")) if self.n else None
+        self.samples = self.resampled(self.sums, att.ratio_from_sums)
         if self.n:
-            counts = att.split_counts(self.n, claim.resamples, context.seed_for("bootstrap"))
-            low, high = percentile_interval(att.ratio_from_sums(att.weighted_sums(self.sums, counts)), claim.ci_level)
+            low, high = percentile_interval(self.samples, claim.ci_level)
             self.low, self.high = np.atleast_1d(low), np.atleast_1d(high)
         else:
             self.low = self.high = np.full(len(heads), np.nan)
+
+    def resampled(self, sums, finish) -> np.ndarray:
+        """(B, K) statistic of every head in each bootstrap resample of the eligible sequences."""
+        if not self.n:
+            return np.full((self.claim.resamples, len(self.heads)), np.nan)
+        return finish(att.weighted_sums(sums, self.counts))
 
     def statistics(self) -> dict[str, Estimate]:
         counts = {"n_sequences": self.n, "n_sites": int(self.matched.n_sites[self.eligible].sum()),
@@ -160,7 +253,25 @@ class Enrichment:
         out.update(self.selected())
         if self.with_shuffles is not None:
             out.update(self.over_shuffled())
+            out["shuffled_similarity"] = self.similarity()
+        if self.per_site is not None:
+            out.update(self.log_scale())
         return out
+
+    def notes(self) -> list[str]:
+        similarity = self.shuffled_similarity
+        if similarity is None or not len(similarity) or not np.mean(similarity) > SIMILAR_SHUFFLES:
+            return []
+        return [f"rho_over_shuffled: the column-permuted matrices resemble the motif (mean Pearson r of the "
+                f"log-odds {np.mean(similarity):.2f} > {SIMILAR_SHUFFLES}), so their sites are nearly the motif's and "
+                "the contrast is weak; log_rho_over_composition compares sites with composition-matched non-sites"]
+
+    def similarity(self) -> Estimate:
+        values = self.shuffled_similarity
+        value = float(np.mean(values))
+        return Estimate(value, value, value, len(values), detail={
+            "per_shuffle": [rounded(v, 4) for v in values], "min": rounded(np.min(values), 4),
+            "max": rounded(np.max(values), 4), "interval": "none: fixed by the matrix and the shuffle seed"})
 
     def over_shuffled(self) -> dict[str, Estimate]:
         """rho_over_shuffled of the named head (every eligible sequence) and of the head selected on train."""
@@ -170,15 +281,15 @@ class Enrichment:
             return comp.over_shuffled_from_sums(sums, quantile)
 
         detail = {"shuffles": self.claim.params.shuffles, "shuffled_quantile": quantile}
+        if self.shuffled_similarity is not None:
+            detail["shuffled_similarity"] = rounded(np.mean(self.shuffled_similarity), 4)
         out = {}
         if self.named is None:
             out["rho_over_shuffled"] = Estimate.missing("the claim names no head (params.layer, params.head)")
         elif self.n:
             k = self.named
-            counts = att.split_counts(self.n, self.claim.resamples, self.context.seed_for("bootstrap"))
             value = finish(self.with_shuffles.sum(axis=0)[None])[0, k]
-            low, high = percentile_interval(finish(att.weighted_sums(self.with_shuffles, counts))[:, k],
-                                            self.claim.ci_level)
+            low, high = percentile_interval(self.resampled(self.with_shuffles, finish)[:, k], self.claim.ci_level)
             out["rho_over_shuffled"] = self.estimate(value, low, high, self.n, detail={
                 "layer": self.heads[k][0], "head": self.heads[k][1], **detail})
         else:
@@ -193,6 +304,49 @@ class Enrichment:
             **detail})
         return out
 
+    def log_scale(self) -> dict[str, Estimate]:
+        """log_rho and log_rho_over_composition of the named head and of the head selected on train."""
+        site = self.per_site
+        floor = {"floor_fraction": self.claim.params.floor_fraction,
+                 "sites_at_floor": self.per_head(site.floored_sites)}
+        composition = {"matched_sites": site.n_matched_sites, "non_sites": site.n_nonsites,
+                       "mean_composition_distance": rounded(site.mean_distance, 4),
+                       "non_sites_at_floor": self.per_head(site.floored_nonsites), **floor}
+        out = {}
+        for name, sums, detail, missing in (
+                ("log_rho", site.log_sums, floor, "no sequence has a motif site with matched background"),
+                ("log_rho_over_composition", site.composition_sums, composition,
+                 "no motif site has a composition-matched non-site (params.composition_tolerance)")):
+            sums = sums[self.eligible]
+            out[name] = self.named_site_mean(name, sums, detail, missing)
+            out[f"max_{name}"] = self.selected_site_mean(name, sums, detail, missing)
+        return out
+
+    def per_head(self, values) -> dict[str, int]:
+        return {att.head_label(h): int(v) for h, v in zip(self.heads, values)}
+
+    def named_site_mean(self, name, sums, detail, missing) -> Estimate:
+        if self.named is None:
+            return Estimate.missing("the claim names no head (params.layer, params.head)")
+        k = self.named
+        value = enr.mean_from_sums(sums.sum(axis=0))[k]
+        samples = self.resampled(sums, enr.mean_from_sums)[:, k]
+        if not np.isfinite(value):
+            return Estimate.missing(missing, n=self.n)
+        low, high = percentile_interval(samples, self.claim.ci_level)
+        return self.estimate(value, low, high, self.n, samples=samples, detail={
+            "layer": self.heads[k][0], "head": self.heads[k][1], "sites": int(sums[:, k, 1].sum()), **detail})
+
+    def selected_site_mean(self, name, sums, detail, missing) -> Estimate:
+        chosen = att.select_head(sums, enr.mean_from_sums, self.train, self.test, self.claim, self.context,
+                                 units="matched sites", statistic=name)
+        if isinstance(chosen, str):
+            return Estimate.missing(chosen, n=len(self.test))
+        if not np.isfinite(chosen.estimate):
+            return Estimate.missing(missing, n=len(self.test))
+        return self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test), samples=chosen.samples, detail={
+            **att.selection_detail(self.heads, chosen, len(self.train), len(self.test), by=name), **detail})
+
     def estimate(self, value, low, high, n, **kwargs) -> Estimate:
         if n == 0:
             return Estimate.missing("no sequence has a motif site with matched background")
@@ -204,7 +358,7 @@ class Enrichment:
         if self.named is None:
             return Estimate.missing("the claim names no head (params.layer, params.head)")
         k = self.named
-        return self.estimate(self.rho[k], self.low[k], self.high[k], self.n,
+        return self.estimate(self.rho[k], self.low[k], self.high[k], self.n, samples=self.samples[:, k],
                              detail={"layer": self.heads[k][0], "head": self.heads[k][1],
                                      "unmatched_support_tokens": self.matched.n_unmatched,
                                      "per_head": self.table()})
@@ -216,14 +370,14 @@ class Enrichment:
             missing = Estimate.missing(chosen, n=len(self.test))
             return {"max_rho": missing, "max_rho_selects_named": missing}
         detail = {**att.selection_detail(self.heads, chosen, len(self.train), len(self.test)), "per_head": self.table()}
-        return {"max_rho": self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test), detail=detail),
+        return {"max_rho": self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test),
+                                         samples=chosen.samples, detail=detail),
                 "max_rho_selects_named": att.selects_named(chosen, self.named, self.claim, len(self.train),
                                                            MIN_SEQUENCES)}
 
     def table(self) -> list[dict]:
         return [{"layer": layer, "head": head, "rho": rounded(self.rho[k], 4), "ci_low": rounded(self.low[k], 4),
                  "ci_high": rounded(self.high[k], 4)} for k, (layer, head) in enumerate(self.heads)]
-
 
 
 def rho_heatmap(claim, analysis: Enrichment, model, heads):
@@ -242,26 +396,47 @@ def settings_card(motif, params, matched, table) -> Card:
         "composition_window": params.composition_window + ("" if params.composition_window == "token"
                                                            else f" ({motif.length} nt)"),
         "key_score": params.key_score, "unmatched_support_tokens": matched.n_unmatched,
+        "log floor": f"{params.floor_fraction:g} / content tokens of the sequence",
+        "non-sites": f"same token count, composition distance <= {params.composition_tolerance:g}, at most "
+                     f"{params.composition_neighbours} per site, motif score <= their "
+                     f"{params.nonsite_quantile:g} quantile",
         "activations": table.source})
 
+
+LOG_1_5 = round(math.log(1.5), 3)  # a 1.5-fold enrichment on the natural-log scale of the log statistics
 
 FAMILY = Family(
     name="attention_enrichment",
     whole_sequences=True,
     summary="per-head ratio of the attention received by motif-support tokens to that received by "
-            "background tokens matched by distance from the site and by composition",
+            "background tokens matched by distance from the site and by composition, as a ratio of sums and as a "
+            "mean log ratio over sites, with composition-matched non-sites and shuffled matrices as controls",
     params=EnrichmentParams,
     statistics={
         "rho": Statistic("mean attention to motif-support tokens / mean attention to matched background tokens, "
-                         "named head; bootstrap interval over sequences"),
+                         "named head; bootstrap interval over sequences", init=True),
         "max_rho": Statistic("rho of the head selected on the train split, scored on the test split; selection "
-                             "redone in every resample; the head is in the detail"),
+                             "redone in every resample; the head is in the detail", init=True),
         "max_rho_selects_named": Statistic("share of resamples whose selection is the named head"),
+        "log_rho": Statistic("mean over motif sites of log(mean attention to the site's support tokens / mean "
+                             "attention to their matched background), each mean floored at floor_fraction of uniform "
+                             "attention; named head; bootstrap interval over sequences", init=True),
+        "max_log_rho": Statistic("log_rho of the head selected on the train split, scored on the test split; "
+                                 "selection redone in every resample", selection=True, init=True),
+        "log_rho_over_composition": Statistic(
+            "mean over motif sites of (the site's log ratio minus the mean log ratio of its composition-matched, "
+            "low-scoring non-site windows in the same sequence); named head; above 0: the head prefers the motif's "
+            "sites to windows of their composition", init=True, control=True),
+        "max_log_rho_over_composition": Statistic(
+            "log_rho_over_composition of the head selected on the train split, scored on the test split; selection "
+            "redone in every resample", selection=True, init=True, control=True),
         "rho_over_shuffled": Statistic("rho of the named head over the shuffled_quantile of its rho on the sites of "
-                                       "column-permuted copies of the matrix; above 1: motif-specific"),
+                                       "column-permuted copies of the matrix; above 1: motif-specific", control=True),
         "max_rho_over_shuffled": Statistic("rho_over_shuffled of the head with the largest one on the train split, "
                                            "scored on the test split; selection redone in every resample",
-                                           selection=True),
+                                           selection=True, control=True),
+        "shuffled_similarity": Statistic("mean Pearson correlation of the column-permuted matrices' flattened log-odds "
+                                         "with the motif's (near 1: the shuffled control has little contrast)"),
         "n_sequences": Statistic("sequences with a matched motif site", kind="count"),
         "n_sites": Statistic("motif sites (runs of support tokens) in those sequences", kind="count"),
         "n_support_tokens": Statistic("support tokens with matched background", kind="count"),
@@ -271,6 +446,6 @@ FAMILY = Family(
     example={"model": "planted",
              "data": {"dataset": "motif_sites", "matrix": "MA0108.3", "n": 400},
              "params": {"layer": 0, "head": 2, "flank": 50},
-             "criteria": [{"statistic": "rho", "op": ">=", "threshold": 2.0},
-                          {"statistic": "rho_over_shuffled", "op": ">", "threshold": 1.0}]},
+             "criteria": [{"statistic": "log_rho_minus_init", "op": ">=", "threshold": LOG_1_5},
+                          {"statistic": "log_rho_over_composition", "op": ">=", "threshold": LOG_1_5}]},
 )

@@ -14,7 +14,7 @@ from seqclaims.core.families import MINUS_INIT_SUFFIX, Statistic, design_warning
 from seqclaims.core.values import Estimate
 from seqclaims.inputs.init_models import init_copy
 from seqclaims.inputs.models import folder_hash, load_model, resolve_folder
-from seqclaims.judging.init_baseline import mean_of_copies, paired_difference
+from seqclaims.judging.init_baseline import mean_of_copies, paired_difference, widened_by_copy_spread
 
 
 def test_a_copy_has_the_architecture_and_tokenizer_but_fresh_weights(tmp_path, monkeypatch):
@@ -144,3 +144,30 @@ def test_check_warns_about_p_value_only_and_uncontrolled_claims(tmp_path):
     assert any("p-values only" in w for w in warnings["p-only"])
     assert any("no criterion controls" in w for w in warnings["uncontrolled"])
     assert warnings["controlled"] == []
+
+
+def test_the_spread_between_networks_keeps_a_null_model_within_the_level():
+    """Networks whose statistic varies from one initialisation to the next far more than resampling sequences
+    shows: a model that is just another such network is excluded from 0 at about the interval's level once
+    the copies' spread widens the paired interval, and far more often without it."""
+    rng = np.random.default_rng(3)
+    level, k, trials = 0.95, 3, 2000
+    missed_widened = missed_paired = 0
+    for _ in range(trials):
+        networks = rng.normal(0, 1, k + 1)  # the model and its k copies: draws of one distribution
+        sequence_noise = rng.normal(0, 0.05, (k + 1, 400))
+        model = _estimate(networks[0], networks[0] + sequence_noise[0])
+        copies = [_estimate(v, v + noise) for v, noise in zip(networks[1:], sequence_noise[1:])]
+        paired = paired_difference(model, mean_of_copies(copies, level), level)
+        widened = widened_by_copy_spread(paired, copies, level)
+        missed_paired += not paired.ci_low <= 0 <= paired.ci_high
+        missed_widened += not widened.ci_low <= 0 <= widened.ci_high
+    assert missed_widened / trials <= (1 - level) + 2 * math.sqrt(0.05 * 0.95 / trials)
+    assert missed_paired / trials > 0.5
+
+
+def test_one_copy_says_the_spread_is_not_in_the_interval():
+    difference = paired_difference(Estimate(0.5, 0.4, 0.6, 30), Estimate(0.2, 0.1, 0.3, 30), 0.95)
+    kept = widened_by_copy_spread(difference, [Estimate(0.2, 0.1, 0.3, 30)], 0.95)
+    assert (kept.ci_low, kept.ci_high) == (difference.ci_low, difference.ci_high)
+    assert "not in the interval" in kept.detail["between_copies"]

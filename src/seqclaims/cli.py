@@ -322,7 +322,7 @@ def claim_template(family: Family, claim_id: str) -> str:
     lines.append(f"ci_level: 0.95{comment('ci_level')}")
     lines.append(f"seed: 0{comment('seed')}")
     lines.append(f"resamples: 1000{comment('resamples')}")
-    lines.append(f"init_seeds: 1{comment('init_seeds')}")
+    lines.append(f"init_seeds: 3{comment('init_seeds')}")
     return "\n".join(lines) + "\n"
 
 

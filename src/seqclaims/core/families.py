@@ -133,6 +133,9 @@ def design_warnings(claim: Claim, family: Family) -> list[str]:
         examples = ", ".join(f"{name}{MINUS_INIT_SUFFIX}" for name in family.init_statistics[:2])
         warnings.append(f"no criterion controls for what an untrained network or the sequence alone gives "
                         f"(initialisation, composition, token identity, a baseline); e.g. {examples}")
+    if claim.init_seeds < 2 and any(c.statistic.endswith(MINUS_INIT_SUFFIX) for c in claim.criteria):
+        warnings.append(f"decides on a {MINUS_INIT_SUFFIX} statistic with init_seeds {claim.init_seeds}: its interval "
+                        "leaves out how much random networks differ from one another; set init_seeds: 3")
     return warnings
 
 

@@ -13,6 +13,9 @@ claim's seed) and adds, for each key statistic s:
   head, unit or layer) is selected again on each copy's own train split, inside every resample, by the family.
   Where a family gives no resamples for a statistic, the interval is the normal approximation from the two
   intervals' half-widths (unpaired, wider when the two are positively correlated), and the detail says so.
+  Random networks differ from one another, and resampling sequences cannot see that: with several copies
+  the interval is widened by their spread (`widened_by_copy_spread`), so that a network that learned nothing
+  is supported no more often than the interval's level allows. The templates ask for three copies.
 """
 
 from __future__ import annotations
@@ -61,8 +64,36 @@ def init_statistics(claim: Claim, family: Family, context: Context, statistics: 
             out.update(_all_missing([name], "the randomly initialised copy did not produce it"))
             continue
         out[name + INIT_SUFFIX] = mean_of_copies(copies, level)
-        out[name + MINUS_INIT_SUFFIX] = paired_difference(statistics[name], out[name + INIT_SUFFIX], level)
+        difference = paired_difference(statistics[name], out[name + INIT_SUFFIX], level)
+        out[name + MINUS_INIT_SUFFIX] = widened_by_copy_spread(difference, copies, level)
     return out
+
+
+def widened_by_copy_spread(difference: Estimate, copies: list[Estimate], level: float) -> Estimate:
+    """The paired interval widened by how much randomly initialised networks differ from one another.
+
+    Resampling sequences holds the networks fixed; but were the model itself a network that learned nothing,
+    it would differ from the copies' mean as one random network differs from the mean of k others: a
+    spread sd * sqrt(1 + 1/k), sd the standard deviation of the k copies' estimates. Each bound is moved
+    out to the root of the sum of squares of its paired half-width and t(k - 1) * sd * sqrt(1 + 1/k)
+    (Student's t at the interval's level). With one copy the spread cannot be estimated: the interval is
+    the paired one, and the detail says that the spread between networks is not in it."""
+    if difference.is_missing:
+        return difference
+    k = len(copies)
+    if k < 2:
+        return replace(difference, detail={**difference.detail, "between_copies": "one copy: the spread between "
+                                           "random networks is not in the interval (init_seeds >= 3 puts it in)"})
+    from scipy.stats import t
+
+    sd = float(np.std([c.estimate for c in copies], ddof=1))
+    spread = float(t.ppf(0.5 + level / 2, k - 1)) * sd * math.sqrt(1 + 1 / k)
+    point = difference.estimate
+    low = point - math.hypot(point - difference.ci_low, spread)
+    high = point + math.hypot(difference.ci_high - point, spread)
+    return replace(difference, ci_low=low, ci_high=high,
+                   detail={**difference.detail, "between_copies": f"{k} copies, sd {sd:.4g}, t({k - 1}) spread "
+                           f"{spread:.4g} added in quadrature"})
 
 
 def mean_of_copies(copies: list[Estimate], level: float) -> Estimate:
