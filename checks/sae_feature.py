@@ -28,6 +28,25 @@ annotation). Each latent's code is scored against the annotation (`seqclaims.met
   "detects" AT-rich motif sites far above chance, but not above this.
 - auprc_over_composition: auprc / composition_auprc, inside every resample; above 1 the latent knows more
   than the composition of the annotation's window.
+- auprc_token_controlled: test-split AUPRC of the auprc latent's activation after removing what token
+  identity explains: each token's activation minus the train-split mean activation of the tokens with the
+  same identity (its token id, and the ids of the tokens at `token_offsets` from it; default [0], the token
+  alone), divided by their train-split standard deviation (0 where they all have one value), over the test
+  tokens whose identity has at least 2 train tokens, annotated and other ones (where the token decides the
+  annotation, no unit can know more than the token). Scaled, because a latent that reads a token varies with
+  context on that token and is near 0 on the others: centred alone, the upper half of its token would rank
+  first and look like a detector of any annotation that token carries. The latent is chosen by raw train
+  AUPRC, again in every resample, like auprc. A latent that only reads which token it sees (every A, say,
+  when the annotation is the A of ATG) falls to chance; a detector of the longer pattern keeps its AUPRC.
+  Where token identity decides the annotation itself (a k-mer token that holds the whole pattern) no
+  identity qualifies: the statistic is missing, and a note says why.
+- auprc_token_controlled_over_chance: auprc_token_controlled / the chance of its test tokens, inside every
+  resample.
+- token_identity_share: share of the auprc latent's activation variance that token identity explains,
+  1 - sum (a - m_identity)^2 / sum (a - mean a)^2 over the test tokens of such an identity, with
+  m_identity the train-split mean of the token's identity (out of sample, so that many rare identities do
+  not inflate it); percentile bootstrap over test sequences. At 0.5 or more a note flags the latent as
+  mostly a token-identity reader.
 - motif_cosine: MINTS's feature ranking, for comparison: the cosine across test sequences between the
   latent's per-sequence mean activation and the sequence's share of annotated tokens, both centred; the
   latent is `feature` or the one with the highest train cosine.
@@ -37,6 +56,13 @@ annotation). Each latent's code is scored against the annotation (`seqclaims.met
 The resampling unit is the sequence (windows cut from one sequence move together); n is the number of
 test sequences; min n 20. Selection on the train split and scoring on the test split keeps the
 best-of-d_sae maximum honest (no winner's curse in the reported AUPRC).
+
+Random-initialisation baseline: auprc, best_auprc and the ratios of the claim's latent (to chance, the
+k-mer, the composition detector; token-controlled) are key statistics, also computed on a randomly
+initialised copy of the model (`<name>_init`) and subtracted resample by resample (`<name>_minus_init`).
+The copy gets its own SAE, trained with the same settings on its own activations (the SAE cache is keyed
+by the activation entry, whose key holds the model folder's hash), and its latent is chosen on its own
+train split. The template decides on auprc_over_chance_minus_init.
 """
 
 from __future__ import annotations
@@ -150,6 +176,8 @@ FAMILY = Family(
                    "annotation": {"motif": "MA0108.3", "pvalue": 0.001, "align": "anchored"},
                    "sae": {"d_sae": 256, "k": 8, "lr": 0.002, "tokens": 200000, "epochs": 5, "batch_size": 1024,
                            "seed": 0}},
-        "criteria": [{"statistic": "auprc_over_chance", "op": ">=", "threshold": 10}],
+        # the latent's AUPRC over chance at least 3 above that of the best latent of an SAE trained the same way on a
+        # randomly initialised copy of the model (which reaches about 13x chance here by reading token identity)
+        "criteria": [{"statistic": "auprc_over_chance_minus_init", "op": ">=", "threshold": 3}],
     },
 )

@@ -181,3 +181,18 @@ def test_fit_estimates_match_direct_computation(trained):
         _, values, indices = sae.model(sae.normalise(x))
     fired = np.unique(indices.numpy()[values.numpy() > 0])
     assert fit["dead_fraction"].estimate == pytest.approx(1 - len(fired) / SMALL.d_sae)
+
+
+def test_a_randomly_initialised_copy_of_the_model_gets_its_own_sae():
+    """The SAE cache is keyed by the activation entry, whose key holds the model folder's hash: the copy that
+    `_minus_init` evaluates (same config, other weights, another folder) gets an SAE of its own, never the
+    model's."""
+    from seqclaims.inputs.cache import extract
+    from seqclaims.inputs.init_models import init_copy
+    from seqclaims.inputs.models import load_model
+
+    sequences, hook, spec = ["ACGTTATAAAAGGCATGCC" * 3] * 2, "layer.0.resid_post", SaeSpec()
+    keys = [extract(load_model(ref), sequences, [hook], dataset_hash="sae-init-test").key
+            for ref in ("planted", init_copy("planted", seed=3))]
+    assert keys[0] != keys[1]
+    assert sae_key(keys[0], hook, spec) != sae_key(keys[1], hook, spec)

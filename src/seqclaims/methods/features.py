@@ -24,6 +24,25 @@ Definitions:
   unit's per-sequence mean activation over scored tokens and the sequence's share of annotated
   tokens, both centred over sequences (uncentred, any two non-negative vectors have a large cosine).
   The unit is chosen by its train cosine and scored on the test split.
+- token identity: a token's identity class is its token id together with the ids of the tokens at
+  the claim's `token_offsets` from it (default [0]: the token alone). The token-controlled activation
+  of a unit is its activation minus the train-split mean of the token's class, over the class's
+  train-split standard deviation (scaled, because a unit's spread differs between tokens: see
+  `token_controlled`). `auprc_token_controlled` is its test AUPRC over the test tokens of a *mixed*
+  class: one with at least MIN_IDENTITY_TOKENS (2) train tokens, among them annotated and other ones
+  (in a class whose train tokens are all annotated, or none, the token decides the annotation and no
+  unit can know more than the token); the unit is the one `auprc` reports (chosen by raw train AUPRC,
+  again in every resample); its ratio to chance uses the chance of those tokens. A unit that only
+  reads which token it sees falls to chance; a detector of a longer pattern keeps what the token does
+  not say. `token_identity_share` is the share of the unit's activation variance that the
+  train-split class means explain on those test tokens (1 - residual / total sum of squares;
+  measured out of sample, so many rare classes, as with k-mer tokens, do not inflate it); at 0.5 or
+  more a note flags the unit as mostly a token-identity reader. Where identity decides the
+  annotation itself (a k-mer token holding the whole pattern) no class is mixed: the token-controlled
+  statistics are missing, and a note says why.
+
+Key statistics carry their bootstrap resamples (`Estimate.samples`): resample b is drawn from the
+claim's seeds, so the same claim on a randomly initialised copy of the model is paired with it.
 """
 
 from __future__ import annotations
@@ -59,6 +78,11 @@ Units = np.ndarray | sp.spmatrix  # (n_tokens, K) dense activations, or sparse n
 
 # units whose train AUPRC is re-ranked in every resample when the best unit is chosen again
 SELECTION_CANDIDATES = 8
+
+# token identity: the neighbours a claim may add, and the share of variance that makes a unit a token reader
+MAX_TOKEN_OFFSETS, MAX_TOKEN_OFFSET = 5, 8
+TOKEN_READER_SHARE = 0.5
+MIN_IDENTITY_TOKENS = 2  # train tokens an identity class needs for its mean and spread
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,6 +166,20 @@ class UnitParams(StrictModel):
         "as the annotation aligns (default: the annotated element's length: the motif's, the pattern's, 3 for codons, "
         "2 for donor/acceptor, 19 for hydrophobic_stretch, 8 for signal_like, 9 for cysteine_pair, "
         f"{DEFAULT_COMPOSITION_WINDOW} otherwise)")
+    token_offsets: list[int] = Field(
+        [0], min_length=1, max_length=MAX_TOKEN_OFFSETS, description="auprc_token_controlled: the token identity "
+        "removed is that of the token itself (offset 0) together with the tokens at these other offsets (e.g. "
+        f"[-1, 0, 1]: the token and its two neighbours); 0 must be among them, each within +-{MAX_TOKEN_OFFSET}")
+
+    @model_validator(mode="after")
+    def _offsets_include_the_token(self) -> "UnitParams":
+        if 0 not in self.token_offsets:
+            raise ValueError("token_offsets must include 0 (the token's own identity)")
+        if len(set(self.token_offsets)) != len(self.token_offsets):
+            raise ValueError("token_offsets lists an offset twice")
+        if any(abs(offset) > MAX_TOKEN_OFFSET for offset in self.token_offsets):
+            raise ValueError(f"token_offsets must lie within -{MAX_TOKEN_OFFSET}..{MAX_TOKEN_OFFSET}")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +294,8 @@ class TokenTable:
     row, position: (n,) dataset row and token index of each token; label: (n,) bool; test: (n,) bool
     (the row is in the test split); unit: (n,) int resampling unit (the sequence a row was cut from);
     baseline: (n,) score of the k-mer baseline (`consensus_scores`), or None; composition: (n,) score of
-    the composition detector (`composition_scores`), or None.
+    the composition detector (`composition_scores`), or None; identity: (n,) int token-identity class
+    (`token_identities`), or None.
     """
 
     row: np.ndarray
@@ -267,6 +306,7 @@ class TokenTable:
     n_rows: int
     baseline: np.ndarray | None = None
     composition: np.ndarray | None = None
+    identity: np.ndarray | None = None
 
     @classmethod
     def build(cls, dataset: Any, labels: np.ndarray, special_mask: np.ndarray,
@@ -306,35 +346,132 @@ def permute_labels(labels: np.ndarray, special_mask: np.ndarray, dataset: Any, r
 
 
 # ---------------------------------------------------------------------------------------------
+# Token identity: what the token itself (and its neighbours) explain of a unit
+
+
+def token_identities(input_ids: np.ndarray, table: TokenTable, token_offsets: Iterable[int]) -> np.ndarray:
+    """(n,) int identity class of every scored token of `table`: tokens share a class when their own token id
+    and the ids of the tokens at each of `token_offsets` from them (in the same row; special tokens count by
+    their id, a position off the row as -1) are all equal. input_ids: (n_seq, n_tok) the tokenizer's ids."""
+    ids = np.asarray(input_ids)
+    n_tok = ids.shape[1]
+    columns = []
+    for offset in token_offsets:
+        at = table.position + int(offset)
+        inside = (at >= 0) & (at < n_tok)
+        columns.append(np.where(inside, ids[table.row, np.clip(at, 0, n_tok - 1)], -1))
+    return np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)[1].ravel()
+
+
+def identity_moments(values: np.ndarray, identity: np.ndarray, fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every token, the mean and the standard deviation (ddof 1) of `values` over the `fit` tokens of its
+    identity class; both NaN for a class with fewer than MIN_IDENTITY_TOKENS of them. values, identity: (n,);
+    fit: (n,) bool. Returns two (n,) arrays."""
+    n_classes = int(identity.max()) + 1
+    counts = np.bincount(identity[fit], minlength=n_classes).astype(np.float64)
+    centre = float(values[fit].mean()) if fit.any() else 0.0  # sums of squares without cancellation
+    x = values[fit] - centre
+    sums = np.bincount(identity[fit], weights=x, minlength=n_classes)
+    squares = np.bincount(identity[fit], weights=x**2, minlength=n_classes)
+    fitted = counts >= MIN_IDENTITY_TOKENS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(fitted, sums / counts, np.nan)
+        variance = np.where(fitted, np.maximum(squares - counts * mean**2, 0.0) / (counts - 1), np.nan)
+    return (mean + centre)[identity], np.sqrt(variance)[identity]
+
+
+def token_controlled(values: np.ndarray, table: TokenTable) -> np.ndarray:
+    """(n,) a unit's activation with what token identity explains removed: each token's value minus the
+    train-split mean of its identity class, over that class's train-split standard deviation (0 where the
+    class's train tokens all have one value; NaN for a class with fewer than MIN_IDENTITY_TOKENS train tokens).
+    Scaled, because a unit's spread differs between tokens (a unit that reads A varies with context on A and is
+    about 0 elsewhere): mean-centred values of such a unit would rank the A tokens' upper half first, and an
+    annotation of some A tokens would look detected. values: (n,) at every scored token of `table`."""
+    mean, spread = identity_moments(values, table.identity, ~table.test)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(spread > 0, (values - mean) / spread, np.where(np.isnan(spread), np.nan, 0.0))
+
+
+def seen_test_tokens(table: TokenTable) -> np.ndarray:
+    """(n_test,) bool: the test tokens whose identity class has at least MIN_IDENTITY_TOKENS train tokens (those
+    whose class mean and spread are known)."""
+    counts = np.bincount(table.identity[~table.test], minlength=int(table.identity.max()) + 1)
+    return counts[table.identity[table.test]] >= MIN_IDENTITY_TOKENS
+
+
+def mixed_test_tokens(table: TokenTable) -> np.ndarray:
+    """(n_test,) bool: the `seen_test_tokens` whose identity class holds both annotated and other train tokens:
+    where a unit can know more than the token, because the token does not decide the annotation."""
+    n_classes = int(table.identity.max()) + 1
+    train = ~table.test
+    counts = np.bincount(table.identity[train], minlength=n_classes)
+    annotated = np.bincount(table.identity[train], weights=table.label[train], minlength=n_classes)
+    classes = table.identity[table.test]
+    return seen_test_tokens(table) & (annotated[classes] > 0) & (annotated[classes] < counts[classes])
+
+
+def identity_share(values: np.ndarray, identity_mean: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """(B,) share of the variance of `values` that token identity explains, measured on tokens not used to fit
+    it: 1 - sum w (x - m_identity)^2 / sum w (x - m)^2, with m_identity (`identity_mean`) the train-split mean of
+    the token's identity class and m the weighted mean of `values`; each token weighted by (B, n) `weights`
+    (None: once). It is 1 when identity fixes the value, about 0 (or below) when it says nothing, however many
+    classes there are (an in-sample share would grow with their number). NaN where the values do not vary."""
+    x, fitted = np.asarray(values, dtype=np.float64), np.asarray(identity_mean, dtype=np.float64)
+    x, fitted = x - x.mean(), fitted - x.mean()  # sums of squares without cancellation
+    w = np.ones((1, x.size)) if weights is None else np.asarray(weights, dtype=np.float64)
+    total_weight = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (w @ x) / total_weight
+        total = w @ x**2 - total_weight * mean**2
+        residual = w @ (x - fitted) ** 2
+        return np.where(total > 1e-12 * (w @ x**2), 1.0 - residual / total, np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
 # AUPRC of many units at once
 
 
 
 def unit_statistics(unit: str, chosen: str) -> dict:
     """The statistics the neuron and sae_feature families share; `unit` names what is scored ("channel",
-    "latent"), `chosen` how the motif_cosine unit is picked."""
+    "latent"), `chosen` how the motif_cosine unit is picked. The AUPRCs of the unit and its ratios are key
+    statistics (`init`: also computed on a randomly initialised copy of the model); the ratios to the
+    baselines and the token-identity statistics are controls."""
     return {
         "auprc": Statistic(f"test AUPRC of the named {unit}, else of the {unit} with the best train AUPRC; "
-                           "bootstrap over test sequences"),
+                           "bootstrap over test sequences", init=True),
         "best_auprc": Statistic(f"test AUPRC of the {unit} with the best train AUPRC; the choice is made again in "
                                 "every resample (train and test sequences each resampled within their split)",
-                                selection=True),
+                                selection=True, init=True),
         "chance": Statistic("expected AUPRC of a random ranking of the scored test tokens (the prevalence when "
                             "positives are many)"),
         "prevalence": Statistic("share of scored test tokens that are annotated"),
-        "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance"),
+        "auprc_over_chance": Statistic("auprc / chance, inside every resample; ceiling 1 / chance", init=True),
         "pattern_auprc": Statistic("test AUPRC of the k-mer baseline: a detector of the annotation's consensus "
                                    "(ATG; TAA, TAG, TGA; GT; AG) at the same base and alignment"),
         "auprc_over_pattern": Statistic(f"auprc / pattern_auprc, inside every resample: above 1, the {unit} knows "
-                                        "more than the k-mer"),
+                                        "more than the k-mer", init=True, control=True),
         "composition_auprc": Statistic("test AUPRC of the composition detector: the train-split share of annotated "
                                        "tokens among tokens whose window (params.composition_window) has the same "
                                        "base composition; the best a reader of composition alone can do"),
         "auprc_over_composition": Statistic(f"auprc / composition_auprc, inside every resample: above 1, the {unit} "
-                                            "knows more than the composition of the annotation's window"),
+                                            "knows more than the composition of the annotation's window", init=True,
+                                            control=True),
+        "auprc_token_controlled": Statistic(
+            f"test AUPRC of the auprc {unit}'s activation standardised within token identity (minus the train-split "
+            "mean, over the train-split standard deviation, of tokens with the same token id and ids at "
+            "params.token_offsets), over test tokens of an identity with 2 or more train tokens, annotated and "
+            "other ones: what the unit knows beyond which token it reads", init=True, control=True),
+        "auprc_token_controlled_over_chance": Statistic(
+            "auprc_token_controlled / the chance of its test tokens, inside every resample", init=True, control=True),
+        "token_identity_share": Statistic(
+            f"share of the auprc {unit}'s activation variance explained by token identity: 1 - residual / total "
+            "sum of squares on test tokens, identity means fitted on train; at 0.5 or more the unit is mostly a "
+            "token-identity reader", control=True),
         "motif_cosine": Statistic(f"centred cosine across test sequences of the {unit}'s mean activation with the "
                                   f"share of annotated tokens (MINTS's ranking); {chosen}"),
     }
+
 
 def random_auprc(positives: np.ndarray | float, total: np.ndarray | float) -> np.ndarray:
     """Expected AUPRC of a random ranking (no ties) of `total` items of which `positives` are annotated:
@@ -521,11 +658,14 @@ def score_units(blocks: Iterable[Units], table: TokenTable, names: list[str], *,
     cosine_unit = named if named is not None else _nan_argmax(survey.train_cosine)
     cosine = _motif_cosine(survey, table, cosine_unit, named is None, level=level, resamples=resamples,
                            seed=seed + 1, min_n=min_n)
+    share = _token_identity_share(survey.columns[reported], table, level=level, resamples=resamples, seed=seed + 4,
+                                  min_n=min_n)
     top = np.argsort(-np.nan_to_num(survey.train_auprc, nan=-1), kind="stable")[:5]
     detail = {"best_unit": names[best], "train_auprc_best": float(survey.train_auprc[best]),
               "train_top5": {names[i]: round(float(survey.train_auprc[i]), 4) for i in top},
               "n_units": int(survey.train_auprc.size)}
-    statistics = {key: _with_detail(value, detail) for key, value in {**auprc_stats, "motif_cosine": cosine}.items()}
+    statistics = {key: _with_detail(value, detail) for key, value in
+                  {**auprc_stats, "motif_cosine": cosine, "token_identity_share": share}.items()}
     used = {"best": best, **({"cosine": cosine_unit} if cosine_unit >= 0 else {}),
             **({"named": named} if named is not None else {})}
     ratio = statistics["auprc_over_chance"]
@@ -533,11 +673,28 @@ def score_units(blocks: Iterable[Units], table: TokenTable, names: list[str], *,
             f"test AUPRC {statistics['auprc'].estimate:.4f}, {ratio.estimate:.1f}x chance "
             f"[{ratio.ci_low:.1f}, {ratio.ci_high:.1f}], {ratio.detail['n_test_annotated']} annotated of "
             f"{ratio.detail['n_test_tokens']} test tokens")
-    return Scored(statistics, used, survey.columns, [note])
+    return Scored(statistics, used, survey.columns, [note, *_token_reader_note(names[reported], statistics)])
+
+
+def _token_reader_note(name: str, statistics: dict[str, Estimate]) -> list[str]:
+    """Notes flagging the reported unit as mostly a token-identity reader (token_identity_share >= 0.5), and an
+    annotation that token identity alone decides."""
+    share, controlled = statistics["token_identity_share"], statistics["auprc_token_controlled_over_chance"]
+    notes = []
+    if not share.is_missing and share.estimate >= TOKEN_READER_SHARE:
+        without = "" if controlled.is_missing else \
+            (f"; without it the unit is {controlled.estimate:.1f}x chance [{controlled.ci_low:.1f}, "
+             f"{controlled.ci_high:.1f}] (auprc_token_controlled_over_chance)")
+        notes.append(f"{name} is mostly a token-identity reader: token identity explains {share.estimate:.0%} "
+                     f"[{share.ci_low:.0%}, {share.ci_high:.0%}] of its activation variance{without}")
+    if controlled.reason == IDENTITY_DECIDES:
+        notes.append(f"auprc_token_controlled is undefined: {IDENTITY_DECIDES}")
+    return notes
 
 
 _STATISTIC_NAMES = ("auprc", "best_auprc", "chance", "prevalence", "auprc_over_chance", "pattern_auprc",
-                    "auprc_over_pattern", "composition_auprc", "auprc_over_composition", "motif_cosine")
+                    "auprc_over_pattern", "composition_auprc", "auprc_over_composition", "auprc_token_controlled",
+                    "auprc_token_controlled_over_chance", "token_identity_share", "motif_cosine")
 
 
 def _thin_evidence(table: TokenTable) -> str | None:
@@ -562,14 +719,23 @@ def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: n
     AUPRC on the resampled train sequences, scored on the resampled test sequences, each split resampled by
     sequence within itself. The candidates are the SELECTION_CANDIDATES best units on the whole train split (a
     unit outside them has a train AUPRC too far below to win a resample). Ratios to chance and to the
-    baselines are taken inside every test resample. named: the unit `auprc` reports, else the chosen one."""
+    baselines are taken inside every test resample; the token-controlled AUPRC is that of the same unit's
+    `token_controlled` activation over the `mixed_test_tokens`. named: the unit `auprc` reports, else the chosen
+    one. Every key statistic carries its (B,) resamples (`Estimate.samples`)."""
     test, train = table.test, ~table.test
     labels, train_labels = table.label[test], table.label[train]
     unit_ids, unit_of_token = np.unique(table.unit[test], return_inverse=True)
     train_ids, unit_of_train_token = np.unique(table.unit[train], return_inverse=True)
     test_scores = [columns[unit][test] for unit in candidates]
     train_scores = [columns[unit][train] for unit in candidates]
-    named_scores = None if named is None else columns[named][test]
+    mixed = None if table.identity is None else mixed_test_tokens(table)
+    mixed_labels = None if mixed is None else labels[mixed]
+    control_problem = _control_problem(table, mixed_labels)
+    if control_problem:
+        mixed = None  # the token-controlled statistics are missing: nothing to score
+    controlled_scores = [_controlled_test_scores(columns[unit], table, mixed) for unit in candidates]
+    named_scores = None if named is None else \
+        (columns[named][test], _controlled_test_scores(columns[named], table, mixed))
     baseline = None if table.baseline is None else table.baseline[test]
     composition = None if table.composition is None else table.composition[test]
 
@@ -583,33 +749,45 @@ def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: n
             auprc_weighted(composition, labels, weights)
         return np.stack([chance, 1.0 / chance, pattern_ap, positives / total, composition_ap], axis=1)
 
-    def against(ap: np.ndarray, refs: np.ndarray) -> np.ndarray:
-        """(B, 4): AUPRC and its ratios to chance, to the k-mer baseline and to the composition detector."""
-        return np.stack([ap, ap / refs[:, 0], ap / refs[:, 2], ap / refs[:, 4]], axis=1)
+    def against(scores: np.ndarray, controlled: np.ndarray | None, weights: np.ndarray | None,
+                refs: np.ndarray) -> np.ndarray:
+        """(B, 6): a unit's AUPRC, its ratios to chance, to the k-mer baseline and to the composition detector,
+        its token-controlled AUPRC on the test tokens of a mixed identity (`mixed_test_tokens`), and that one's
+        ratio to the chance of those tokens."""
+        ap = auprc_weighted(scores, labels, weights)
+        if controlled is None:
+            controlled_ap = controlled_chance = np.full_like(ap, np.nan)
+        else:
+            mixed_weights = None if weights is None else weights[:, mixed]
+            w = np.ones((1, mixed_labels.size)) if weights is None else mixed_weights
+            controlled_ap = auprc_weighted(controlled, mixed_labels, mixed_weights)
+            controlled_chance = random_auprc(w @ mixed_labels.astype(np.float64), w.sum(axis=1))
+        return np.stack([ap, ap / refs[:, 0], ap / refs[:, 2], ap / refs[:, 4], controlled_ap,
+                         controlled_ap / controlled_chance], axis=1)
 
     def test_weights(counts: np.ndarray | None) -> np.ndarray | None:
         return None if counts is None else expand_to_items(counts, unit_of_token)
 
     def references_and_named(counts: np.ndarray | None) -> np.ndarray:
-        """(B, 5 or 9): the references, then the named unit against them."""
+        """(B, 5 or 11): the references, then the named unit against them."""
         weights = test_weights(counts)
         refs = references(weights)
         if named_scores is None:
             return refs
-        return np.concatenate([refs, against(auprc_weighted(named_scores, labels, weights), refs)], axis=1)
+        return np.concatenate([refs, against(*named_scores, weights, refs)], axis=1)
 
     def train_auprc(counts: np.ndarray | None) -> np.ndarray:
         weights = None if counts is None else expand_to_items(counts, unit_of_train_token)
         return np.stack([auprc_weighted(s, train_labels, weights) for s in train_scores], axis=1)
 
     def candidate_statistics(counts: np.ndarray | None) -> np.ndarray:
-        """(B, K, 4): every candidate's test AUPRC against the references."""
+        """(B, K, 6): every candidate's test statistics against the references."""
         weights = test_weights(counts)
         refs = references(weights)
-        return np.stack([against(auprc_weighted(s, labels, weights), refs) for s in test_scores], axis=1)
+        return np.stack([against(s, c, weights, refs) for s, c in zip(test_scores, controlled_scores)], axis=1)
 
     fixed = bootstrap(references_and_named, unit_ids.size, n_resamples=resamples, seed=seed, level=level, chunk_size=32)
-    # seed + 1 and seed + 2 are taken by the motif cosine and the SAE fit statistics
+    # seed + 1 and seed + 2 are taken by the motif cosine and the SAE fit statistics, seed + 4 by token_identity_share
     best = select_and_score(train_auprc, candidate_statistics, train_ids.size, unit_ids.size, seeds=(seed + 3, seed),
                             n_resamples=resamples, level=level, chunk_size=32)
     n = int(unit_ids.size)
@@ -617,23 +795,106 @@ def _test_auprc(columns: dict[int, np.ndarray], table: TokenTable, candidates: n
 
     def estimate(interval, i: int) -> Estimate:
         return Estimate(float(interval.estimate[i]), float(interval.low[i]), float(interval.high[i]), n, min_n=min_n,
-                        detail=counts)
+                        detail=counts, samples=interval.samples[:, i])
 
     chance, inverse_chance, pattern, prevalence, composition_ap = (estimate(fixed, i) for i in range(5))
-    reported = [estimate(best, i) if named is None else estimate(fixed, 5 + i) for i in range(4)]
+    reported = [estimate(best, i) if named is None else estimate(fixed, 5 + i) for i in range(6)]
     top = Ceiling(inverse_chance.estimate, inverse_chance.ci_low, inverse_chance.ci_high)
+    identity_detail = _identity_detail(table)
     stats = {"auprc": reported[0], "best_auprc": estimate(best, 0), "chance": chance,
              "auprc_over_chance": replace(reported[1], ceiling=top, effect_size=reported[1].estimate),
              "pattern_auprc": pattern, "auprc_over_pattern": replace(reported[2], effect_size=reported[2].estimate),
              "prevalence": prevalence, "composition_auprc": composition_ap,
-             "auprc_over_composition": replace(reported[3], effect_size=reported[3].estimate)}
+             "auprc_over_composition": replace(reported[3], effect_size=reported[3].estimate),
+             "auprc_token_controlled": _with_detail(reported[4], identity_detail),
+             "auprc_token_controlled_over_chance": _with_detail(
+                 replace(reported[5], effect_size=reported[5].estimate), identity_detail)}
     if composition is None:
         reason = "no composition detector (the annotation has no window)"
         stats.update(composition_auprc=Estimate.missing(reason, n), auprc_over_composition=Estimate.missing(reason, n))
     if baseline is None:
         reason = "no k-mer baseline: only start_codon, stop_codon, donor and acceptor annotations have a consensus"
         stats.update(pattern_auprc=Estimate.missing(reason, n), auprc_over_pattern=Estimate.missing(reason, n))
+    if control_problem:
+        stats.update({name: Estimate.missing(control_problem, n) for name in
+                      ("auprc_token_controlled", "auprc_token_controlled_over_chance")})
     return stats
+
+
+NO_IDENTITIES = "no token identities (the scored tokens carry no token ids)"
+
+
+IDENTITY_DECIDES = ("no token identity has both annotated and other train tokens: token identity decides the "
+                    "annotation, and nothing is left for a unit to know beyond the token")
+
+
+def _control_problem(table: TokenTable, seen_labels: np.ndarray | None) -> str | None:
+    """Why the token-controlled statistics cannot be computed, or None."""
+    if seen_labels is None:
+        return NO_IDENTITIES
+    if seen_labels.size == 0:
+        return IDENTITY_DECIDES
+    positives = int(seen_labels.sum())
+    if positives < MIN_TEST_POSITIVES:
+        return (f"{positives} annotated test tokens have a token identity with both annotated and other train "
+                f"tokens (fewer than {MIN_TEST_POSITIVES})")
+    if positives == seen_labels.size:
+        return "every test token of a mixed token identity is annotated"
+    return None
+
+
+def _controlled_test_scores(values: np.ndarray, table: TokenTable, seen: np.ndarray | None) -> np.ndarray | None:
+    """(n_mixed,) the unit's `token_controlled` activation at the test tokens of a mixed identity; None without
+    token identities."""
+    return None if seen is None else token_controlled(values, table)[table.test][seen]
+
+
+def _identity_detail(table: TokenTable) -> dict[str, Any]:
+    """How many identity classes the train split has, how many test tokens the token-controlled statistics score
+    (`mixed_test_tokens`), and `annotation_identity_share`."""
+    if table.identity is None:
+        return {}
+    mixed = mixed_test_tokens(table)
+    return {"n_identities_train": int(np.unique(table.identity[~table.test]).size),
+            "n_test_tokens_mixed_identity": int(mixed.sum()),
+            "n_test_annotated_mixed_identity": int(table.label[table.test][mixed].sum()),
+            "annotation_identity_share": float(annotation_identity_share(table))}
+
+
+def annotation_identity_share(table: TokenTable) -> float:
+    """`identity_share` of the annotation itself (0/1) on the `seen_test_tokens`: at 1 the annotation is a
+    function of token identity (a k-mer token that holds the whole annotated pattern). NaN when no test token
+    qualifies."""
+    seen = seen_test_tokens(table)
+    if not seen.any():
+        return float("nan")
+    labels = table.label.astype(np.float64)
+    fitted = identity_moments(labels, table.identity, ~table.test)[0]
+    return float(identity_share(labels[table.test][seen], fitted[table.test][seen])[0])
+
+
+def _token_identity_share(values: np.ndarray, table: TokenTable, *, level: float, resamples: int, seed: int,
+                          min_n: int) -> Estimate:
+    """`identity_share` of a unit: identity means fitted on the train split, the share measured on the test
+    `seen_test_tokens`; percentile bootstrap over test sequences."""
+    n = int(np.unique(table.unit[table.test]).size)
+    if table.identity is None:
+        return Estimate.missing(NO_IDENTITIES, n)
+    seen = seen_test_tokens(table)
+    if not seen.any():
+        return Estimate.missing("no test token has a token identity the train split holds", n)
+    x = values[table.test][seen]
+    fitted = identity_moments(values, table.identity, ~table.test)[0][table.test][seen]
+    unit_ids, unit_of_token = np.unique(table.unit[table.test][seen], return_inverse=True)
+
+    def statistic(counts: np.ndarray | None) -> np.ndarray:
+        return identity_share(x, fitted, None if counts is None else expand_to_items(counts, unit_of_token))
+
+    interval = bootstrap(statistic, unit_ids.size, n_resamples=resamples, seed=seed, level=level)
+    detail = {"n_test_tokens_seen_identity": int(x.size),
+              "n_identities_train": int(np.unique(table.identity[~table.test]).size)}
+    return Estimate(float(interval.estimate), float(interval.low), float(interval.high), int(unit_ids.size),
+                    min_n=min_n, detail=detail)
 
 
 def _motif_cosine(survey: Survey, table: TokenTable, unit: int, selected: bool, *, level: float, resamples: int,
@@ -808,6 +1069,7 @@ def label_tokens(claim: Any, dataset: Any, activations: Any, annotation: Annotat
     baseline = consensus_scores(dataset, offsets, annotation)
     table = TokenTable.build(dataset, labels, special_mask, baseline)
     table.composition = composition_scores(dataset, offsets, table, annotation, claim.params.composition_window)
+    table.identity = token_identities(activations["tokens.input_ids"], table, claim.params.token_offsets)
     return LabelledTokens(table, offsets, marks)
 
 
