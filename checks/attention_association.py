@@ -27,6 +27,11 @@ Definitions (per head, K heads tested):
 - `compare_to: <model>` (e.g. `organism@step0`, the initialisation): association_minus_compared (named head,
   paired bootstrap over the same windows), max_association_minus_compared (each model's own selection on
   train, scored on test, paired) and share_associated_minus_compared.
+- Randomisation baseline: association and max_association are key statistics; association_init,
+  max_association_init and their _minus_init differences (`judging.init_baseline`) compare them with
+  `init_seeds` randomly initialised copies of the model, paired over the same window resamples (each copy's
+  selection made on its own train split). The template decides on max_association_minus_init; `compare_to` stays for a
+  comparison with a particular checkpoint (e.g. an early pre-training step).
 Minimum n: 20 windows.
 """
 
@@ -101,7 +106,6 @@ class Association(att.HeadCorrelation):
         observed, null = self.null(np.arange(len(lengths)), "permutation")
         with np.errstate(invalid="ignore", divide="ignore"):
             self.z = (observed - np.nanmean(null, axis=0)) / np.nanstd(null, axis=0)
-        self.samples = att.pearson_from_sums(att.weighted_sums(self.moments, self.counts))  # (B, K)
         self.selected = att.select_head(self.moments, att.pearson_from_sums, self.train, self.test, claim, context,
                                         units="windows", statistic="association")
         self.share = float(np.mean(self.p < ALPHA))
@@ -120,7 +124,7 @@ class Association(att.HeadCorrelation):
         p_detail = {**where, "p_uncorrected": float(self.p_raw[k]), "correction": self.correction,
                     "permutations": self.n_permutations, "n_heads_tested": len(self.heads)}
         return {"association": self.estimate(self.r[k], self.low[k], self.high[k], self.n_sequences,
-                                             p=float(self.p[k]), detail=p_detail),
+                                             p=float(self.p[k]), samples=self.samples[:, k], detail=p_detail),
                 "association_p": Estimate.pvalue(float(self.p[k]), self.n_sequences, min_n=MIN_SEQUENCES, detail=p_detail),
                 "association_z": self.estimate(self.z[k], self.z[k], self.z[k], self.n_sequences, detail=where)}
 
@@ -133,7 +137,8 @@ class Association(att.HeadCorrelation):
         detail = {**att.selection_detail(self.heads, chosen, len(self.train), len(self.test)),
                   "correction": self.correction}
         return {"max_association": self.estimate(chosen.estimate, chosen.low, chosen.high, len(self.test),
-                                                 p=float(p_test[chosen.index]), detail=detail),
+                                                 p=float(p_test[chosen.index]), samples=chosen.samples,
+                                                 detail=detail),
                 "max_association_p": Estimate.pvalue(float(p_test[chosen.index]), len(self.test),
                                                      min_n=MIN_SEQUENCES, detail=detail)}
 
@@ -219,22 +224,22 @@ FAMILY = Family(
             "annotation tracks permuted between windows, corrected over heads; trained minus another model",
     params=AssociationParams,
     statistics={
-        "association": Statistic("Spearman association of the named head, all windows"),
+        "association": Statistic("Spearman association of the named head, all windows", init=True),
         "association_p": Statistic("its permutation p-value corrected over heads", kind="pvalue"),
         "association_z": Statistic("its z-score against the permutation null"),
-        "max_association": Statistic("the head selected on train, scored on test", selection=True),
+        "max_association": Statistic("the head selected on train, scored on test", selection=True, init=True),
         "max_association_p": Statistic("that head's corrected test-split p-value", kind="pvalue", selection=True),
         "share_associated": Statistic("share of tested heads with corrected p < 0.05"),
-        "association_minus_compared": Statistic("named head: this model minus compare_to, paired"),
-        "max_association_minus_compared": Statistic("max_association minus compare_to's, paired"),
-        "share_associated_minus_compared": Statistic("share_associated minus compare_to's"),
+        "association_minus_compared": Statistic("named head: this model minus compare_to, paired", control=True),
+        "max_association_minus_compared": Statistic("max_association minus compare_to's, paired", control=True),
+        "share_associated_minus_compared": Statistic("share_associated minus compare_to's", control=True),
     },
     evaluate=evaluate,
     min_n=MIN_SEQUENCES,
     example={
         "model": "organism",
         "data": {"dataset": "splice_donors", "n": 400},
-        "params": {"annotation": {"track": "donor"}, "compare_to": "organism@step0"},
-        "criteria": [{"statistic": "max_association_minus_compared", "op": ">", "threshold": 0.0}],
+        "params": {"annotation": {"track": "donor"}},
+        "criteria": [{"statistic": "max_association_minus_init", "op": ">", "threshold": 0.0}],
     },
 )

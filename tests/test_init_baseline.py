@@ -137,13 +137,18 @@ def test_check_warns_about_p_value_only_and_uncontrolled_claims(tmp_path):
     controlled = claim_files.write_claim(tmp_path, "controlled", check="neuron", data=claim_files.SMALL,
                                          params={"layer": 1, "annotation": ATG},
                                          criteria=[{"statistic": "auprc" + MINUS_INIT_SUFFIX, "op": ">=",
-                                                    "threshold": 0.2}])
+                                                    "threshold": 0.2}], init_seeds=3)
+    one_copy = claim_files.write_claim(tmp_path, "one-copy", check="neuron", data=claim_files.SMALL,
+                                       params={"layer": 1, "annotation": ATG},
+                                       criteria=[{"statistic": "auprc" + MINUS_INIT_SUFFIX, "op": ">=",
+                                                  "threshold": 0.2}])
     warnings = {path.stem: design_warnings(load_claim(path, families), families.get(load_claim(path, families).check,
                                                                                      path))
-                for path in (p_only, uncontrolled, controlled)}
+                for path in (p_only, uncontrolled, controlled, one_copy)}
     assert any("p-values only" in w for w in warnings["p-only"])
     assert any("no criterion controls" in w for w in warnings["uncontrolled"])
     assert warnings["controlled"] == []
+    assert any("init_seeds: 3" in w for w in warnings["one-copy"])
 
 
 def test_the_spread_between_networks_keeps_a_null_model_within_the_level():

@@ -324,7 +324,8 @@ class HeadCorrelation:
     """Pooled r of every tested head's key-score track with one track per sequence (a motif score, an
     annotation): point estimates with sequence-bootstrap intervals, one-sided permutation p-values
     (tracks swapped between sequences of equal length) corrected over the heads, and the train/test split
-    a selection uses. tracks: PairedTracks of the K heads; lengths: (n_seq,) characters; split: (n_seq,)."""
+    a selection uses. tracks: PairedTracks of the K heads; lengths: (n_seq,) characters; split: (n_seq,).
+    samples: (B, K) r of each bootstrap resample (the `Estimate.samples` of a key statistic)."""
 
     def __init__(self, claim, context, tracks: PairedTracks, lengths, split, heads, named):
         self.claim, self.context, self.tracks = claim, context, tracks
@@ -338,16 +339,23 @@ class HeadCorrelation:
         self.n_permutations = claim.params.permutations or max(999, 20 * len(heads))
         self.smallest_p = min(1.0, len(heads) / (self.n_permutations + 1))
         self.counts = split_counts(len(lengths), claim.resamples, context.seed_for("bootstrap"))
-        self.r, self.low, self.high = self.interval(self.moments, self.counts)
+        self.r, self.low, self.high, self.samples = self.resampled(self.moments, self.counts)
         self.p_raw = self.pvalues(np.arange(len(lengths)), "permutation")
         self.p = correct_pvalues(self.p_raw, self.correction)
 
     def interval(self, moments, counts, finish=pearson_from_sums):
         """Point estimate and percentile interval, (K,) each, over the given bootstrap counts."""
 
+        return self.resampled(moments, counts, finish)[:3]
+
+    def resampled(self, moments, counts, finish=pearson_from_sums):
+        """Point estimate, percentile interval ((K,) each) and the (B, K) resampled values behind the interval
+        (resample b is the same sequences in every run that draws `counts` from the same seed)."""
+
         point = finish(weighted_sums(moments, None))[0]
-        low, high = percentile_interval(finish(weighted_sums(moments, counts)), self.claim.ci_level)
-        return point, np.atleast_1d(low), np.atleast_1d(high)
+        samples = finish(weighted_sums(moments, counts))
+        low, high = percentile_interval(samples, self.claim.ci_level)
+        return point, np.atleast_1d(low), np.atleast_1d(high), samples
 
     def null(self, rows, purpose: str) -> tuple[np.ndarray, np.ndarray]:
         """(K,) observed r on the sequences `rows` and (M, K) r with tracks permuted between them."""

@@ -11,7 +11,9 @@ specificity from composition:
   covariates that ``partial_moments`` regresses out of a head's correlation with the motif.
 - ``partial_moments`` / ``partial_from_sums``: the partial correlation of key score and motif score
   given the composition, from per-sequence sums, so that bootstrap resamples and the selection of a
-  head on the train split are matrix products, exactly as for r.
+  head on the train split are matrix products, exactly as for r. ``explained_share_from_sums``: from the
+  same sums, the share of the key score's variance the covariates explain (R^2; the token-identity share
+  of `token_controls` uses it with token one-hots as covariates).
 - ``shuffled_motifs``: the motif with its columns permuted (the same base preferences, hence the same
   expected composition of a high-scoring window, but not the motif); ``shuffled_moments`` /
   ``minus_shuffled_from_sums``: r with the motif minus a high quantile of r with the shuffles.
@@ -199,13 +201,42 @@ def partial_from_sums(sums: np.ndarray) -> np.ndarray:
     mean = sums[..., 1:p + 1] / n[..., None]
     cov = sums[..., p + 1:].reshape(*sums.shape[:-1], p, p) / n[..., None, None] - mean[..., :, None] * mean[..., None, :]
     head, cross, rest = cov[..., :2, :2], cov[..., :2, 2:], cov[..., 2:, 2:]
-    residual = head - cross @ np.linalg.pinv(rest, hermitian=True) @ np.swapaxes(cross, -1, -2)
+    residual = head - cross @ covariate_pinv(rest) @ np.swapaxes(cross, -1, -2)
     var_x, var_y, cov_xy = residual[..., 0, 0], residual[..., 1, 1], residual[..., 0, 1]
     floor = 1e-9 * np.maximum(head[..., 0, 0], 1e-300), 1e-9 * np.maximum(head[..., 1, 1], 1e-300)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov_xy / np.sqrt(var_x * var_y)
     r = np.where(var_x <= floor[0], 0.0, np.clip(r, -1.0, 1.0))
     return np.where((var_y <= floor[1]) | (n < p + 2) | (head[..., 0, 0] <= 0), np.nan, r)
+
+
+def covariate_pinv(rest: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of (..., q, q) covariance blocks of the covariates. When the blocks of all candidates
+    (axis -3: the heads or units of `partial_moments`, which share their covariates) agree, it is computed
+    once and shared, which makes a resample's cost that of one inversion instead of one per candidate."""
+    if rest.ndim >= 3 and rest.shape[-3] > 1:
+        first = rest[..., :1, :, :]
+        scale = float(np.nanmax(np.abs(first))) if first.size else 0.0
+        if np.allclose(rest, first, rtol=1e-10, atol=1e-12 * scale):
+            return np.broadcast_to(np.linalg.pinv(first, hermitian=True), rest.shape)
+    return np.linalg.pinv(rest, hermitian=True)
+
+
+def explained_share_from_sums(sums: np.ndarray) -> np.ndarray:
+    """R^2 of the least-squares regression of v_0 on v_2.. (v_1 left out) from summed (..., 1 + p + p*p)
+    moments in the layout of `partial_moments`: 1 - residual variance of v_0 / its variance, in [0, 1].
+    NaN where v_0 does not vary or there are too few tokens."""
+    size = sums.shape[-1]
+    p = int((np.sqrt(4 * size - 3) - 1) / 2)
+    n = sums[..., 0]
+    mean = sums[..., 1:p + 1] / n[..., None]
+    cov = sums[..., p + 1:].reshape(*sums.shape[:-1], p, p) / n[..., None, None] - mean[..., :, None] * mean[..., None, :]
+    var_x, cross, rest = cov[..., 0, 0], cov[..., 0, 2:], cov[..., 2:, 2:]
+    explained = np.einsum("...i,...ij,...j->...", cross, covariate_pinv(rest), cross)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.clip(explained / var_x, 0.0, 1.0)
+    second_moment = sums[..., p + 1] / n
+    return np.where((var_x <= 1e-12 * np.maximum(second_moment, 1e-300)) | (n < p + 1), np.nan, share)
 
 
 # ---------------------------------------------------------------------------------------------
