@@ -38,7 +38,7 @@ def judged(families, folder: Path, copies: int):
     results = []
     for name in FAMILIES:
         family = families.families[name]
-        path = template_claim(family, folder / f"{name}-{copies}", "planted", 0, model="planted", data=DATA,
+        path = template_claim(family, folder / f"{name}-{copies}", "planted", 0, data=DATA,
                               init_seeds=copies)
         results.append(judge(load_claim(path, families), family, use_store=False))
     return results

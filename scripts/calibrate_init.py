@@ -33,7 +33,7 @@ ALPHA = 0.025
 # the template's 1,000 keep a replicate to minutes; the interval's level is the same
 OVERRIDES = {"ov_alignment": {"resamples": 200}}
 FAMILIES = ("qk_motif", "attention_enrichment", "attention_association", "head_ablation", "ov_alignment",
-            "neuron", "sae_feature", "probe")
+            "neuron", "sae_feature", "activation_patching", "probe")
 
 
 def summary(rows: list[dict]) -> dict:

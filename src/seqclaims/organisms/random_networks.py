@@ -28,7 +28,7 @@ def random_network(folder: Path, seed: int) -> Path:
     return Path(folder)
 
 
-def template_claim(family: Family, folder: Path, model: Path, seed: int, **overrides) -> Path:
+def template_claim(family: Family, folder: Path, model: Path | str, seed: int, **overrides) -> Path:
     """The family's template as a claim file in `folder/claims/null/`, on `model`, with the claim seed `seed`
     (so each claim's initialised copies differ too). A token-logit metric a single-nucleotide vocabulary
     lacks becomes the probe metric. `overrides` replace top-level keys (data, params, criteria)."""
@@ -37,7 +37,8 @@ def template_claim(family: Family, folder: Path, model: Path, seed: int, **overr
     if params.get("metric", {}).get("kind") == "token_logit":
         params["metric"] = {"kind": "probe", "probe_layer": 1}
     content = {"id": f"{family.name.replace('_', '-')}-template", "title": "a template on a random network",
-               "statement": "the template's hypothesis", "expect": "refuted", "model": {"path": str(model)},
+               "statement": "the template's hypothesis", "expect": "refuted",
+               "model": model if isinstance(model, str) else {"path": str(model)},  # an embedded name, or a folder
                "data": example["data"], "check": family.name, "params": params, "criteria": example["criteria"],
                "seed": seed, "init_seeds": TEMPLATE_INIT_SEEDS,
                **({"correction": "holm"} if family.name in CORRECTED else {}), **overrides}
