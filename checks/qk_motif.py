@@ -594,6 +594,12 @@ def reachability(criterion, low: float, high: float) -> str:
     return f"{where} is reachable by an ideal detector"
 
 
+def _selected_control(name: str) -> Statistic:
+    """The max_ statistic of a control: its value for the head selected on train by it, scored on test."""
+    return Statistic(f"{name} of the head with the largest one on the train split, scored on the test split; "
+                     "selection redone in every resample", selection=True, init=True, control=True)
+
+
 FAMILY = Family(
     name="qk_motif",
     whole_sequences=True,
@@ -613,21 +619,15 @@ FAMILY = Family(
         "r_partial_composition": Statistic("partial r of the named head given the composition (params.composition) "
                                            "of the motif window each token is credited with; ceiling: the ideal "
                                            "detector's", init=True, control=True),
-        "max_r_partial_composition": Statistic("r_partial_composition of the head with the largest one on the train "
-                                               "split, scored on the test split; selection redone in every resample",
-                                               selection=True, init=True, control=True),
+        "max_r_partial_composition": _selected_control("r_partial_composition"),
         "r_minus_shuffled": Statistic("r of the named head minus the shuffled_quantile of its r with column-permuted "
                                       "copies of the matrix (same base preferences); above 0: motif-specific",
                                       init=True, control=True),
-        "max_r_minus_shuffled": Statistic("r_minus_shuffled of the head with the largest one on the train split, "
-                                          "scored on the test split; selection redone in every resample",
-                                          selection=True, init=True, control=True),
+        "max_r_minus_shuffled": _selected_control("r_minus_shuffled"),
         "r_token_controlled": Statistic("partial r of the named head given the one-hot identities of the tokens at "
                                         "params.token_offsets from the key (default the key token), centred within "
                                         "sequences; ceiling: the ideal detector's", init=True, control=True),
-        "max_r_token_controlled": Statistic("r_token_controlled of the head with the largest one on the train split, "
-                                            "scored on the test split; selection redone in every resample",
-                                            selection=True, init=True, control=True),
+        "max_r_token_controlled": _selected_control("r_token_controlled"),
         "token_identity_share": Statistic("R^2 of the named head's sequence-centred key score on the one-hot identity "
                                           "of the key token; per head in the detail; >= 0.5 is flagged in the notes"),
         "matrix_similarity": Statistic("information-weighted Pearson r of the 4 x L matrix recovered by a ridge "
